@@ -1,0 +1,29 @@
+//! The mesh itself: a sidecar proxy (HTTP/1.1 and HTTP/2 both ways, on hyper), a service registry and
+//! load balancing. This crate is the code under test; it is **not** a simulator and never imports one.
+//!
+//! It reaches the network only through the [`net::Network`] boundary: [`net::TokioNet`] is the real
+//! implementation on `tokio::net`; the `sim` crate provides a simulated one. Time is tokio time (the
+//! simulator drives it) and nothing here draws randomness, so the same code is deterministic under
+//! the simulator and real on sockets.
+//!
+//! # Layout
+//! - [`net`]: the IO boundary (bind/accept, connect, spawn) and its tokio implementation.
+//! - [`registry`]: services and their endpoints (static for now; the control plane will push versions).
+//! - [`balance`]: endpoint selection (round robin for now; the policies issue adds P2C, EWMA, hashing).
+//! - [`proxy`]: the sidecar: outbound routing by service name, inbound forwarding to the local app,
+//!   hop-by-hop header handling, upstream failures mapped to 502/503/504.
+//! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
+//! - [`body`]: the one body type every leg uses.
+//!
+//! # Library choices
+//! hyper 1.x for HTTP (the de-facto Rust HTTP implementation, used by linkerd2-proxy) and hyper-util's
+//! pooled client for connection pooling and HTTP/2 multiplexing, over a connector of our own so the
+//! network stays behind the boundary (hyper-util's default connector resolves DNS on a blocking pool).
+#![forbid(unsafe_code)]
+
+pub mod balance;
+pub mod body;
+pub mod hop;
+pub mod net;
+pub mod proxy;
+pub mod registry;

@@ -1,0 +1,61 @@
+//! Why the proxy answered a request itself, and with which status.
+//!
+//! The mapping follows Envoy where the meshes agree: no endpoints and failed connects are
+//! `503 Service Unavailable` (Envoy's `UH`/`UF`), an upstream that resets or speaks broken HTTP is
+//! `502 Bad Gateway` (as nginx and Linkerd answer), and an upstream that does not answer in time is
+//! `504 Gateway Timeout` (Envoy's `UT`). The reason travels in [`ERROR_HEADER`] so callers and
+//! reports can tell a proxy's 503 from an application's.
+
+use http::StatusCode;
+
+/// Response header naming why the proxy answered a request itself.
+pub const ERROR_HEADER: &str = "x-mesh-error";
+
+/// A failure the proxy turns into a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
+pub enum ProxyError {
+    /// The request named no service (no `Host`/authority).
+    #[error("request names no destination")]
+    NoRoute,
+    /// The service is unknown or has no endpoints.
+    #[error("no endpoints for the destination service")]
+    NoEndpoints,
+    /// The TCP connect to the endpoint failed (refused, reset, unreachable).
+    #[error("upstream connect failed")]
+    ConnectFailed,
+    /// The TCP connect did not complete within the connect timeout.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    /// The upstream closed or reset the stream before a complete response.
+    #[error("upstream reset before response")]
+    UpstreamReset,
+    /// The upstream did not respond within the request timeout.
+    #[error("upstream request timed out")]
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    /// The status the downstream sees.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::BAD_REQUEST,
+            ProxyError::NoEndpoints | ProxyError::ConnectFailed | ProxyError::ConnectTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable snake_case name for headers, counters and reports.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoEndpoints => "no_endpoints",
+            ProxyError::ConnectFailed => "connect_failed",
+            ProxyError::ConnectTimeout => "connect_timeout",
+            ProxyError::UpstreamReset => "upstream_reset",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}

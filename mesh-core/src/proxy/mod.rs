@@ -1,0 +1,313 @@
+//! The sidecar proxy: one per pod, beside the app.
+//!
+//! - **Outbound** (the app calls `http://<service>/...` through `outbound_addr`): the service name
+//!   comes from the authority (`Host` on HTTP/1.1, `:authority` on HTTP/2); the registry gives its
+//!   endpoints; the balancer picks one; the request goes to that pod's inbound port on the service's
+//!   mesh protocol.
+//! - **Inbound** (another pod's sidecar calls `inbound_addr`): forwarded to the local app on the app's
+//!   protocol.
+//!
+//! Each leg picks its own HTTP version: a request may arrive on HTTP/1.1 and leave on HTTP/2 and back.
+//! Hop-by-hop headers are stripped at every hop ([`headers`]). Upstream failures become responses
+//! ([`error`]) and are counted ([`stats`]); a failure never takes the proxy down.
+//!
+//! Not here yet (later issues, as tower layers between routing and the client): retries, timeouts
+//! per route, circuit breaking, outlier ejection, other balancers, mTLS, authorization, rate limits.
+
+pub mod error;
+pub mod headers;
+pub mod stats;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use crate::balance::Balancer;
+use crate::body::{self, Body};
+use crate::hop::{self, Direction, HopCost};
+use crate::net::{ConnectError, Connector, NetExecutor, Network};
+use crate::registry::{Protocol, Registry, service_of_authority};
+pub use error::{ERROR_HEADER, ProxyError};
+pub use stats::ProxyStats;
+
+/// Where a sidecar listens and what it forwards to.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Where the local app sends its outbound calls.
+    pub outbound_addr: SocketAddr,
+    /// Where other pods' sidecars reach this pod.
+    pub inbound_addr: SocketAddr,
+    /// The local app.
+    pub app_addr: SocketAddr,
+    /// The protocol the local app speaks.
+    pub app_protocol: Protocol,
+    /// How long a TCP connect may take (Linkerd's outbound default is 1 s).
+    pub connect_timeout: Duration,
+    /// How long to wait for upstream response headers; `None` waits forever (Istio's default).
+    pub request_timeout: Option<Duration>,
+}
+
+impl ProxyConfig {
+    /// The conventional ports (Istio's 15001 outbound, 15006 inbound) on `pod_ip`, app on 8080.
+    pub fn conventional(pod_ip: std::net::IpAddr) -> Self {
+        Self {
+            outbound_addr: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 15001),
+            inbound_addr: SocketAddr::new(pod_ip, 15006),
+            app_addr: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 8080),
+            app_protocol: Protocol::Http1,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// A running sidecar's shared state.
+pub struct Proxy<N: Network> {
+    net: N,
+    cfg: ProxyConfig,
+    registry: Arc<RwLock<Registry>>,
+    balancer: Balancer,
+    h1: Client<Connector<N>, Body>,
+    h2: Client<Connector<N>, Body>,
+    stats: Arc<ProxyStats>,
+    hop: Option<Arc<dyn HopCost>>,
+}
+
+impl<N: Network> std::fmt::Debug for Proxy<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl<N: Network> Proxy<N> {
+    /// A proxy on `net` routing by `registry`. `hop` charges modelled processing cost (simulation only).
+    pub fn new(
+        net: N,
+        cfg: ProxyConfig,
+        registry: Arc<RwLock<Registry>>,
+        hop: Option<Arc<dyn HopCost>>,
+    ) -> Arc<Self> {
+        let connector = Connector::new(net.clone(), cfg.connect_timeout);
+        let build = |http2: bool| {
+            let mut b = Client::builder(NetExecutor(net.clone()));
+            // The pool's idle sweep reads the wall clock; switch it off so simulated runs never do.
+            b.pool_idle_timeout(None::<Duration>)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .http2_only(http2);
+            b.build(connector.clone())
+        };
+        Arc::new(Self {
+            h1: build(false),
+            h2: build(true),
+            net,
+            cfg,
+            registry,
+            balancer: Balancer::new(),
+            stats: Arc::new(ProxyStats::default()),
+            hop,
+        })
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.stats.clone()
+    }
+
+    /// Bind both listeners and serve until the task is dropped.
+    pub async fn run(self: Arc<Self>) -> io::Result<()> {
+        let outbound = self.net.bind(self.cfg.outbound_addr).await?;
+        let inbound = self.net.bind(self.cfg.inbound_addr).await?;
+        let this = self.clone();
+        self.net
+            .spawn(async move { this.accept_loop(outbound, Direction::Outbound).await });
+        self.accept_loop(inbound, Direction::Inbound).await;
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: N::Listener, dir: Direction) {
+        loop {
+            match self.net.accept(&listener).await {
+                Ok((stream, _peer)) => {
+                    let this = self.clone();
+                    self.net.spawn(async move { this.serve_connection(stream, dir).await });
+                }
+                // A failed accept (e.g. a peer reset during the handshake) affects one connection only.
+                Err(_) => self.stats.incr(dir_key(dir, "accept_errors")),
+            }
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: N::Stream, dir: Direction) {
+        let this = self.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.handle(dir, req).await) }
+        });
+        let mut builder = auto::Builder::new(NetExecutor(self.net.clone()));
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        if builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .await
+            .is_err()
+        {
+            // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
+            self.stats.incr(dir_key(dir, "downstream_errors"));
+        }
+    }
+
+    async fn handle(&self, dir: Direction, req: Request<Incoming>) -> Response<Body> {
+        self.stats.incr(dir_key(dir, "requests"));
+        let residual_us = match &self.hop {
+            Some(hop) => hop.charge(dir).await,
+            None => 0,
+        };
+        let downstream_version = req.version();
+        let result = match dir {
+            Direction::Outbound => self.outbound(req).await,
+            Direction::Inbound => self.inbound(req).await,
+        };
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.stats.incr(&format!("{}.error.{}", dir_name(dir), e.reason()));
+                error_response(e)
+            }
+        };
+        self.stats.incr(&format!(
+            "{}.responses.{}xx",
+            dir_name(dir),
+            resp.status().as_u16() / 100
+        ));
+        headers::strip_hop_by_hop(resp.headers_mut());
+        *resp.version_mut() = downstream_version;
+        hop::add_residual(resp.headers_mut(), residual_us);
+        resp
+    }
+
+    async fn outbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .ok_or(ProxyError::NoRoute)?;
+        let service = service_of_authority(&authority);
+        let (addr, protocol) = {
+            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+            let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
+            let idx = self
+                .balancer
+                .pick(service, entry.endpoints.len())
+                .ok_or(ProxyError::NoEndpoints)?;
+            (entry.endpoints[idx].addr, entry.protocol)
+        };
+        self.forward(req, addr, protocol, Some(&authority)).await
+    }
+
+    async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        self.forward(req, self.cfg.app_addr, self.cfg.app_protocol, None)
+            .await
+    }
+
+    /// Send `req` to `addr` on `protocol`, rewriting what changes between legs.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        addr: SocketAddr,
+        protocol: Protocol,
+        authority: Option<&str>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, incoming) = req.into_parts();
+        // The authority survives the hop as Host so the far side still knows the service name
+        // even when the leg's URI names an address (HTTP/2 carries it as a plain header).
+        let host = authority.map(str::to_string).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .filter(|_| !parts.headers.contains_key(http::header::HOST))
+        });
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
+        parts.version = protocol.version();
+        let req = Request::from_parts(parts, body::boxed(incoming));
+        let client = match protocol {
+            Protocol::Http1 => &self.h1,
+            Protocol::Http2 => &self.h2,
+        };
+        let call = client.request(req);
+        let resp = match self.cfg.request_timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout)?,
+            None => call.await,
+        }
+        .map_err(classify)?;
+        Ok(resp.map(body::boxed))
+    }
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if let Some(ConnectError::Timeout(_)) = s.downcast_ref::<ConnectError>() {
+                return ProxyError::ConnectTimeout;
+            }
+            source = s.source();
+        }
+        ProxyError::ConnectFailed
+    } else {
+        ProxyError::UpstreamReset
+    }
+}
+
+/// The response the proxy sends for its own failure `e`.
+pub fn error_response(e: ProxyError) -> Response<Body> {
+    let mut resp = Response::new(body::full(format!("{e}\n")));
+    *resp.status_mut() = e.status();
+    resp.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(e.reason()));
+    resp
+}
+
+fn dir_name(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+fn dir_key(dir: Direction, what: &str) -> &'static str {
+    match (dir, what) {
+        (Direction::Outbound, "requests") => "outbound.requests",
+        (Direction::Inbound, "requests") => "inbound.requests",
+        (Direction::Outbound, "accept_errors") => "outbound.accept_errors",
+        (Direction::Inbound, "accept_errors") => "inbound.accept_errors",
+        (Direction::Outbound, _) => "outbound.downstream_errors",
+        (Direction::Inbound, _) => "inbound.downstream_errors",
+    }
+}
