@@ -1,1 +1,4 @@
 //! placeholder
+pub mod cost;
+pub mod scenario;
+pub mod substrate;

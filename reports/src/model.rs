@@ -1,0 +1,264 @@
+//! The report's types. Field names carry their units (`p99_us`, `sim_time_ms`). Adding a field is a
+//! minor change; renaming or removing one bumps [`SCHEMA_VERSION`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the report schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole run: the meshed run, the unmeshed baseline, the overhead between them and the verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`] at the time of writing.
+    pub schema_version: u32,
+    /// What produced it: `simulation`.
+    pub kind: String,
+    /// What ran, with what, and how to run it again.
+    pub run: RunMeta,
+    /// The run with sidecars (absent when the scenario turns the mesh off).
+    pub mesh: Option<RunStats>,
+    /// The same scenario and seed without sidecars (absent when disabled).
+    pub baseline: Option<RunStats>,
+    /// Meshed minus unmeshed latency (present when both ran).
+    pub overhead: Option<Overhead>,
+    /// Each scenario assertion with the value it saw.
+    pub assertions: Vec<AssertionResult>,
+    /// `pass` when every assertion held and the books balanced, else `fail`.
+    pub verdict: Verdict,
+}
+
+/// Pass or fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every assertion held.
+    Pass,
+    /// Some assertion failed, or the books did not balance.
+    Fail,
+}
+
+/// Run metadata: enough to reproduce the run anywhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario description.
+    pub description: String,
+    /// Scenario file as given on the command line.
+    pub scenario_file: String,
+    /// SHA-256 of the scenario file.
+    pub scenario_hash: String,
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// meshsim's version.
+    pub meshsim_version: String,
+    /// The simulation substrate.
+    pub substrate: String,
+    /// Versions of the crates that shape the run (turmoil-net, tokio, rand, hyper).
+    pub versions: BTreeMap<String, String>,
+    /// Where the proxy cost model came from.
+    pub proxy_cost_source: String,
+    /// The command that reproduces this run.
+    pub repro: String,
+    /// The fault time line as scheduled.
+    pub faults: Vec<FaultWindow>,
+}
+
+/// A scheduled fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// Kind (`latency`, `partition`, `hold`, `crash`, `slow`, `errors`).
+    pub kind: String,
+    /// What it hits, e.g. `api <-> db` or `db-0`.
+    pub target: String,
+    /// Start, ms of simulated time.
+    pub start_ms: u64,
+    /// End, if it ends.
+    pub end_ms: Option<u64>,
+}
+
+/// One simulated run's measurements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Whether sidecars were in the path.
+    pub mesh: bool,
+    /// Simulated time the run took, including the drain after the last request was sent.
+    pub sim_time_ms: u64,
+    /// Where every request ended up.
+    pub books: Books,
+    /// Latency of all measured requests that completed (ok or failed).
+    pub latency: Latency,
+    /// Latency of successful requests only.
+    pub latency_ok: Latency,
+    /// The same, per route (`GET /api`).
+    pub routes: BTreeMap<String, RouteStats>,
+    /// One bucket per second of simulated time.
+    pub timeline: Vec<Bucket>,
+    /// Sidecar totals (meshed runs only).
+    pub proxies: Option<ProxyTotals>,
+    /// What the network did to packets.
+    pub network: NetworkStats,
+}
+
+/// The books: sent = ok + failed + in flight, with failures by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Books {
+    /// Requests sent after warm-up.
+    pub sent: u64,
+    /// Requests that succeeded (2xx/3xx).
+    pub ok: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Failures by reason; sums to `failed`.
+    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Requests with no outcome when the run ended.
+    pub in_flight: u64,
+    /// Requests sent during warm-up (not in any other figure).
+    pub warmup_excluded: u64,
+    /// Whether sent = ok + failed + in_flight and the reasons sum to failed.
+    pub balanced: bool,
+}
+
+impl Books {
+    /// Recompute [`Books::balanced`].
+    pub fn check(&mut self) {
+        let by_reason: u64 = self.failed_by_reason.values().sum();
+        self.balanced = self.sent == self.ok + self.failed + self.in_flight && by_reason == self.failed;
+    }
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Requests measured.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+    /// Mean, rounded to a microsecond.
+    pub mean_us: u64,
+}
+
+/// One route's books and latency.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteStats {
+    /// Where this route's requests ended up.
+    pub books: Books,
+    /// Latency of its completed requests.
+    pub latency: Latency,
+}
+
+/// One second of simulated time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Start of the bucket, seconds of simulated time.
+    pub t_s: u64,
+    /// Requests sent in it (measured ones only).
+    pub sent: u64,
+    /// Requests completed ok in it.
+    pub ok: u64,
+    /// Requests failed in it.
+    pub failed: u64,
+    /// P99 latency of requests completed in it.
+    pub p99_us: u64,
+}
+
+/// Totals over every sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyTotals {
+    /// Sidecars in the run.
+    pub proxies: u64,
+    /// Hops charged by the cost model.
+    pub hops: u64,
+    /// Hops that waited for a busy proxy worker.
+    pub queued_hops: u64,
+    /// Modelled proxy CPU time, µs.
+    pub cpu_us: u64,
+    /// The proxies' own counters, summed by name.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Packet counts from the simulated network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStats {
+    /// Packets delivered between hosts.
+    pub delivered: u64,
+    /// Dropped by partitions.
+    pub dropped_partition: u64,
+    /// Dropped because an end was crashed.
+    pub dropped_crashed: u64,
+    /// Held and later released.
+    pub held: u64,
+}
+
+/// Meshed minus unmeshed latency, microseconds (negative when the mesh was faster).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overhead {
+    /// Difference of medians.
+    pub p50_us: i64,
+    /// Difference of 90th percentiles.
+    pub p90_us: i64,
+    /// Difference of 99th percentiles.
+    pub p99_us: i64,
+    /// Difference of 99.9th percentiles.
+    pub p999_us: i64,
+    /// The same per route.
+    pub routes: BTreeMap<String, RouteOverhead>,
+}
+
+/// One route's overhead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteOverhead {
+    /// Difference of medians, µs.
+    pub p50_us: i64,
+    /// Difference of 99th percentiles, µs.
+    pub p99_us: i64,
+}
+
+impl Overhead {
+    /// The overhead of `mesh` over `baseline`.
+    pub fn between(mesh: &RunStats, baseline: &RunStats) -> Self {
+        let d = |a: u64, b: u64| a as i64 - b as i64;
+        let routes = mesh
+            .routes
+            .iter()
+            .filter_map(|(name, m)| {
+                let b = baseline.routes.get(name)?;
+                Some((
+                    name.clone(),
+                    RouteOverhead {
+                        p50_us: d(m.latency.p50_us, b.latency.p50_us),
+                        p99_us: d(m.latency.p99_us, b.latency.p99_us),
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            p50_us: d(mesh.latency.p50_us, baseline.latency.p50_us),
+            p90_us: d(mesh.latency.p90_us, baseline.latency.p90_us),
+            p99_us: d(mesh.latency.p99_us, baseline.latency.p99_us),
+            p999_us: d(mesh.latency.p999_us, baseline.latency.p999_us),
+            routes,
+        }
+    }
+}
+
+/// An assertion and what the run showed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssertionResult {
+    /// As written in the scenario.
+    pub text: String,
+    /// The metric's value (absent when the run has no such value, e.g. no baseline).
+    pub actual: Option<f64>,
+    /// Whether it held.
+    pub passed: bool,
+}

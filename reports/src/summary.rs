@@ -1,0 +1,169 @@
+//! `summary.md`: verdict first, then the few numbers that matter, then tables. Plain Markdown that
+//! reads the same in a terminal and in a pull-request comment.
+
+use std::fmt::Write;
+
+use crate::model::{Latency, Report, RunStats, Verdict};
+
+/// Milliseconds with three decimals from microseconds.
+pub fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+fn signed_ms(us: i64) -> String {
+    format!("{:+.3}", us as f64 / 1000.0)
+}
+
+/// Render the summary of `report`.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let r = &report.run;
+    let verdict = match report.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+    };
+    let _ = writeln!(s, "# {verdict}: {} (seed {})\n", r.scenario, r.seed);
+    if !r.description.is_empty() {
+        let _ = writeln!(s, "{}\n", r.description.trim());
+    }
+    let main = report.mesh.as_ref().or(report.baseline.as_ref());
+    if let Some(m) = main {
+        let b = &m.books;
+        let ratio = if b.ok + b.failed > 0 {
+            b.ok as f64 / (b.ok + b.failed) as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "- **{}**: {} requests, {:.4} success, P50 {} ms, P99 {} ms, P99.9 {} ms",
+            if m.mesh { "with mesh" } else { "without mesh" },
+            b.sent,
+            ratio,
+            ms(m.latency.p50_us),
+            ms(m.latency.p99_us),
+            ms(m.latency.p999_us)
+        );
+    }
+    if let Some(o) = &report.overhead {
+        let _ = writeln!(
+            s,
+            "- **mesh overhead**: P50 {} ms, P99 {} ms, P99.9 {} ms",
+            signed_ms(o.p50_us),
+            signed_ms(o.p99_us),
+            signed_ms(o.p999_us)
+        );
+    }
+    let failed: Vec<_> = report.assertions.iter().filter(|a| !a.passed).collect();
+    let _ = writeln!(
+        s,
+        "- **assertions**: {} of {} held",
+        report.assertions.len() - failed.len(),
+        report.assertions.len()
+    );
+    for run in [&report.mesh, &report.baseline].into_iter().flatten() {
+        if !run.books.balanced {
+            let _ = writeln!(s, "- **books do not balance** in the {} run", label(run));
+        }
+    }
+    let _ = writeln!(s, "\nReproduce: `{}`\n", r.repro);
+
+    if !report.assertions.is_empty() {
+        let _ = writeln!(s, "## Assertions\n\n| | assertion | actual |\n|---|---|---|");
+        for a in &report.assertions {
+            let actual = a.actual.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
+            let mark = if a.passed { "ok" } else { "**FAILED**" };
+            let _ = writeln!(s, "| {mark} | `{}` | {actual} |", a.text);
+        }
+        s.push('\n');
+    }
+
+    let _ = writeln!(s, "## Latency (ms)\n");
+    let _ = writeln!(s, "| run | route | count | P50 | P90 | P99 | P99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|");
+    for run in [&report.mesh, &report.baseline].into_iter().flatten() {
+        latency_row(&mut s, label(run), "all", &run.latency);
+        for (name, rs) in &run.routes {
+            latency_row(&mut s, label(run), name, &rs.latency);
+        }
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Outcomes\n\n| run | sent | ok | failed | in flight | warm-up (excluded) | balanced |\n|---|---:|---:|---:|---:|---:|---|");
+    for run in [&report.mesh, &report.baseline].into_iter().flatten() {
+        let b = &run.books;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            label(run),
+            b.sent,
+            b.ok,
+            b.failed,
+            b.in_flight,
+            b.warmup_excluded,
+            if b.balanced { "yes" } else { "**NO**" }
+        );
+    }
+    let reasons: Vec<_> = [&report.mesh, &report.baseline]
+        .into_iter()
+        .flatten()
+        .filter(|r| !r.books.failed_by_reason.is_empty())
+        .collect();
+    if !reasons.is_empty() {
+        let _ = writeln!(s, "\n| run | failure reason | requests |\n|---|---|---:|");
+        for run in reasons {
+            for (reason, n) in &run.books.failed_by_reason {
+                let _ = writeln!(s, "| {} | {reason} | {n} |", label(run));
+            }
+        }
+    }
+    if !r.faults.is_empty() {
+        let _ = writeln!(s, "\n## Fault time line\n\n| kind | target | from (s) | to (s) |\n|---|---|---:|---:|");
+        for f in &r.faults {
+            let end = f
+                .end_ms
+                .map(|e| format!("{:.3}", e as f64 / 1000.0))
+                .unwrap_or_else(|| "end".into());
+            let _ = writeln!(s, "| {} | {} | {:.3} | {end} |", f.kind, f.target, f.start_ms as f64 / 1000.0);
+        }
+    }
+    if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
+        let _ = writeln!(
+            s,
+            "\n## Sidecars\n\n{} proxies, {} hops charged, {} queued behind a busy worker, {} ms modelled CPU.",
+            p.proxies,
+            p.hops,
+            p.queued_hops,
+            ms(p.cpu_us)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n<sub>scenario {} · sha256 {} · {} · proxy cost: {}</sub>",
+        r.scenario_file,
+        &r.scenario_hash[..r.scenario_hash.len().min(12)],
+        r.versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        r.proxy_cost_source
+    );
+    s
+}
+
+fn label(run: &RunStats) -> &'static str {
+    if run.mesh { "mesh" } else { "no mesh" }
+}
+
+fn latency_row(s: &mut String, run: &str, route: &str, l: &Latency) {
+    let _ = writeln!(
+        s,
+        "| {run} | {route} | {} | {} | {} | {} | {} | {} |",
+        l.count,
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.p999_us),
+        ms(l.max_us)
+    );
+}

@@ -1,0 +1,262 @@
+//! The proxy's own processing cost, modelled.
+//!
+//! In simulation CPU work takes no simulated time, so a sidecar would look free. Real sidecars cost
+//! tens of microseconds per hop and queue when saturated. This module charges each hop a cost drawn
+//! from a per-protocol distribution (a [`Calibration`] file, which the real-socket bench writes) and
+//! queues hops behind the proxy's workers (a multi-server FIFO queue in microseconds).
+//!
+//! The simulated clock ticks in whole milliseconds. A hop sleeps the whole milliseconds of its
+//! delay and returns the rest as a residual, which travels back in the response's
+//! [`mesh_core::hop::RESIDUAL_HEADER`] and is added to the measured latency. Accounting therefore
+//! stays at microsecond precision; the only approximation is that a sub-millisecond remainder does
+//! not hold up the simulated timeline (it cannot: the timeline has no finer unit).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use mesh_core::hop::{Direction, HopCost};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The default calibration shipped with the scenarios.
+const BUILTIN: &str = include_str!("../../scenarios/calibration/default.toml");
+
+/// A per-hop cost distribution, as percentiles in microseconds.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CostDist {
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+}
+
+impl CostDist {
+    /// Draw from the distribution: linear interpolation of the inverse CDF between the given
+    /// percentiles, with a floor at 60% of the median and a tail to 1.5× the 99.9th percentile.
+    pub fn sample(&self, u: f64) -> f64 {
+        let pts = [
+            (0.0, self.p50_us * 0.6),
+            (0.5, self.p50_us),
+            (0.9, self.p90_us),
+            (0.99, self.p99_us),
+            (0.999, self.p999_us),
+            (1.0, self.p999_us * 1.5),
+        ];
+        for w in pts.windows(2) {
+            let ((u0, v0), (u1, v1)) = (w[0], w[1]);
+            if u <= u1 {
+                return v0 + (v1 - v0) * (u - u0) / (u1 - u0);
+            }
+        }
+        pts[pts.len() - 1].1
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let v = [self.p50_us, self.p90_us, self.p99_us, self.p999_us];
+        if v.iter().any(|x| !x.is_finite() || *x < 0.0) || v.windows(2).any(|w| w[0] > w[1]) {
+            return Err("percentiles must be non-negative and non-decreasing (p50 <= p90 <= p99 <= p999)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Measured proxy costs, as written by the real-socket bench.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Where the numbers come from (command, machine, date).
+    pub source: String,
+    /// Per-hop cost by leg: `http1`, `http2` (and later `http1+mtls`, `http2+mtls`).
+    pub hop: BTreeMap<String, CostDist>,
+}
+
+impl Calibration {
+    /// The calibration shipped in `scenarios/calibration/default.toml`.
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN).expect("the shipped calibration file parses")
+    }
+
+    /// Read a calibration file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read calibration file {}: {e}", path.display()))?;
+        Self::parse(&src).map_err(|e| format!("calibration file {}: {e}", path.display()))
+    }
+
+    fn parse(src: &str) -> Result<Self, String> {
+        let c: Calibration = toml::from_str(src).map_err(|e| e.to_string())?;
+        for key in ["http1", "http2"] {
+            c.hop
+                .get(key)
+                .ok_or_else(|| format!("missing [hop.{key}]"))?
+                .check()
+                .map_err(|e| format!("[hop.{key}]: {e}"))?;
+        }
+        Ok(c)
+    }
+
+    /// The distribution for a leg protocol.
+    pub fn for_protocol(&self, p: mesh_core::registry::Protocol) -> &CostDist {
+        let key = match p {
+            mesh_core::registry::Protocol::Http1 => "http1",
+            mesh_core::registry::Protocol::Http2 => "http2",
+        };
+        &self.hop[key]
+    }
+}
+
+/// Queue state of one proxy.
+#[derive(Debug)]
+struct ProxyCpu {
+    rng: ChaCha8Rng,
+    /// When each worker is next free, µs since the simulation started.
+    free_at_us: Vec<u64>,
+    busy_us: u64,
+    hops: u64,
+    queued_hops: u64,
+}
+
+/// The cost model of one simulated proxy.
+#[derive(Clone, Debug)]
+pub struct SimHopCost {
+    dist: CostDist,
+    epoch: tokio::time::Instant,
+    cpu: Arc<Mutex<ProxyCpu>>,
+}
+
+/// What a proxy's cost model saw over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTally {
+    /// Hops charged.
+    pub hops: u64,
+    /// Hops that waited for a worker.
+    pub queued_hops: u64,
+    /// Total modelled CPU time, µs.
+    pub busy_us: u64,
+}
+
+impl SimHopCost {
+    /// A model drawing from `dist` with `workers` servers and its own RNG stream.
+    pub fn new(dist: CostDist, workers: u32, seed: u64, epoch: tokio::time::Instant) -> Self {
+        Self {
+            dist,
+            epoch,
+            cpu: Arc::new(Mutex::new(ProxyCpu {
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                free_at_us: vec![0; workers.max(1) as usize],
+                busy_us: 0,
+                hops: 0,
+                queued_hops: 0,
+            })),
+        }
+    }
+
+    /// Decide the delay of a hop arriving at `now_us`: returns the µs the hop is delayed.
+    fn admit(&self, now_us: u64) -> u64 {
+        let mut cpu = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+        let u: f64 = cpu.rng.random();
+        let cost = self.dist.sample(u).round().max(1.0) as u64;
+        let (idx, free) = cpu
+            .free_at_us
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|&(i, t)| (t, i))
+            .expect("at least one worker");
+        let start = free.max(now_us);
+        if start > now_us {
+            cpu.queued_hops += 1;
+        }
+        cpu.free_at_us[idx] = start + cost;
+        cpu.busy_us += cost;
+        cpu.hops += 1;
+        start + cost - now_us
+    }
+
+    /// What this proxy's model charged so far.
+    pub fn tally(&self) -> CpuTally {
+        let cpu = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+        CpuTally {
+            hops: cpu.hops,
+            queued_hops: cpu.queued_hops,
+            busy_us: cpu.busy_us,
+        }
+    }
+}
+
+impl HopCost for SimHopCost {
+    fn charge(&self, _direction: Direction) -> Pin<Box<dyn Future<Output = u64> + Send>> {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        let delay_us = self.admit(now_us);
+        Box::pin(async move {
+            let whole_ms = delay_us / 1000;
+            if whole_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(whole_ms)).await;
+            }
+            delay_us % 1000
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dist() -> CostDist {
+        CostDist { p50_us: 40.0, p90_us: 60.0, p99_us: 120.0, p999_us: 400.0 }
+    }
+
+    #[test]
+    fn builtin_calibration_parses() {
+        let c = Calibration::builtin();
+        assert!(c.hop.contains_key("http1") && c.hop.contains_key("http2"));
+    }
+
+    #[test]
+    fn sample_hits_the_given_percentiles() {
+        let d = dist();
+        assert_eq!(d.sample(0.5), 40.0);
+        assert_eq!(d.sample(0.99), 120.0);
+    }
+
+    proptest! {
+        /// The inverse CDF is monotone, so sampled costs keep the calibrated order.
+        #[test]
+        fn sample_is_monotone(a in 0.0f64..1.0, b in 0.0f64..1.0) {
+            let d = dist();
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(d.sample(lo) <= d.sample(hi));
+        }
+
+        /// A saturated proxy queues: with one worker, back-to-back hops at the same instant are
+        /// delayed by at least the sum of the costs before them, and the busy time adds up.
+        #[test]
+        fn one_worker_serialises_hops(n in 1usize..50, seed in 0u64..1000) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            rt.block_on(async {
+                let m = SimHopCost::new(dist(), 1, seed, tokio::time::Instant::now());
+                let mut last = 0;
+                for _ in 0..n {
+                    let d = m.admit(0);
+                    prop_assert!(d > last);
+                    last = d;
+                }
+                let t = m.tally();
+                prop_assert_eq!(t.busy_us, last);
+                prop_assert_eq!(t.hops as usize, n);
+                prop_assert_eq!(t.queued_hops as usize, n - 1);
+                Ok(())
+            })?;
+        }
+    }
+}

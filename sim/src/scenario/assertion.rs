@@ -1,0 +1,206 @@
+//! Assertions on report metrics, written as one line each: `p99_ms <= 250`,
+//! `success_ratio >= 0.999`, `failed{reason="upstream_timeout"} == 0`, `p99_ms{route="GET /api"} < 80`.
+//!
+//! This module only parses; [`crate::check`] evaluates against a finished run. Metric names are
+//! checked here so a typo is reported with its file and line, not discovered after a long run.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Every metric an assertion may name, with what it means (shown in errors and docs).
+pub const METRICS: &[(&str, &str)] = &[
+    ("p50_ms", "median latency of the meshed run, ms"),
+    ("p90_ms", "90th percentile latency, ms"),
+    ("p99_ms", "99th percentile latency, ms"),
+    ("p999_ms", "99.9th percentile latency, ms"),
+    ("max_ms", "largest latency, ms"),
+    ("mean_ms", "mean latency, ms"),
+    ("baseline_p50_ms", "median latency without the mesh, ms"),
+    ("baseline_p99_ms", "99th percentile latency without the mesh, ms"),
+    ("overhead_p50_ms", "meshed minus unmeshed median, ms"),
+    ("overhead_p99_ms", "meshed minus unmeshed 99th percentile, ms"),
+    ("overhead_p999_ms", "meshed minus unmeshed 99.9th percentile, ms"),
+    ("success_ratio", "ok / completed requests"),
+    ("error_ratio", "failed / completed requests"),
+    ("sent", "requests sent after warm-up"),
+    ("ok", "requests that succeeded"),
+    ("failed", "requests that failed (any reason, or {reason=\"...\"})"),
+    ("in_flight", "requests still unanswered when the run ended"),
+    ("throughput_rps", "successful requests per second of measured time"),
+];
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+}
+
+impl Op {
+    /// Whether `actual op expected` holds.
+    pub fn holds(self, actual: f64, expected: f64) -> bool {
+        match self {
+            Op::Lt => actual < expected,
+            Op::Le => actual <= expected,
+            Op::Gt => actual > expected,
+            Op::Ge => actual >= expected,
+            Op::Eq => (actual - expected).abs() <= f64::EPSILON * expected.abs().max(1.0),
+        }
+    }
+}
+
+/// One parsed assertion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assertion {
+    /// The metric name, one of [`METRICS`].
+    pub metric: String,
+    /// An optional `{label="value"}` selector (`route` or `reason`).
+    pub label: Option<(String, String)>,
+    /// The comparison.
+    pub op: Op,
+    /// The bound.
+    pub value: f64,
+    /// The text as written, for reports.
+    pub text: String,
+}
+
+/// Why an assertion did not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError {
+    /// Not of the form `metric op number`.
+    #[error(
+        "expected `<metric>[{{label=\"value\"}}] <op> <number>` with op one of <, <=, >, >=, ==; found {0:?}"
+    )]
+    Syntax(String),
+    /// The metric is not one we know.
+    #[error("unknown metric `{0}`; expected one of: {1}")]
+    UnknownMetric(String, String),
+    /// A label the metric does not take.
+    #[error("metric `{0}` takes no label `{1}`; `route` works on latency and ratio metrics, `reason` on `failed`")]
+    BadLabel(String, String),
+}
+
+impl FromStr for Assertion {
+    type Err = AssertionError;
+    fn from_str(s: &str) -> Result<Self, AssertionError> {
+        let syntax = || AssertionError::Syntax(s.to_string());
+        let text = s.trim();
+        let (lhs, op, rhs) = ["<=", ">=", "==", "<", ">"]
+            .iter()
+            .find_map(|op| {
+                // The label value may itself contain operators (a path like "/a<b" is unlikely,
+                // but a quoted value is skipped over before looking for the operator).
+                let start = text.rfind('}').map(|i| i + 1).unwrap_or(0);
+                text[start..]
+                    .find(op)
+                    .map(|i| (&text[..start + i], *op, &text[start + i + op.len()..]))
+            })
+            .ok_or_else(syntax)?;
+        let op = match op {
+            "<=" => Op::Le,
+            ">=" => Op::Ge,
+            "==" => Op::Eq,
+            "<" => Op::Lt,
+            _ => Op::Gt,
+        };
+        let value: f64 = rhs.trim().parse().map_err(|_| syntax())?;
+        let lhs = lhs.trim();
+        let (metric, label) = match lhs.split_once('{') {
+            None => (lhs.to_string(), None),
+            Some((m, rest)) => {
+                let inner = rest.strip_suffix('}').ok_or_else(syntax)?;
+                let (k, v) = inner.split_once('=').ok_or_else(syntax)?;
+                let v = v
+                    .trim()
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .ok_or_else(syntax)?;
+                (
+                    m.trim().to_string(),
+                    Some((k.trim().to_string(), v.to_string())),
+                )
+            }
+        };
+        if !METRICS.iter().any(|(m, _)| *m == metric) {
+            let known: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+            return Err(AssertionError::UnknownMetric(metric, known.join(", ")));
+        }
+        if let Some((k, _)) = &label {
+            let ok = match k.as_str() {
+                "reason" => metric == "failed",
+                "route" => !metric.starts_with("baseline_") && !metric.starts_with("overhead_"),
+                _ => false,
+            };
+            if !ok {
+                return Err(AssertionError::BadLabel(metric, k.clone()));
+            }
+        }
+        Ok(Assertion {
+            metric,
+            label,
+            op,
+            value,
+            text: text.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Assertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Assertion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Assertion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_labelled() {
+        let a: Assertion = "p99_ms <= 250".parse().unwrap();
+        assert_eq!((a.metric.as_str(), a.op, a.value), ("p99_ms", Op::Le, 250.0));
+        let a: Assertion = r#"failed{reason="upstream_timeout"} == 0"#.parse().unwrap();
+        assert_eq!(a.label, Some(("reason".into(), "upstream_timeout".into())));
+        let a: Assertion = r#"p99_ms{route="GET /a"} < 8"#.parse().unwrap();
+        assert_eq!(a.label.unwrap().1, "GET /a");
+    }
+
+    #[test]
+    fn rejects_unknown_metrics_and_bad_syntax() {
+        assert!(matches!(
+            "p98_ms <= 1".parse::<Assertion>(),
+            Err(AssertionError::UnknownMetric(..))
+        ));
+        assert!(matches!(
+            "p99_ms about 3".parse::<Assertion>(),
+            Err(AssertionError::Syntax(..))
+        ));
+        assert!(matches!(
+            r#"p99_ms{reason="x"} < 3"#.parse::<Assertion>(),
+            Err(AssertionError::BadLabel(..))
+        ));
+    }
+}

@@ -1,0 +1,763 @@
+//! Scenario files (TOML, format v1): the topology, how each service behaves, the workload, the
+//! fault time line, mesh settings, the seed and the assertions. `scenarios/README.md` documents the
+//! format with an example per feature; this module is its single source of truth.
+//!
+//! Types here are plain serde data. [`load`] reads and validates a file; every error names the
+//! file, line, column and field, and says what was expected. Unknown fields are errors.
+//! Validation that spans fields (a call to a service that does not exist) happens after parsing,
+//! using the spans serde kept for the fields that refer to other things.
+
+pub mod assertion;
+pub mod duration;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub use assertion::{Assertion, Op};
+pub use duration::Dur;
+pub use mesh_core::registry::Protocol;
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in reports.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Seed used when the command line gives none.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Mesh settings.
+    #[serde(default)]
+    pub mesh: MeshSpec,
+    /// Network baseline (before faults).
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// The services, each with its replicas and behaviour.
+    pub services: Vec<ServiceSpec>,
+    /// The load.
+    pub workload: WorkloadSpec,
+    /// The fault time line.
+    #[serde(default)]
+    pub faults: Vec<Spanned<FaultSpec>>,
+    /// Checks on the report; any that fails makes the run fail (exit 1).
+    #[serde(default)]
+    pub assertions: Vec<Spanned<Assertion>>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Mesh settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshSpec {
+    /// Run with sidecars. When false only the unmeshed run happens.
+    pub enabled: bool,
+    /// Also run the same scenario and seed without the mesh, to measure overhead.
+    pub baseline: bool,
+    /// Protocol between sidecars.
+    pub protocol: Protocol,
+    /// TCP connect timeout of the proxies.
+    pub connect_timeout: Dur,
+    /// How long a proxy waits for response headers (`"0s"` = forever, as Istio).
+    pub request_timeout: Dur,
+    /// Proxy cost calibration file, relative to the scenario file; the built-in default if absent.
+    pub proxy_cost: Option<String>,
+    /// Worker threads per proxy in the cost model (Envoy and Linkerd sidecars commonly run 2).
+    pub proxy_workers: u32,
+}
+
+impl Default for MeshSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            baseline: true,
+            protocol: Protocol::Http2,
+            connect_timeout: Dur::from_ms(1000),
+            request_timeout: Dur::from_ms(15_000),
+            proxy_cost: None,
+            proxy_workers: 2,
+        }
+    }
+}
+
+/// The network before any fault.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// Extra one-way latency on every packet between hosts (the 1 ms tick is always there).
+    pub latency: Dur,
+    /// Extra one-way latency between hosts in different zones.
+    pub cross_zone_latency: Dur,
+}
+
+/// A service and how its app behaves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Name other services and the workload use to call it.
+    pub name: Spanned<String>,
+    /// Number of pods.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Zones the pods spread over, round robin.
+    #[serde(default = "default_zones")]
+    pub zones: Vec<String>,
+    /// Protocol the app itself speaks (to its sidecar, or directly without the mesh).
+    #[serde(default = "http1")]
+    pub protocol: Protocol,
+    /// Time the app spends on a request, not counting its own calls.
+    #[serde(default)]
+    pub latency: LatencySpec,
+    /// Requests the app works on at once.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+    /// Requests that may wait for a worker; beyond that the app answers 503.
+    #[serde(default = "default_queue")]
+    pub queue: u32,
+    /// Probability that a request fails with 500.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Calls the app makes to other services for each request.
+    #[serde(default)]
+    pub calls: Vec<CallSpec>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_zones() -> Vec<String> {
+    vec!["a".into()]
+}
+fn http1() -> Protocol {
+    Protocol::Http1
+}
+fn default_workers() -> u32 {
+    64
+}
+fn default_queue() -> u32 {
+    1024
+}
+
+/// A call an app makes downstream while serving a request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    /// The service called.
+    pub service: Spanned<String>,
+    /// Method of the call.
+    #[serde(default = "get")]
+    pub method: String,
+    /// Path of the call.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// How many calls of this kind per request.
+    #[serde(default = "one")]
+    pub fanout: u32,
+    /// Whether the fan-out calls run at once (true) or one after another.
+    #[serde(default = "yes")]
+    pub parallel: bool,
+    /// Probability that this call happens at all for a given request.
+    #[serde(default = "certain")]
+    pub probability: f64,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+fn slash() -> String {
+    "/".into()
+}
+fn yes() -> bool {
+    true
+}
+fn certain() -> f64 {
+    1.0
+}
+
+/// A latency distribution.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LatencySpec {
+    /// Always `value`.
+    Constant {
+        /// The latency.
+        value: Dur,
+    },
+    /// Uniform between `min` and `max`.
+    Uniform {
+        /// Lower bound.
+        min: Dur,
+        /// Upper bound.
+        max: Dur,
+    },
+    /// Exponential with mean `mean`.
+    Exponential {
+        /// Mean.
+        mean: Dur,
+    },
+    /// Log-normal fitted to a median and a 99th percentile (the usual shape of service latency).
+    Lognormal {
+        /// Median.
+        p50: Dur,
+        /// 99th percentile; must exceed the median.
+        p99: Dur,
+    },
+}
+
+impl Default for LatencySpec {
+    fn default() -> Self {
+        LatencySpec::Constant {
+            value: Dur::from_ms(1),
+        }
+    }
+}
+
+/// The load the workload generators put on the mesh.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// The service requests enter at.
+    pub target: Spanned<String>,
+    /// `open` (Poisson arrivals at `rate_rps`, whatever the latency) or `closed` (`users` loops).
+    #[serde(default)]
+    pub model: LoadModel,
+    /// Arrival rate for the open model, requests per second over all clients.
+    pub rate_rps: Option<f64>,
+    /// Concurrent users for the closed model.
+    pub users: Option<u32>,
+    /// Pause between a user's requests (closed model).
+    #[serde(default)]
+    pub think: Dur,
+    /// Client hosts the load comes from.
+    #[serde(default = "one")]
+    pub clients: u32,
+    /// How long requests are sent, including warm-up.
+    pub duration: Dur,
+    /// Requests sent before this are not measured.
+    #[serde(default)]
+    pub warmup: Dur,
+    /// A client gives up on a request after this long (outcome `client_timeout`).
+    #[serde(default = "default_client_timeout")]
+    pub timeout: Dur,
+    /// The requests, picked by weight.
+    #[serde(default = "default_routes")]
+    pub routes: Vec<RouteSpec>,
+}
+
+fn default_client_timeout() -> Dur {
+    Dur::from_ms(30_000)
+}
+
+fn default_routes() -> Vec<RouteSpec> {
+    vec![RouteSpec {
+        method: get(),
+        path: slash(),
+        weight: 1,
+        headers: BTreeMap::new(),
+    }]
+}
+
+/// How requests arrive.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadModel {
+    /// Arrivals independent of responses (Poisson), as real users behave.
+    #[default]
+    Open,
+    /// Each user waits for its response before the next request.
+    Closed,
+}
+
+/// One kind of request in the workload.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// HTTP method.
+    #[serde(default = "get")]
+    pub method: String,
+    /// Path and query.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// Relative frequency.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl RouteSpec {
+    /// The route's name in reports: `GET /api`.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// One entry of the fault time line. `at` is when it starts; `until`, where allowed, when it is undone.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// Extra latency (and jitter) on packets between two groups.
+    Latency {
+        /// Start.
+        at: Dur,
+        /// End (never, if absent).
+        until: Option<Dur>,
+        /// The two groups (service name, pod name, or `clients`).
+        between: [String; 2],
+        /// Extra one-way delay.
+        delay: Dur,
+        /// Each packet's delay varies uniformly by up to this much either way.
+        #[serde(default)]
+        jitter: Dur,
+        /// Only packets from the first group to the second.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Packets between two groups are dropped.
+    Partition {
+        /// Start.
+        at: Dur,
+        /// Heal (never, if absent).
+        until: Option<Dur>,
+        /// The two groups.
+        between: [String; 2],
+        /// Only packets from the first group to the second.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Packets between two groups are held, then all delivered at `until`.
+    Hold {
+        /// Start.
+        at: Dur,
+        /// Release.
+        until: Dur,
+        /// The two groups.
+        between: [String; 2],
+        /// Only packets from the first group to the second.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// A pod stops: its processes die and its packets vanish. It restarts at `until`, if given.
+    Crash {
+        /// Start.
+        at: Dur,
+        /// Restart (never, if absent).
+        until: Option<Dur>,
+        /// The pod, e.g. `db-0`.
+        pod: String,
+    },
+    /// A service (or one pod of it) gets slower by `extra` per request.
+    Slow {
+        /// Start.
+        at: Dur,
+        /// End (never, if absent).
+        until: Option<Dur>,
+        /// The service.
+        service: String,
+        /// Only this pod, if given.
+        pod: Option<String>,
+        /// Added latency per request.
+        extra: Dur,
+    },
+    /// A service (or one pod of it) fails a share of requests with 500.
+    Errors {
+        /// Start.
+        at: Dur,
+        /// End (never, if absent).
+        until: Option<Dur>,
+        /// The service.
+        service: String,
+        /// Only this pod, if given.
+        pod: Option<String>,
+        /// Probability of a 500.
+        rate: f64,
+    },
+}
+
+impl FaultSpec {
+    /// When the fault starts.
+    pub fn at(&self) -> Dur {
+        match self {
+            FaultSpec::Latency { at, .. }
+            | FaultSpec::Partition { at, .. }
+            | FaultSpec::Hold { at, .. }
+            | FaultSpec::Crash { at, .. }
+            | FaultSpec::Slow { at, .. }
+            | FaultSpec::Errors { at, .. } => *at,
+        }
+    }
+
+    /// When the fault is undone, if ever.
+    pub fn until(&self) -> Option<Dur> {
+        match self {
+            FaultSpec::Hold { until, .. } => Some(*until),
+            FaultSpec::Latency { until, .. }
+            | FaultSpec::Partition { until, .. }
+            | FaultSpec::Crash { until, .. }
+            | FaultSpec::Slow { until, .. }
+            | FaultSpec::Errors { until, .. } => *until,
+        }
+    }
+
+    /// The fault's kind, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::Latency { .. } => "latency",
+            FaultSpec::Partition { .. } => "partition",
+            FaultSpec::Hold { .. } => "hold",
+            FaultSpec::Crash { .. } => "crash",
+            FaultSpec::Slow { .. } => "slow",
+            FaultSpec::Errors { .. } => "errors",
+        }
+    }
+}
+
+/// A scenario file that could not be used. Displays as `file:line:column: field `x`: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// 1-based line (0 when the whole file is at fault).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The field's path, e.g. `services[1].latency.p99`, or `(file)`.
+    pub field: String,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+/// A scenario as loaded: the parsed data plus where it came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes, hex.
+    pub hash: String,
+    /// The proxy cost model the scenario uses.
+    pub cost: crate::cost::Calibration,
+}
+
+/// Read, parse and validate a scenario file.
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        field: "(file)".into(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let scenario = parse(&file, &src)?;
+    let cost = match &scenario.mesh.proxy_cost {
+        None => crate::cost::Calibration::builtin(),
+        Some(rel) => {
+            let p = path.parent().unwrap_or(Path::new(".")).join(rel);
+            crate::cost::Calibration::load(&p).map_err(|message| ScenarioError {
+                line: line_of_text(&src, "proxy_cost").0,
+                column: 1,
+                file: file.clone(),
+                field: "mesh.proxy_cost".into(),
+                message,
+            })?
+        }
+    };
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(src.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Loaded {
+        scenario,
+        path: path.to_path_buf(),
+        hash,
+        cost,
+    })
+}
+
+/// Parse and validate scenario text; `file` names it in errors.
+pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
+    let de = toml::de::Deserializer::parse(src).map_err(|e| toml_error(file, src, "(syntax)", &e))?;
+    let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(file, src, &path, e.inner())
+    })?;
+    validate(file, src, &scenario)?;
+    Ok(scenario)
+}
+
+fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> ScenarioError {
+    let (line, column) = e
+        .span()
+        .map(|s| line_col(src, s.start))
+        .unwrap_or((0, 0));
+    let field = if field.is_empty() || field == "?" {
+        "(top level)".to_string()
+    } else {
+        field.to_string()
+    };
+    ScenarioError {
+        file: file.to_string(),
+        line,
+        column,
+        field,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column of byte `offset` in `src`.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// Line of the first occurrence of `needle` (for fields serde kept no span for).
+fn line_of_text(src: &str, needle: &str) -> (usize, usize) {
+    src.find(needle).map(|o| line_col(src, o)).unwrap_or((0, 0))
+}
+
+fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
+    let err_at = |span: std::ops::Range<usize>, field: String, message: String| {
+        let (line, column) = line_col(src, span.start);
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+    let err_text = |needle: &str, field: String, message: String| {
+        let (line, column) = line_of_text(src, needle);
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+
+    if s.services.is_empty() {
+        return Err(err_text(
+            "[workload]",
+            "services".into(),
+            "expected at least one [[services]] table".into(),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, svc) in s.services.iter().enumerate() {
+        let name = svc.name.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name != "clients"
+            && name != "control-plane";
+        if !valid {
+            return Err(err_at(
+                svc.name.span(),
+                format!("services[{i}].name"),
+                format!("expected a DNS-style name of lowercase letters, digits and '-' (not `clients` or `control-plane`), found {name:?}"),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(err_at(
+                svc.name.span(),
+                format!("services[{i}].name"),
+                format!("service {name:?} is defined twice"),
+            ));
+        }
+        let field = |f: &str| format!("services[{i}].{f}");
+        if svc.replicas == 0 || svc.replicas > 5000 {
+            return Err(err_at(svc.name.span(), field("replicas"), "expected 1 to 5000 replicas".into()));
+        }
+        if svc.zones.is_empty() {
+            return Err(err_at(svc.name.span(), field("zones"), "expected at least one zone".into()));
+        }
+        if svc.workers == 0 {
+            return Err(err_at(svc.name.span(), field("workers"), "expected at least 1 worker".into()));
+        }
+        if !(0.0..=1.0).contains(&svc.error_rate) {
+            return Err(err_at(svc.name.span(), field("error_rate"), "expected a probability between 0 and 1".into()));
+        }
+        if let LatencySpec::Lognormal { p50, p99 } = &svc.latency {
+            if p99 <= p50 || p50.as_us() == 0 {
+                return Err(err_at(svc.name.span(), field("latency"), "lognormal needs 0 < p50 < p99".into()));
+            }
+        }
+        if let LatencySpec::Uniform { min, max } = &svc.latency {
+            if max < min {
+                return Err(err_at(svc.name.span(), field("latency"), "uniform needs min <= max".into()));
+            }
+        }
+    }
+    let total_pods: u64 = s.services.iter().map(|s| u64::from(s.replicas)).sum();
+    if total_pods > 5000 {
+        return Err(err_text("replicas", "services".into(), format!("at most 5000 pods in all; found {total_pods}")));
+    }
+    for (i, svc) in s.services.iter().enumerate() {
+        for (j, call) in svc.calls.iter().enumerate() {
+            let field = format!("services[{i}].calls[{j}]");
+            if !names.contains(call.service.get_ref()) {
+                return Err(err_at(
+                    call.service.span(),
+                    format!("{field}.service"),
+                    format!("no service named {:?}; expected one of {:?}", call.service.get_ref(), names),
+                ));
+            }
+            if !(0.0..=1.0).contains(&call.probability) || call.fanout == 0 || call.fanout > 100 {
+                return Err(err_at(call.service.span(), field, "expected 0 <= probability <= 1 and 1 <= fanout <= 100".into()));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(s) {
+        return Err(err_text(
+            "calls",
+            "services.calls".into(),
+            format!("calls form a cycle ({}); requests would never finish", cycle.join(" -> ")),
+        ));
+    }
+    let w = &s.workload;
+    if !names.contains(w.target.get_ref()) {
+        return Err(err_at(
+            w.target.span(),
+            "workload.target".into(),
+            format!("no service named {:?}; expected one of {:?}", w.target.get_ref(), names),
+        ));
+    }
+    match w.model {
+        LoadModel::Open => match w.rate_rps {
+            Some(r) if r > 0.0 && r <= 1_000_000.0 => {}
+            _ => return Err(err_text("[workload]", "workload.rate_rps".into(), "the open model needs rate_rps between 0 and 1000000".into())),
+        },
+        LoadModel::Closed => match w.users {
+            Some(u) if u > 0 && u <= 100_000 => {}
+            _ => return Err(err_text("[workload]", "workload.users".into(), "the closed model needs users between 1 and 100000".into())),
+        },
+    }
+    if w.duration.as_ms() == 0 || w.warmup >= w.duration {
+        return Err(err_text("duration", "workload.duration".into(), "expected a duration longer than the warm-up".into()));
+    }
+    if w.clients == 0 || w.clients > 1000 {
+        return Err(err_text("[workload]", "workload.clients".into(), "expected 1 to 1000 client hosts".into()));
+    }
+    if w.routes.is_empty() || w.routes.iter().all(|r| r.weight == 0) {
+        return Err(err_text("routes", "workload.routes".into(), "expected at least one route with a weight above 0".into()));
+    }
+    for (k, r) in w.routes.iter().enumerate() {
+        if http::Method::from_bytes(r.method.as_bytes()).is_err() || !r.path.starts_with('/') {
+            return Err(err_text(&r.path, format!("workload.routes[{k}]"), "expected an HTTP method and a path starting with '/'".into()));
+        }
+    }
+
+    let pods: BTreeSet<String> = s
+        .services
+        .iter()
+        .flat_map(|svc| (0..svc.replicas).map(move |r| format!("{}-{r}", svc.name.get_ref())))
+        .collect();
+    for (k, f) in s.faults.iter().enumerate() {
+        let field = format!("faults[{k}]");
+        let bad = |message: String| err_at(f.span(), field.clone(), message);
+        let group_ok = |g: &str| g == "clients" || names.contains(g) || pods.contains(g);
+        let fault = f.get_ref();
+        if let Some(until) = fault.until() {
+            if until <= fault.at() {
+                return Err(bad(format!("`until` ({until}) must come after `at` ({})", fault.at())));
+            }
+        }
+        match fault {
+            FaultSpec::Latency { between, .. }
+            | FaultSpec::Partition { between, .. }
+            | FaultSpec::Hold { between, .. } => {
+                for g in between {
+                    if !group_ok(g) {
+                        return Err(bad(format!("`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"", s.services[0].name.get_ref())));
+                    }
+                }
+            }
+            FaultSpec::Crash { pod, .. } => {
+                if !pods.contains(pod) {
+                    return Err(bad(format!("no pod named {pod:?}; pods are named <service>-<index>, e.g. \"{}-0\"", s.services[0].name.get_ref())));
+                }
+            }
+            FaultSpec::Slow { service, pod, .. } | FaultSpec::Errors { service, pod, .. } => {
+                if !names.contains(service) {
+                    return Err(bad(format!("no service named {service:?}")));
+                }
+                if let Some(p) = pod {
+                    if !p.starts_with(&format!("{service}-")) || !pods.contains(p) {
+                        return Err(bad(format!("no pod {p:?} in service {service:?}")));
+                    }
+                }
+                if let FaultSpec::Errors { rate, .. } = fault {
+                    if !(0.0..=1.0).contains(rate) {
+                        return Err(bad("`rate` must be a probability between 0 and 1".into()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_cycle(s: &Scenario) -> Option<Vec<String>> {
+    let edges: BTreeMap<&str, Vec<&str>> = s
+        .services
+        .iter()
+        .map(|svc| {
+            (
+                svc.name.get_ref().as_str(),
+                svc.calls.iter().map(|c| c.service.get_ref().as_str()).collect(),
+            )
+        })
+        .collect();
+    fn visit<'a>(
+        n: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == n) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n);
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(n);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in edges.keys() {
+        if let Some(c) = visit(n, &edges, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

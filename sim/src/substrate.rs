@@ -1,0 +1,356 @@
+//! The simulated network under the mesh: [`SimNet`] implements `mesh_core::net::Network` on
+//! turmoil-net's socket stack, and [`Fabric`] moves packets between hosts one millisecond tick at a
+//! time, applying the scenario's network faults.
+//!
+//! turmoil-net is a socket stack, not a runtime: it leaves time and scheduling to the harness.
+//! Ours is one tokio current-thread runtime with a paused clock (so time is simulated and jumps when
+//! every task is idle), one `LocalSet` holding every task of every host, and a director that
+//! advances the fabric by one tick per simulated millisecond. Each task is pinned to its host
+//! ([`HostScoped`]) so its socket calls reach that host's kernel — including when the task is
+//! dropped, which closes its sockets.
+//!
+//! The fabric drops, holds or delays packets by rule (partitions, hold/release, link latency with
+//! jitter, crashed hosts). Delays round to whole ticks, and delivery on each directed link stays in
+//! order even when jitter or a latency change would reorder it, as on one TCP path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use turmoil_net::shim::tokio::net::{TcpListener, TcpStream};
+use turmoil_net::{EnterGuard, HostId, Packet};
+
+/// The tasks of one host incarnation; a crash aborts them all.
+#[derive(Debug, Default)]
+pub struct TaskGroup {
+    handles: Vec<tokio::task::AbortHandle>,
+    dead: bool,
+}
+
+impl TaskGroup {
+    /// Abort every task and refuse new ones.
+    pub fn kill(&mut self) {
+        self.dead = true;
+        for h in self.handles.drain(..) {
+            h.abort();
+        }
+    }
+}
+
+/// A host's view of the simulated network.
+#[derive(Clone, Debug)]
+pub struct SimNet {
+    host: HostId,
+    group: Arc<Mutex<TaskGroup>>,
+}
+
+impl SimNet {
+    /// The network as seen from `host`, with a fresh task group.
+    pub fn new(host: HostId) -> Self {
+        Self {
+            host,
+            group: Arc::new(Mutex::new(TaskGroup::default())),
+        }
+    }
+
+    /// The host's task group (to kill on a crash).
+    pub fn group(&self) -> Arc<Mutex<TaskGroup>> {
+        self.group.clone()
+    }
+}
+
+impl mesh_core::net::Network for SimNet {
+    type Stream = TcpStream;
+    type Listener = TcpListener;
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
+    async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        listener.accept().await
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect(addr).await
+    }
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        if group.dead {
+            return;
+        }
+        let handle = tokio::task::spawn_local(HostScoped::new(self.host, fut));
+        if group.handles.len() >= 256 {
+            group.handles.retain(|h| !h.is_finished());
+        }
+        group.handles.push(handle.abort_handle());
+    }
+}
+
+/// A future pinned to a host: every poll, and its drop, see that host as the current one.
+pub struct HostScoped<F> {
+    host: HostId,
+    inner: Option<Pin<Box<F>>>,
+}
+
+impl<F> HostScoped<F> {
+    /// Wrap `fut` so it runs as part of `host`.
+    pub fn new(host: HostId, fut: F) -> Self {
+        Self {
+            host,
+            inner: Some(Box::pin(fut)),
+        }
+    }
+}
+
+impl<F: Future> Future for HostScoped<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        turmoil_net::set_current(self.host);
+        match self.inner.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for HostScoped<F> {
+    fn drop(&mut self) {
+        // Dropping the future closes its sockets; that must happen in this host's kernel.
+        if let Some(inner) = self.inner.take() {
+            turmoil_net::set_current(self.host);
+            drop(inner);
+        }
+    }
+}
+
+/// One tick of simulated time. Tokio timers resolve to milliseconds, so finer ticks would drift
+/// and coarser ones would inflate every latency.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// What a host is, for fault matching and reports.
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    /// Host name: a pod (`db-0`), a client (`client-0`) or `control-plane`.
+    pub name: String,
+    /// The service the pod belongs to; `clients` for workload hosts.
+    pub group: String,
+    /// Zone.
+    pub zone: String,
+    /// Address.
+    pub ip: IpAddr,
+}
+
+/// What a packet rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// Drop matching packets.
+    Partition,
+    /// Keep matching packets until the rule is removed, then deliver them in order.
+    Hold,
+    /// Add `delay_us` ± up to `jitter_us`.
+    Latency {
+        /// Extra one-way delay, µs.
+        delay_us: u64,
+        /// Jitter amplitude, µs.
+        jitter_us: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Rule {
+    id: u64,
+    kind: RuleKind,
+    from: BTreeSet<usize>,
+    to: BTreeSet<usize>,
+}
+
+/// Counts of what the fabric did to packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FabricStats {
+    /// Packets delivered.
+    pub delivered: u64,
+    /// Dropped by a partition.
+    pub dropped_partition: u64,
+    /// Dropped because an end was crashed.
+    pub dropped_crashed: u64,
+    /// Held by a hold rule (delivered on release).
+    pub held: u64,
+}
+
+/// Moves packets between hosts, one tick at a time.
+#[derive(Debug)]
+pub struct Fabric {
+    now_ms: u64,
+    hosts: Vec<HostInfo>,
+    crashed: Vec<bool>,
+    by_ip: BTreeMap<IpAddr, usize>,
+    pending: BTreeMap<(u64, u64), Packet>,
+    seq: u64,
+    last_on_link: BTreeMap<(usize, usize), u64>,
+    rules: Vec<Rule>,
+    next_rule: u64,
+    held: Vec<(u64, Packet)>,
+    rng: ChaCha8Rng,
+    base_latency_us: u64,
+    cross_zone_us: u64,
+    egress: Vec<Packet>,
+    stats: FabricStats,
+}
+
+impl Fabric {
+    /// A fabric over `hosts` (indexed as given), with baseline latencies and its own RNG stream.
+    pub fn new(hosts: Vec<HostInfo>, base_latency_us: u64, cross_zone_us: u64, seed: u64) -> Self {
+        let by_ip = hosts.iter().enumerate().map(|(i, h)| (h.ip, i)).collect();
+        Self {
+            now_ms: 0,
+            crashed: vec![false; hosts.len()],
+            hosts,
+            by_ip,
+            pending: BTreeMap::new(),
+            seq: 0,
+            last_on_link: BTreeMap::new(),
+            rules: Vec::new(),
+            next_rule: 1,
+            held: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            base_latency_us,
+            cross_zone_us,
+            egress: Vec::with_capacity(256),
+            stats: FabricStats::default(),
+        }
+    }
+
+    /// Hosts, in index order.
+    pub fn hosts(&self) -> &[HostInfo] {
+        &self.hosts
+    }
+
+    /// Indices of the hosts a fault's group names: a service, a pod, or `clients`.
+    pub fn select(&self, group: &str) -> BTreeSet<usize> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.group == group || h.name == group)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Install a rule from `from` to `to` (and back, unless `one_way`); returns its id.
+    pub fn add_rule(&mut self, kind: RuleKind, a: &str, b: &str, one_way: bool) -> Vec<u64> {
+        let (sa, sb) = (self.select(a), self.select(b));
+        let mut ids = vec![self.push_rule(kind, sa.clone(), sb.clone())];
+        if !one_way {
+            ids.push(self.push_rule(kind, sb, sa));
+        }
+        ids
+    }
+
+    fn push_rule(&mut self, kind: RuleKind, from: BTreeSet<usize>, to: BTreeSet<usize>) -> u64 {
+        let id = self.next_rule;
+        self.next_rule += 1;
+        self.rules.push(Rule { id, kind, from, to });
+        id
+    }
+
+    /// Remove a rule; packets it held are delivered now, in the order they were sent.
+    pub fn remove_rule(&mut self, id: u64, guard: &EnterGuard) {
+        self.rules.retain(|r| r.id != id);
+        let (release, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(rid, _)| *rid == id);
+        self.held = keep;
+        for (_, pkt) in release {
+            self.stats.delivered += 1;
+            guard.deliver(pkt);
+        }
+    }
+
+    /// Mark a host crashed (its packets vanish both ways) or back up.
+    pub fn set_crashed(&mut self, host: usize, crashed: bool) {
+        self.crashed[host] = crashed;
+    }
+
+    /// What the fabric has done so far.
+    pub fn stats(&self) -> FabricStats {
+        self.stats
+    }
+
+    /// Advance one tick: deliver what is due, then route everything hosts sent since the last tick.
+    pub fn tick(&mut self, guard: &EnterGuard) {
+        self.now_ms += 1;
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > self.now_ms {
+                break;
+            }
+            let pkt = entry.remove();
+            self.stats.delivered += 1;
+            guard.deliver(pkt);
+        }
+        let mut out = std::mem::take(&mut self.egress);
+        guard.egress_all(&mut out);
+        for pkt in out.drain(..) {
+            self.route(pkt, guard);
+        }
+        self.egress = out;
+    }
+
+    fn route(&mut self, pkt: Packet, guard: &EnterGuard) {
+        let (Some(&s), Some(&d)) = (self.by_ip.get(&pkt.src), self.by_ip.get(&pkt.dst)) else {
+            return;
+        };
+        if self.crashed[s] || self.crashed[d] {
+            self.stats.dropped_crashed += 1;
+            return;
+        }
+        let mut delay_us = self.base_latency_us;
+        if self.hosts[s].zone != self.hosts[d].zone {
+            delay_us += self.cross_zone_us;
+        }
+        for rule in &self.rules {
+            if !(rule.from.contains(&s) && rule.to.contains(&d)) {
+                continue;
+            }
+            match rule.kind {
+                RuleKind::Partition => {
+                    self.stats.dropped_partition += 1;
+                    return;
+                }
+                RuleKind::Hold => {
+                    self.stats.held += 1;
+                    self.held.push((rule.id, pkt));
+                    return;
+                }
+                RuleKind::Latency { delay_us: d_us, jitter_us } => {
+                    let j = if jitter_us > 0 {
+                        self.rng.random_range(0..=2 * jitter_us) as i64 - jitter_us as i64
+                    } else {
+                        0
+                    };
+                    delay_us = (delay_us as i64 + d_us as i64 + j).max(0) as u64;
+                }
+            }
+        }
+        let mut at = self.now_ms + (delay_us + 500) / 1000;
+        let last = self.last_on_link.entry((s, d)).or_insert(0);
+        at = at.max(*last);
+        *last = at;
+        if at <= self.now_ms {
+            self.stats.delivered += 1;
+            guard.deliver(pkt);
+        } else {
+            self.seq += 1;
+            self.pending.insert((at, self.seq), pkt);
+        }
+    }
+}
