@@ -12,6 +12,8 @@
 //! - [`balance`]: endpoint selection (round robin for now; the policies issue adds P2C, EWMA, hashing).
 //! - [`proxy`]: the sidecar: outbound routing by service name, inbound forwarding to the local app,
 //!   hop-by-hop header handling, upstream failures mapped to 502/503/504.
+//! - [`server`]: accept-and-serve HTTP/1.1 + HTTP/2 on any network, shared by every listener.
+//! - [`client`]: pooled HTTP/1.1 and HTTP/2 clients over any network.
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
 //!
@@ -23,7 +25,9 @@
 
 pub mod balance;
 pub mod body;
+pub mod client;
 pub mod hop;
 pub mod net;
 pub mod proxy;
 pub mod registry;
+pub mod server;

@@ -95,6 +95,9 @@ mod tests {
     fn authority_forms_name_the_same_service() {
         assert_eq!(service_of_authority("db"), "db");
         assert_eq!(service_of_authority("db:80"), "db");
-        assert_eq!(service_of_authority("db.default.svc.cluster.local:8080"), "db");
+        assert_eq!(
+            service_of_authority("db.default.svc.cluster.local:8080"),
+            "db"
+        );
     }
 }

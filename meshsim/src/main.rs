@@ -1,1 +1,199 @@
-fn main() {}
+//! `meshsim`, the binary: parses the command line, runs the simulator and writes reports.
+//! The only place `anyhow` and process exit codes live.
+//!
+//! Exit codes: 0 the run passed its assertions, 1 an assertion failed (or the books did not
+//! balance), 2 bad input (the message names file, line and field).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Simulate a service mesh, deterministically, under the faults a scenario file describes,
+/// and report what the mesh did: latency overhead, failures by reason, every request accounted for.
+#[derive(Parser, Debug)]
+#[command(name = "meshsim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario with and without the mesh, check its assertions, write report.json and summary.md.
+    ///
+    /// Exit status: 0 assertions held, 1 an assertion failed, 2 bad input.
+    Run {
+        /// The scenario file (TOML; see scenarios/README.md).
+        scenario: PathBuf,
+        /// Seed for every random choice (default: the scenario's `seed`). Same seed, same report, byte for byte.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory for report.json and summary.md (created if missing).
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a scenario file and print what it describes, without running it.
+    ///
+    /// Exit status: 0 valid, 2 invalid.
+    Check {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            quiet,
+        } => match run(&scenario, seed, &out, quiet) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { scenario } => match sim::scenario::load(&scenario) {
+            Ok(l) => {
+                let s = &l.scenario;
+                let pods: u32 = s.services.iter().map(|s| s.replicas).sum();
+                println!(
+                    "{}: ok — {} services, {} pods, {} client hosts, {} faults, {} assertions",
+                    scenario.display(),
+                    s.services.len(),
+                    pods,
+                    s.workload.clients,
+                    s.faults.len(),
+                    s.assertions.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(
+    scenario: &std::path::Path,
+    seed: Option<u64>,
+    out: &std::path::Path,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match sim::scenario::load(scenario) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let seed = seed.unwrap_or(loaded.scenario.seed);
+    let opts = sim::RunOptions {
+        seed,
+        scenario_arg: scenario.display().to_string(),
+    };
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    let mut progress = |phase: &str, now_ms: u64, end_ms: u64| {
+        if tty {
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r  {phase:<8} {:>6.1}s / {:.1}s simulated",
+                now_ms as f64 / 1000.0,
+                end_ms as f64 / 1000.0
+            );
+            let _ = err.flush();
+        }
+    };
+    if !quiet {
+        eprintln!("meshsim: {} (seed {seed})", loaded.scenario.name);
+    }
+    #[allow(clippy::disallowed_methods)]
+    // wall time for the user's information only; never in the report
+    let started = std::time::Instant::now();
+    let report = sim::run_scenario(&loaded, &opts, &mut progress);
+    if tty {
+        eprint!("\r{:60}\r", "");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = reports::to_json(&report);
+    std::fs::write(out.join("report.json"), &json)
+        .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    let summary = reports::summary::render(&report);
+    std::fs::write(out.join("summary.md"), &summary)
+        .with_context(|| format!("writing {}", out.join("summary.md").display()))?;
+    if !quiet {
+        print_short(&report);
+        println!(
+            "  wrote {} and {}",
+            out.join("report.json").display(),
+            out.join("summary.md").display()
+        );
+        println!("  wall time {:.1}s", started.elapsed().as_secs_f64());
+        println!("  reproduce: {}", report.run.repro);
+    }
+    Ok(match report.verdict {
+        reports::Verdict::Pass => ExitCode::SUCCESS,
+        reports::Verdict::Fail => ExitCode::from(1),
+    })
+}
+
+fn print_short(report: &reports::Report) {
+    let verdict = match report.verdict {
+        reports::Verdict::Pass => "PASS",
+        reports::Verdict::Fail => "FAIL",
+    };
+    println!(
+        "{verdict}: {} (seed {})",
+        report.run.scenario, report.run.seed
+    );
+    for run in [&report.mesh, &report.baseline].into_iter().flatten() {
+        let b = &run.books;
+        println!(
+            "  {:<8} sent {:>7}  ok {:>7}  failed {:>6}  in flight {:>3}  P50 {:>8} ms  P99 {:>8} ms  P99.9 {:>8} ms{}",
+            if run.mesh { "mesh" } else { "no mesh" },
+            b.sent,
+            b.ok,
+            b.failed,
+            b.in_flight,
+            reports::summary::ms(run.latency.p50_us),
+            reports::summary::ms(run.latency.p99_us),
+            reports::summary::ms(run.latency.p999_us),
+            if b.balanced {
+                ""
+            } else {
+                "  BOOKS DO NOT BALANCE"
+            }
+        );
+    }
+    if let Some(o) = &report.overhead {
+        println!(
+            "  overhead P50 {:+.3} ms  P99 {:+.3} ms  P99.9 {:+.3} ms",
+            o.p50_us as f64 / 1000.0,
+            o.p99_us as f64 / 1000.0,
+            o.p999_us as f64 / 1000.0
+        );
+    }
+    for a in &report.assertions {
+        let actual = a
+            .actual
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "n/a".into());
+        println!(
+            "  [{}] {}  (actual {actual})",
+            if a.passed { "ok" } else { "FAILED" },
+            a.text
+        );
+    }
+}

@@ -125,7 +125,8 @@ impl Books {
     /// Recompute [`Books::balanced`].
     pub fn check(&mut self) {
         let by_reason: u64 = self.failed_by_reason.values().sum();
-        self.balanced = self.sent == self.ok + self.failed + self.in_flight && by_reason == self.failed;
+        self.balanced =
+            self.sent == self.ok + self.failed + self.in_flight && by_reason == self.failed;
     }
 }
 

@@ -69,9 +69,15 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(s, "\nReproduce: `{}`\n", r.repro);
 
     if !report.assertions.is_empty() {
-        let _ = writeln!(s, "## Assertions\n\n| | assertion | actual |\n|---|---|---|");
+        let _ = writeln!(
+            s,
+            "## Assertions\n\n| | assertion | actual |\n|---|---|---|"
+        );
         for a in &report.assertions {
-            let actual = a.actual.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
+            let actual = a
+                .actual
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "n/a".into());
             let mark = if a.passed { "ok" } else { "**FAILED**" };
             let _ = writeln!(s, "| {mark} | `{}` | {actual} |", a.text);
         }
@@ -79,7 +85,10 @@ pub fn render(report: &Report) -> String {
     }
 
     let _ = writeln!(s, "## Latency (ms)\n");
-    let _ = writeln!(s, "| run | route | count | P50 | P90 | P99 | P99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| run | route | count | P50 | P90 | P99 | P99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    );
     for run in [&report.mesh, &report.baseline].into_iter().flatten() {
         latency_row(&mut s, label(run), "all", &run.latency);
         for (name, rs) in &run.routes {
@@ -88,7 +97,10 @@ pub fn render(report: &Report) -> String {
     }
     s.push('\n');
 
-    let _ = writeln!(s, "## Outcomes\n\n| run | sent | ok | failed | in flight | warm-up (excluded) | balanced |\n|---|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "## Outcomes\n\n| run | sent | ok | failed | in flight | warm-up (excluded) | balanced |\n|---|---:|---:|---:|---:|---:|---|"
+    );
     for run in [&report.mesh, &report.baseline].into_iter().flatten() {
         let b = &run.books;
         let _ = writeln!(
@@ -117,13 +129,22 @@ pub fn render(report: &Report) -> String {
         }
     }
     if !r.faults.is_empty() {
-        let _ = writeln!(s, "\n## Fault time line\n\n| kind | target | from (s) | to (s) |\n|---|---|---:|---:|");
+        let _ = writeln!(
+            s,
+            "\n## Fault time line\n\n| kind | target | from (s) | to (s) |\n|---|---|---:|---:|"
+        );
         for f in &r.faults {
             let end = f
                 .end_ms
                 .map(|e| format!("{:.3}", e as f64 / 1000.0))
                 .unwrap_or_else(|| "end".into());
-            let _ = writeln!(s, "| {} | {} | {:.3} | {end} |", f.kind, f.target, f.start_ms as f64 / 1000.0);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.3} | {end} |",
+                f.kind,
+                f.target,
+                f.start_ms as f64 / 1000.0
+            );
         }
     }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {

@@ -63,7 +63,10 @@ impl CostDist {
     fn check(&self) -> Result<(), String> {
         let v = [self.p50_us, self.p90_us, self.p99_us, self.p999_us];
         if v.iter().any(|x| !x.is_finite() || *x < 0.0) || v.windows(2).any(|w| w[0] > w[1]) {
-            return Err("percentiles must be non-negative and non-decreasing (p50 <= p90 <= p99 <= p999)".into());
+            return Err(
+                "percentiles must be non-negative and non-decreasing (p50 <= p90 <= p99 <= p999)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -161,9 +164,14 @@ impl SimHopCost {
     }
 
     /// Decide the delay of a hop arriving at `now_us`: returns the µs the hop is delayed.
+    #[cfg(test)]
     fn admit(&self, now_us: u64) -> u64 {
         let mut cpu = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
         let u: f64 = cpu.rng.random();
+        self.admit_with(&mut cpu, now_us, u)
+    }
+
+    fn admit_with(&self, cpu: &mut ProxyCpu, now_us: u64, u: f64) -> u64 {
         let cost = self.dist.sample(u).round().max(1.0) as u64;
         let (idx, free) = cpu
             .free_at_us
@@ -195,8 +203,16 @@ impl SimHopCost {
 
 impl HopCost for SimHopCost {
     fn charge(&self, _direction: Direction) -> Pin<Box<dyn Future<Output = u64> + Send>> {
-        let now_us = self.epoch.elapsed().as_micros() as u64;
-        let delay_us = self.admit(now_us);
+        // Everything that happens within a tick shares its millisecond timestamp; spread arrivals
+        // uniformly over the tick so hops that are really microseconds apart do not queue as if
+        // they had arrived at the same instant.
+        let delay_us = {
+            let mut cpu = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+            let offset = cpu.rng.random_range(0..1000u64);
+            let now_us = self.epoch.elapsed().as_micros() as u64 + offset;
+            let u: f64 = cpu.rng.random();
+            self.admit_with(&mut cpu, now_us, u)
+        };
         Box::pin(async move {
             let whole_ms = delay_us / 1000;
             if whole_ms > 0 {
@@ -213,7 +229,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn dist() -> CostDist {
-        CostDist { p50_us: 40.0, p90_us: 60.0, p99_us: 120.0, p999_us: 400.0 }
+        CostDist {
+            p50_us: 40.0,
+            p90_us: 60.0,
+            p99_us: 120.0,
+            p999_us: 400.0,
+        }
     }
 
     #[test]

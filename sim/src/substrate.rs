@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use turmoil_net::shim::tokio::net::{TcpListener, TcpStream};
 use turmoil_net::{EnterGuard, HostId, Packet};
 
@@ -43,57 +44,190 @@ impl TaskGroup {
     }
 }
 
+type PipeListeners = BTreeMap<u16, tokio::sync::mpsc::UnboundedSender<(DuplexStream, SocketAddr)>>;
+
+/// Per-host-incarnation state shared by every clone of a [`SimNet`].
+#[derive(Debug, Default)]
+struct HostState {
+    group: TaskGroup,
+    pipes: PipeListeners,
+    next_pipe_port: u16,
+}
+
 /// A host's view of the simulated network.
+///
+/// Connections between hosts are turmoil-net TCP. Connections to `127.0.0.1` (app ↔ sidecar) are
+/// in-memory pipes: turmoil-net delivers loopback segments only when the fabric ticks, which would
+/// add a millisecond per loopback packet where a real host adds microseconds. The sidecar's real
+/// loopback cost is part of the per-hop cost the bench measures and [`crate::cost`] charges.
 #[derive(Clone, Debug)]
 pub struct SimNet {
     host: HostId,
-    group: Arc<Mutex<TaskGroup>>,
+    state: Arc<Mutex<HostState>>,
 }
 
+/// Buffer of an in-memory loopback pipe (as a socket buffer would hold).
+const PIPE_BUF: usize = 256 * 1024;
+
 impl SimNet {
-    /// The network as seen from `host`, with a fresh task group.
+    /// The network as seen from `host`, as a fresh incarnation (new task group, no listeners).
     pub fn new(host: HostId) -> Self {
         Self {
             host,
-            group: Arc::new(Mutex::new(TaskGroup::default())),
+            state: Arc::new(Mutex::new(HostState {
+                next_pipe_port: 40_000,
+                ..HostState::default()
+            })),
         }
     }
 
-    /// The host's task group (to kill on a crash).
-    pub fn group(&self) -> Arc<Mutex<TaskGroup>> {
-        self.group.clone()
+    fn state(&self) -> std::sync::MutexGuard<'_, HostState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Abort every task of this incarnation (a crash).
+    pub fn kill(&self) {
+        let mut st = self.state();
+        st.group.kill();
+        st.pipes.clear();
+    }
+}
+
+/// A listener: TCP (unless bound to loopback only) plus the host's loopback pipes on the same port.
+#[derive(Debug)]
+pub struct SimListener {
+    tcp: Option<TcpListener>,
+    pipes: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(DuplexStream, SocketAddr)>>,
+}
+
+/// A stream: TCP between hosts, a pipe on loopback.
+#[derive(Debug)]
+pub enum SimStream {
+    /// Between hosts.
+    Tcp(TcpStream),
+    /// On loopback.
+    Pipe(DuplexStream),
+}
+
+impl AsyncRead for SimStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            SimStream::Pipe(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            SimStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            SimStream::Pipe(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            SimStream::Pipe(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            SimStream::Pipe(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
 impl mesh_core::net::Network for SimNet {
-    type Stream = TcpStream;
-    type Listener = TcpListener;
+    type Stream = SimStream;
+    type Listener = SimListener;
 
-    async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::bind(addr).await
+    async fn bind(&self, addr: SocketAddr) -> io::Result<SimListener> {
+        let tcp = if addr.ip().is_loopback() {
+            None
+        } else {
+            // A restarted pod's old sockets linger until their FIN exchange times out, and
+            // turmoil-net has no SO_REUSEADDR (which tokio sets on Unix): wait them out, as a
+            // restarting process's bind loop would.
+            let mut tries = 0;
+            loop {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => break Some(l),
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries < 100 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut st = self.state();
+        if st.pipes.contains_key(&addr.port()) {
+            return Err(io::ErrorKind::AddrInUse.into());
+        }
+        st.pipes.insert(addr.port(), tx);
+        Ok(SimListener {
+            tcp,
+            pipes: tokio::sync::Mutex::new(rx),
+        })
     }
 
-    async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-        listener.accept().await
+    async fn accept(&self, listener: &SimListener) -> io::Result<(SimStream, SocketAddr)> {
+        let mut pipes = listener.pipes.lock().await;
+        match &listener.tcp {
+            Some(tcp) => tokio::select! {
+                biased;
+                p = pipes.recv() => p.map(|(s, a)| (SimStream::Pipe(s), a)).ok_or_else(|| io::ErrorKind::NotConnected.into()),
+                t = tcp.accept() => t.map(|(s, a)| (SimStream::Tcp(s), a)),
+            },
+            None => pipes
+                .recv()
+                .await
+                .map(|(s, a)| (SimStream::Pipe(s), a))
+                .ok_or_else(|| io::ErrorKind::NotConnected.into()),
+        }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        TcpStream::connect(addr).await
+    async fn connect(&self, addr: SocketAddr) -> io::Result<SimStream> {
+        if addr.ip().is_loopback() {
+            let mut st = self.state();
+            let port = st.next_pipe_port;
+            st.next_pipe_port = st.next_pipe_port.checked_add(1).unwrap_or(40_000);
+            let tx = st
+                .pipes
+                .get(&addr.port())
+                .ok_or(io::ErrorKind::ConnectionRefused)?;
+            let (ours, theirs) = tokio::io::duplex(PIPE_BUF);
+            tx.send((theirs, SocketAddr::new(addr.ip(), port)))
+                .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            return Ok(SimStream::Pipe(ours));
+        }
+        TcpStream::connect(addr).await.map(SimStream::Tcp)
     }
 
     fn spawn<F>(&self, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
-        if group.dead {
+        let mut st = self.state();
+        if st.group.dead {
             return;
         }
         let handle = tokio::task::spawn_local(HostScoped::new(self.host, fut));
-        if group.handles.len() >= 256 {
-            group.handles.retain(|h| !h.is_finished());
+        if st.group.handles.len() >= 256 {
+            st.group.handles.retain(|h| !h.is_finished());
         }
-        group.handles.push(handle.abort_handle());
+        st.group.handles.push(handle.abort_handle());
     }
 }
 
@@ -331,7 +465,10 @@ impl Fabric {
                     self.held.push((rule.id, pkt));
                     return;
                 }
-                RuleKind::Latency { delay_us: d_us, jitter_us } => {
+                RuleKind::Latency {
+                    delay_us: d_us,
+                    jitter_us,
+                } => {
                     let j = if jitter_us > 0 {
                         self.rng.random_range(0..=2 * jitter_us) as i64 - jitter_us as i64
                     } else {

@@ -18,7 +18,6 @@ pub mod error;
 pub mod headers;
 pub mod stats;
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -26,15 +25,14 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 
 use crate::balance::Balancer;
 use crate::body::{self, Body};
+use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
-use crate::net::{ConnectError, Connector, NetExecutor, Network};
+use crate::net::{ConnectError, Network};
 use crate::registry::{Protocol, Registry, service_of_authority};
+use crate::server::{ServeEvent, serve_http};
 pub use error::{ERROR_HEADER, ProxyError};
 pub use stats::ProxyStats;
 
@@ -75,8 +73,7 @@ pub struct Proxy<N: Network> {
     cfg: ProxyConfig,
     registry: Arc<RwLock<Registry>>,
     balancer: Balancer,
-    h1: Client<Connector<N>, Body>,
-    h2: Client<Connector<N>, Body>,
+    clients: HttpClients<N>,
     stats: Arc<ProxyStats>,
     hop: Option<Arc<dyn HopCost>>,
 }
@@ -95,19 +92,8 @@ impl<N: Network> Proxy<N> {
         registry: Arc<RwLock<Registry>>,
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
-        let connector = Connector::new(net.clone(), cfg.connect_timeout);
-        let build = |http2: bool| {
-            let mut b = Client::builder(NetExecutor(net.clone()));
-            // The pool's idle sweep reads the wall clock; switch it off so simulated runs never do.
-            b.pool_idle_timeout(None::<Duration>)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .http2_only(http2);
-            b.build(connector.clone())
-        };
         Arc::new(Self {
-            h1: build(false),
-            h2: build(true),
+            clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
             registry,
@@ -134,35 +120,18 @@ impl<N: Network> Proxy<N> {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: N::Listener, dir: Direction) {
-        loop {
-            match self.net.accept(&listener).await {
-                Ok((stream, _peer)) => {
-                    let this = self.clone();
-                    self.net.spawn(async move { this.serve_connection(stream, dir).await });
-                }
-                // A failed accept (e.g. a peer reset during the handshake) affects one connection only.
-                Err(_) => self.stats.incr(dir_key(dir, "accept_errors")),
-            }
-        }
-    }
-
-    async fn serve_connection(self: Arc<Self>, stream: N::Stream, dir: Direction) {
-        let this = self.clone();
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let this = this.clone();
-            async move { Ok::<_, Infallible>(this.handle(dir, req).await) }
-        });
-        let mut builder = auto::Builder::new(NetExecutor(self.net.clone()));
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new());
-        if builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .await
-            .is_err()
-        {
+        let stats = self.stats.clone();
+        let on_event = Arc::new(move |e: ServeEvent| match e {
+            ServeEvent::AcceptError => stats.incr(dir_key(dir, "accept_errors")),
             // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
-            self.stats.incr(dir_key(dir, "downstream_errors"));
-        }
+            ServeEvent::ConnectionError => stats.incr(dir_key(dir, "downstream_errors")),
+        });
+        let this = self.clone();
+        let handler = move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { this.handle(dir, req).await }
+        };
+        serve_http(self.net.clone(), listener, handler, on_event).await;
     }
 
     async fn handle(&self, dir: Direction, req: Request<Incoming>) -> Response<Body> {
@@ -179,7 +148,8 @@ impl<N: Network> Proxy<N> {
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                self.stats.incr(&format!("{}.error.{}", dir_name(dir), e.reason()));
+                self.stats
+                    .incr(&format!("{}.error.{}", dir_name(dir), e.reason()));
                 error_response(e)
             }
         };
@@ -251,14 +221,11 @@ impl<N: Network> Proxy<N> {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        parts.uri = Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
+        parts.uri =
+            Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
         parts.version = protocol.version();
         let req = Request::from_parts(parts, body::boxed(incoming));
-        let client = match protocol {
-            Protocol::Http1 => &self.h1,
-            Protocol::Http2 => &self.h2,
-        };
-        let call = client.request(req);
+        let call = self.clients.get(protocol).request(req);
         let resp = match self.cfg.request_timeout {
             Some(t) => tokio::time::timeout(t, call)
                 .await
@@ -270,7 +237,8 @@ impl<N: Network> Proxy<N> {
     }
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+/// Map a pooled-client failure to the proxy failure it stands for.
+pub fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
     if e.is_connect() {
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {

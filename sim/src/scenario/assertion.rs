@@ -18,17 +18,32 @@ pub const METRICS: &[(&str, &str)] = &[
     ("max_ms", "largest latency, ms"),
     ("mean_ms", "mean latency, ms"),
     ("baseline_p50_ms", "median latency without the mesh, ms"),
-    ("baseline_p99_ms", "99th percentile latency without the mesh, ms"),
+    (
+        "baseline_p99_ms",
+        "99th percentile latency without the mesh, ms",
+    ),
     ("overhead_p50_ms", "meshed minus unmeshed median, ms"),
-    ("overhead_p99_ms", "meshed minus unmeshed 99th percentile, ms"),
-    ("overhead_p999_ms", "meshed minus unmeshed 99.9th percentile, ms"),
+    (
+        "overhead_p99_ms",
+        "meshed minus unmeshed 99th percentile, ms",
+    ),
+    (
+        "overhead_p999_ms",
+        "meshed minus unmeshed 99.9th percentile, ms",
+    ),
     ("success_ratio", "ok / completed requests"),
     ("error_ratio", "failed / completed requests"),
     ("sent", "requests sent after warm-up"),
     ("ok", "requests that succeeded"),
-    ("failed", "requests that failed (any reason, or {reason=\"...\"})"),
+    (
+        "failed",
+        "requests that failed (any reason, or {reason=\"...\"})",
+    ),
     ("in_flight", "requests still unanswered when the run ended"),
-    ("throughput_rps", "successful requests per second of measured time"),
+    (
+        "throughput_rps",
+        "successful requests per second of measured time",
+    ),
 ];
 
 /// A comparison operator.
@@ -86,7 +101,9 @@ pub enum AssertionError {
     #[error("unknown metric `{0}`; expected one of: {1}")]
     UnknownMetric(String, String),
     /// A label the metric does not take.
-    #[error("metric `{0}` takes no label `{1}`; `route` works on latency and ratio metrics, `reason` on `failed`")]
+    #[error(
+        "metric `{0}` takes no label `{1}`; `route` works on latency and ratio metrics, `reason` on `failed`"
+    )]
     BadLabel(String, String),
 }
 
@@ -181,7 +198,10 @@ mod tests {
     #[test]
     fn parses_plain_and_labelled() {
         let a: Assertion = "p99_ms <= 250".parse().unwrap();
-        assert_eq!((a.metric.as_str(), a.op, a.value), ("p99_ms", Op::Le, 250.0));
+        assert_eq!(
+            (a.metric.as_str(), a.op, a.value),
+            ("p99_ms", Op::Le, 250.0)
+        );
         let a: Assertion = r#"failed{reason="upstream_timeout"} == 0"#.parse().unwrap();
         assert_eq!(a.label, Some(("reason".into(), "upstream_timeout".into())));
         let a: Assertion = r#"p99_ms{route="GET /a"} < 8"#.parse().unwrap();

@@ -28,9 +28,7 @@ impl Dur {
 
 /// What went wrong reading a duration.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "expected a duration such as \"250ms\" or \"2s\" (units: us, ms, s, m), found {0:?}"
-)]
+#[error("expected a duration such as \"250ms\" or \"2s\" (units: us, ms, s, m), found {0:?}")]
 pub struct DurError(String);
 
 impl FromStr for Dur {

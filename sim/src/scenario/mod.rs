@@ -489,7 +489,8 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
 
 /// Parse and validate scenario text; `file` names it in errors.
 pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
-    let de = toml::de::Deserializer::parse(src).map_err(|e| toml_error(file, src, "(syntax)", &e))?;
+    let de =
+        toml::de::Deserializer::parse(src).map_err(|e| toml_error(file, src, "(syntax)", &e))?;
     let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         toml_error(file, src, &path, e.inner())
@@ -499,14 +500,24 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
 }
 
 fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> ScenarioError {
-    let (line, column) = e
-        .span()
-        .map(|s| line_col(src, s.start))
-        .unwrap_or((0, 0));
-    let field = if field.is_empty() || field == "?" {
-        "(top level)".to_string()
-    } else {
-        field.to_string()
+    let mut offset = e.span().map(|s| s.start);
+    // For an unknown field serde points at the table; point at the field itself.
+    let unknown = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next());
+    if let (Some(name), Some(start)) = (unknown, offset) {
+        if let Some(i) = find_key(&src[start..], name) {
+            offset = Some(start + i);
+        }
+    }
+    let (line, column) = offset.map(|o| line_col(src, o)).unwrap_or((0, 0));
+    let field = field.replace(".$__serde_spanned_private_value", "");
+    let field = match (field.as_str(), unknown) {
+        ("" | "?" | ".", Some(name)) => name.to_string(),
+        ("" | "?" | ".", None) => "(top level)".to_string(),
+        (path, Some(name)) if !path.ends_with(name) => format!("{path}.{name}"),
+        (path, _) => path.to_string(),
     };
     ScenarioError {
         file: file.to_string(),
@@ -515,6 +526,21 @@ fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> Scenar
         field,
         message: e.message().trim().to_string(),
     }
+}
+
+/// Offset of the first `key =` (at a line start or after `{`/`,`) in `text`.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key) {
+        let at = from + i;
+        let before = text[..at].trim_end_matches([' ', '\t']);
+        let after = text[at + key.len()..].trim_start_matches([' ', '\t']);
+        if (before.is_empty() || before.ends_with(['\n', '{', ','])) && after.starts_with('=') {
+            return Some(at);
+        }
+        from = at + key.len();
+    }
+    None
 }
 
 /// 1-based line and column of byte `offset` in `src`.
@@ -572,7 +598,9 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
             return Err(err_at(
                 svc.name.span(),
                 format!("services[{i}].name"),
-                format!("expected a DNS-style name of lowercase letters, digits and '-' (not `clients` or `control-plane`), found {name:?}"),
+                format!(
+                    "expected a DNS-style name of lowercase letters, digits and '-' (not `clients` or `control-plane`), found {name:?}"
+                ),
             ));
         }
         if !names.insert(name.clone()) {
@@ -584,31 +612,59 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         }
         let field = |f: &str| format!("services[{i}].{f}");
         if svc.replicas == 0 || svc.replicas > 5000 {
-            return Err(err_at(svc.name.span(), field("replicas"), "expected 1 to 5000 replicas".into()));
+            return Err(err_at(
+                svc.name.span(),
+                field("replicas"),
+                "expected 1 to 5000 replicas".into(),
+            ));
         }
         if svc.zones.is_empty() {
-            return Err(err_at(svc.name.span(), field("zones"), "expected at least one zone".into()));
+            return Err(err_at(
+                svc.name.span(),
+                field("zones"),
+                "expected at least one zone".into(),
+            ));
         }
         if svc.workers == 0 {
-            return Err(err_at(svc.name.span(), field("workers"), "expected at least 1 worker".into()));
+            return Err(err_at(
+                svc.name.span(),
+                field("workers"),
+                "expected at least 1 worker".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&svc.error_rate) {
-            return Err(err_at(svc.name.span(), field("error_rate"), "expected a probability between 0 and 1".into()));
+            return Err(err_at(
+                svc.name.span(),
+                field("error_rate"),
+                "expected a probability between 0 and 1".into(),
+            ));
         }
         if let LatencySpec::Lognormal { p50, p99 } = &svc.latency {
             if p99 <= p50 || p50.as_us() == 0 {
-                return Err(err_at(svc.name.span(), field("latency"), "lognormal needs 0 < p50 < p99".into()));
+                return Err(err_at(
+                    svc.name.span(),
+                    field("latency"),
+                    "lognormal needs 0 < p50 < p99".into(),
+                ));
             }
         }
         if let LatencySpec::Uniform { min, max } = &svc.latency {
             if max < min {
-                return Err(err_at(svc.name.span(), field("latency"), "uniform needs min <= max".into()));
+                return Err(err_at(
+                    svc.name.span(),
+                    field("latency"),
+                    "uniform needs min <= max".into(),
+                ));
             }
         }
     }
     let total_pods: u64 = s.services.iter().map(|s| u64::from(s.replicas)).sum();
     if total_pods > 5000 {
-        return Err(err_text("replicas", "services".into(), format!("at most 5000 pods in all; found {total_pods}")));
+        return Err(err_text(
+            "replicas",
+            "services".into(),
+            format!("at most 5000 pods in all; found {total_pods}"),
+        ));
     }
     for (i, svc) in s.services.iter().enumerate() {
         for (j, call) in svc.calls.iter().enumerate() {
@@ -617,11 +673,19 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                 return Err(err_at(
                     call.service.span(),
                     format!("{field}.service"),
-                    format!("no service named {:?}; expected one of {:?}", call.service.get_ref(), names),
+                    format!(
+                        "no service named {:?}; expected one of {:?}",
+                        call.service.get_ref(),
+                        names
+                    ),
                 ));
             }
             if !(0.0..=1.0).contains(&call.probability) || call.fanout == 0 || call.fanout > 100 {
-                return Err(err_at(call.service.span(), field, "expected 0 <= probability <= 1 and 1 <= fanout <= 100".into()));
+                return Err(err_at(
+                    call.service.span(),
+                    field,
+                    "expected 0 <= probability <= 1 and 1 <= fanout <= 100".into(),
+                ));
             }
         }
     }
@@ -629,7 +693,10 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         return Err(err_text(
             "calls",
             "services.calls".into(),
-            format!("calls form a cycle ({}); requests would never finish", cycle.join(" -> ")),
+            format!(
+                "calls form a cycle ({}); requests would never finish",
+                cycle.join(" -> ")
+            ),
         ));
     }
     let w = &s.workload;
@@ -637,31 +704,63 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         return Err(err_at(
             w.target.span(),
             "workload.target".into(),
-            format!("no service named {:?}; expected one of {:?}", w.target.get_ref(), names),
+            format!(
+                "no service named {:?}; expected one of {:?}",
+                w.target.get_ref(),
+                names
+            ),
         ));
     }
     match w.model {
         LoadModel::Open => match w.rate_rps {
             Some(r) if r > 0.0 && r <= 1_000_000.0 => {}
-            _ => return Err(err_text("[workload]", "workload.rate_rps".into(), "the open model needs rate_rps between 0 and 1000000".into())),
+            _ => {
+                return Err(err_text(
+                    "[workload]",
+                    "workload.rate_rps".into(),
+                    "the open model needs rate_rps between 0 and 1000000".into(),
+                ));
+            }
         },
         LoadModel::Closed => match w.users {
             Some(u) if u > 0 && u <= 100_000 => {}
-            _ => return Err(err_text("[workload]", "workload.users".into(), "the closed model needs users between 1 and 100000".into())),
+            _ => {
+                return Err(err_text(
+                    "[workload]",
+                    "workload.users".into(),
+                    "the closed model needs users between 1 and 100000".into(),
+                ));
+            }
         },
     }
     if w.duration.as_ms() == 0 || w.warmup >= w.duration {
-        return Err(err_text("duration", "workload.duration".into(), "expected a duration longer than the warm-up".into()));
+        return Err(err_text(
+            "duration",
+            "workload.duration".into(),
+            "expected a duration longer than the warm-up".into(),
+        ));
     }
     if w.clients == 0 || w.clients > 1000 {
-        return Err(err_text("[workload]", "workload.clients".into(), "expected 1 to 1000 client hosts".into()));
+        return Err(err_text(
+            "[workload]",
+            "workload.clients".into(),
+            "expected 1 to 1000 client hosts".into(),
+        ));
     }
     if w.routes.is_empty() || w.routes.iter().all(|r| r.weight == 0) {
-        return Err(err_text("routes", "workload.routes".into(), "expected at least one route with a weight above 0".into()));
+        return Err(err_text(
+            "routes",
+            "workload.routes".into(),
+            "expected at least one route with a weight above 0".into(),
+        ));
     }
     for (k, r) in w.routes.iter().enumerate() {
         if http::Method::from_bytes(r.method.as_bytes()).is_err() || !r.path.starts_with('/') {
-            return Err(err_text(&r.path, format!("workload.routes[{k}]"), "expected an HTTP method and a path starting with '/'".into()));
+            return Err(err_text(
+                &r.path,
+                format!("workload.routes[{k}]"),
+                "expected an HTTP method and a path starting with '/'".into(),
+            ));
         }
     }
 
@@ -677,7 +776,10 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         let fault = f.get_ref();
         if let Some(until) = fault.until() {
             if until <= fault.at() {
-                return Err(bad(format!("`until` ({until}) must come after `at` ({})", fault.at())));
+                return Err(bad(format!(
+                    "`until` ({until}) must come after `at` ({})",
+                    fault.at()
+                )));
             }
         }
         match fault {
@@ -686,13 +788,19 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
             | FaultSpec::Hold { between, .. } => {
                 for g in between {
                     if !group_ok(g) {
-                        return Err(bad(format!("`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"", s.services[0].name.get_ref())));
+                        return Err(bad(format!(
+                            "`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"",
+                            s.services[0].name.get_ref()
+                        )));
                     }
                 }
             }
             FaultSpec::Crash { pod, .. } => {
                 if !pods.contains(pod) {
-                    return Err(bad(format!("no pod named {pod:?}; pods are named <service>-<index>, e.g. \"{}-0\"", s.services[0].name.get_ref())));
+                    return Err(bad(format!(
+                        "no pod named {pod:?}; pods are named <service>-<index>, e.g. \"{}-0\"",
+                        s.services[0].name.get_ref()
+                    )));
                 }
             }
             FaultSpec::Slow { service, pod, .. } | FaultSpec::Errors { service, pod, .. } => {
@@ -722,7 +830,10 @@ fn find_cycle(s: &Scenario) -> Option<Vec<String>> {
         .map(|svc| {
             (
                 svc.name.get_ref().as_str(),
-                svc.calls.iter().map(|c| c.service.get_ref().as_str()).collect(),
+                svc.calls
+                    .iter()
+                    .map(|c| c.service.get_ref().as_str())
+                    .collect(),
             )
         })
         .collect();

@@ -1,0 +1,46 @@
+//! Pooled HTTP clients over any [`Network`]: one HTTP/1.1 pool (keep-alive connections) and one
+//! HTTP/2 pool (one multiplexed connection per endpoint), from hyper-util, over our own connector.
+
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioTimer;
+
+use crate::body::Body;
+use crate::net::{Connector, NetExecutor, Network};
+use crate::registry::Protocol;
+
+/// A pooled client per protocol.
+#[derive(Clone, Debug)]
+pub struct HttpClients<N: Network> {
+    h1: Client<Connector<N>, Body>,
+    h2: Client<Connector<N>, Body>,
+}
+
+impl<N: Network> HttpClients<N> {
+    /// Clients on `net` whose connects give up after `connect_timeout`.
+    pub fn new(net: N, connect_timeout: Duration) -> Self {
+        let connector = Connector::new(net.clone(), connect_timeout);
+        let build = |http2: bool| {
+            let mut b = Client::builder(NetExecutor(net.clone()));
+            // The pool's idle sweep reads the wall clock; switch it off so simulated runs never do.
+            b.pool_idle_timeout(None::<Duration>)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .http2_only(http2);
+            b.build(connector.clone())
+        };
+        Self {
+            h1: build(false),
+            h2: build(true),
+        }
+    }
+
+    /// The client for `protocol`.
+    pub fn get(&self, protocol: Protocol) -> &Client<Connector<N>, Body> {
+        match protocol {
+            Protocol::Http1 => &self.h1,
+            Protocol::Http2 => &self.h2,
+        }
+    }
+}

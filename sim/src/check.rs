@@ -1,0 +1,72 @@
+//! Evaluates a scenario's assertions against a finished run. Checkers live here, apart from the
+//! system under test: mesh-core never knows what is being asserted about it.
+
+use reports::{AssertionResult, Report, RunStats};
+
+use crate::scenario::Assertion;
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The value `a` refers to in `report`, if the run has it. `measured_s` is the measured window.
+pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
+    let main: &RunStats = report.mesh.as_ref().or(report.baseline.as_ref())?;
+    let route = match &a.label {
+        Some((k, v)) if k == "route" => Some(main.routes.get(v)?),
+        _ => None,
+    };
+    let (books, lat) = match route {
+        Some(r) => (&r.books, &r.latency),
+        None => (&main.books, &main.latency),
+    };
+    let completed = (books.ok + books.failed) as f64;
+    let base = report.baseline.as_ref();
+    let over = report.overhead.as_ref();
+    Some(match a.metric.as_str() {
+        "p50_ms" => ms(lat.p50_us),
+        "p90_ms" => ms(lat.p90_us),
+        "p99_ms" => ms(lat.p99_us),
+        "p999_ms" => ms(lat.p999_us),
+        "max_ms" => ms(lat.max_us),
+        "mean_ms" => ms(lat.mean_us),
+        "baseline_p50_ms" => ms(base?.latency.p50_us),
+        "baseline_p99_ms" => ms(base?.latency.p99_us),
+        "overhead_p50_ms" => over?.p50_us as f64 / 1000.0,
+        "overhead_p99_ms" => over?.p99_us as f64 / 1000.0,
+        "overhead_p999_ms" => over?.p999_us as f64 / 1000.0,
+        "success_ratio" if completed > 0.0 => books.ok as f64 / completed,
+        "error_ratio" if completed > 0.0 => books.failed as f64 / completed,
+        "success_ratio" | "error_ratio" => return None,
+        "sent" => books.sent as f64,
+        "ok" => books.ok as f64,
+        "failed" => match &a.label {
+            Some((k, reason)) if k == "reason" => {
+                books.failed_by_reason.get(reason).copied().unwrap_or(0) as f64
+            }
+            _ => books.failed as f64,
+        },
+        "in_flight" => books.in_flight as f64,
+        "throughput_rps" if measured_s > 0.0 => books.ok as f64 / measured_s,
+        _ => return None,
+    })
+}
+
+/// Evaluate every assertion.
+pub fn evaluate(
+    assertions: &[Assertion],
+    report: &Report,
+    measured_s: f64,
+) -> Vec<AssertionResult> {
+    assertions
+        .iter()
+        .map(|a| {
+            let actual = metric(a, report, measured_s);
+            AssertionResult {
+                text: a.text.clone(),
+                actual,
+                passed: actual.is_some_and(|v| a.op.holds(v, a.value)),
+            }
+        })
+        .collect()
+}

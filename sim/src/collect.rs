@@ -1,0 +1,228 @@
+//! Every request's outcome, collected as it happens: the checker's side of the simulation, apart
+//! from the system under test.
+//!
+//! A request is registered when the workload sends it and closed exactly once with an outcome; the
+//! books (sent = ok + failed by reason + in flight) are therefore balanced by construction, and
+//! [`Collector::finish`] checks it anyway. Latencies go into hdrhistograms at microsecond precision.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use reports::{Books, Bucket, Latency, RouteStats};
+
+/// How a request ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx or 3xx.
+    Ok,
+    /// Anything else, with its reason.
+    Failed(String),
+}
+
+/// Identifies an in-flight request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    id: u64,
+    route: usize,
+    sent_ms: u64,
+    measured: bool,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour at 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+}
+
+#[derive(Debug)]
+struct RouteAcc {
+    books: Books,
+    all: Histogram<u64>,
+}
+
+/// Outcomes and latencies of one run.
+#[derive(Debug)]
+pub struct Collector {
+    warmup_ms: u64,
+    routes: Vec<(String, RouteAcc)>,
+    books: Books,
+    all: Histogram<u64>,
+    ok: Histogram<u64>,
+    buckets: BTreeMap<u64, (Bucket, Histogram<u64>)>,
+    open: BTreeMap<u64, Ticket>,
+    next_id: u64,
+}
+
+impl Collector {
+    /// A collector for routes named `routes`, measuring requests sent at or after `warmup_ms`.
+    pub fn new(routes: Vec<String>, warmup_ms: u64) -> Self {
+        Self {
+            warmup_ms,
+            routes: routes
+                .into_iter()
+                .map(|r| {
+                    (
+                        r,
+                        RouteAcc {
+                            books: Books::default(),
+                            all: histogram(),
+                        },
+                    )
+                })
+                .collect(),
+            books: Books::default(),
+            all: histogram(),
+            ok: histogram(),
+            buckets: BTreeMap::new(),
+            open: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn bucket(&mut self, t_ms: u64) -> &mut (Bucket, Histogram<u64>) {
+        let t_s = t_ms / 1000;
+        self.buckets.entry(t_s).or_insert_with(|| {
+            (
+                Bucket {
+                    t_s,
+                    ..Bucket::default()
+                },
+                histogram(),
+            )
+        })
+    }
+
+    /// Register a request of route `route` sent at `now_ms`.
+    pub fn sent(&mut self, route: usize, now_ms: u64) -> Ticket {
+        let measured = now_ms >= self.warmup_ms;
+        let t = Ticket {
+            id: self.next_id,
+            route,
+            sent_ms: now_ms,
+            measured,
+        };
+        self.next_id += 1;
+        if measured {
+            self.books.sent += 1;
+            self.routes[route].1.books.sent += 1;
+            self.bucket(now_ms).0.sent += 1;
+        } else {
+            self.books.warmup_excluded += 1;
+            self.routes[route].1.books.warmup_excluded += 1;
+        }
+        self.open.insert(t.id, t);
+        t
+    }
+
+    /// Close `ticket` at `now_ms` with `outcome`; `residual_us` is latency charged but not slept.
+    /// Closing a ticket twice is a broken invariant.
+    pub fn done(&mut self, ticket: Ticket, now_ms: u64, residual_us: u64, outcome: Outcome) {
+        let t = self
+            .open
+            .remove(&ticket.id)
+            .expect("every request ends in exactly one outcome");
+        if !t.measured {
+            return;
+        }
+        let latency_us = ((now_ms - t.sent_ms) * 1000 + residual_us).max(1);
+        let ok = outcome == Outcome::Ok;
+        for books in [&mut self.books, &mut self.routes[t.route].1.books] {
+            match &outcome {
+                Outcome::Ok => books.ok += 1,
+                Outcome::Failed(reason) => {
+                    books.failed += 1;
+                    *books.failed_by_reason.entry(reason.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        let _ = self.all.record(latency_us);
+        let _ = self.routes[t.route].1.all.record(latency_us);
+        if ok {
+            let _ = self.ok.record(latency_us);
+        }
+        let (bucket, hist) = self.bucket(now_ms);
+        if ok {
+            bucket.ok += 1;
+        } else {
+            bucket.failed += 1;
+        }
+        let _ = hist.record(latency_us);
+    }
+
+    /// Requests not yet closed (measured or not).
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The books, overall latency, latency of successes, per-route stats and the time line.
+    pub fn finish(mut self) -> Finished {
+        let in_flight = self.open.values().filter(|t| t.measured).count() as u64;
+        self.books.in_flight = in_flight;
+        self.books.check();
+        let mut routes = BTreeMap::new();
+        for (idx, (name, mut acc)) in self.routes.into_iter().enumerate() {
+            acc.books.in_flight = self
+                .open
+                .values()
+                .filter(|t| t.measured && t.route == idx)
+                .count() as u64;
+            acc.books.check();
+            routes.insert(
+                name,
+                RouteStats {
+                    books: acc.books,
+                    latency: summarize(&acc.all),
+                },
+            );
+        }
+        let timeline = self
+            .buckets
+            .into_values()
+            .map(|(mut b, h)| {
+                b.p99_us = if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(0.99)
+                };
+                b
+            })
+            .collect();
+        Finished {
+            books: self.books,
+            latency: summarize(&self.all),
+            latency_ok: summarize(&self.ok),
+            routes,
+            timeline,
+        }
+    }
+}
+
+/// What a finished collector yields.
+#[derive(Debug)]
+pub struct Finished {
+    /// All measured requests.
+    pub books: Books,
+    /// Latency of completed requests.
+    pub latency: Latency,
+    /// Latency of successful requests.
+    pub latency_ok: Latency,
+    /// Per route.
+    pub routes: BTreeMap<String, RouteStats>,
+    /// Per second.
+    pub timeline: Vec<Bucket>,
+}
+
+/// Percentiles of a histogram.
+pub fn summarize(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        mean_us: h.mean().round() as u64,
+    }
+}

@@ -1,0 +1,348 @@
+//! Service models: the apps behind the sidecars, and the client side every caller (apps and
+//! workload generators) uses to reach a service, with or without the mesh.
+//!
+//! An app is a real HTTP server on the simulated network (port 8080) whose behaviour is a model:
+//! a latency distribution, a worker pool with a bounded queue (503 when full), an error rate,
+//! and downstream calls with fan-out. Faults switch it into slow or erroring modes.
+//! Apps never see the mesh: with sidecars they call `127.0.0.1:15001` with the service name in
+//! `Host`; without, they pick a pod of the service round robin and call it directly, as an
+//! unmeshed Kubernetes client behind a ClusterIP roughly does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use mesh_core::body::{self, Body};
+use mesh_core::client::HttpClients;
+use mesh_core::hop;
+use mesh_core::proxy::{ERROR_HEADER, classify};
+use mesh_core::registry::Protocol;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
+
+use crate::scenario::{CallSpec, LatencySpec};
+use crate::substrate::SimNet;
+
+/// Response header naming why an app failed a request.
+pub const APP_ERROR_HEADER: &str = "x-app-error";
+
+/// Port every app listens on.
+pub const APP_PORT: u16 = 8080;
+
+/// Fault-driven modes, keyed by service or pod name (a pod's entry wins over its service's).
+#[derive(Debug, Default)]
+pub struct Modes {
+    /// Extra latency, µs.
+    pub slow_us: BTreeMap<String, u64>,
+    /// Error-rate override.
+    pub errors: BTreeMap<String, f64>,
+}
+
+impl Modes {
+    fn slow(&self, service: &str, pod: &str) -> u64 {
+        self.slow_us
+            .get(pod)
+            .or_else(|| self.slow_us.get(service))
+            .copied()
+            .unwrap_or(0)
+    }
+    fn error_rate(&self, service: &str, pod: &str) -> Option<f64> {
+        self.errors
+            .get(pod)
+            .or_else(|| self.errors.get(service))
+            .copied()
+    }
+}
+
+/// Draw a latency in µs.
+pub fn sample_latency(spec: &LatencySpec, rng: &mut ChaCha8Rng) -> u64 {
+    let us = match spec {
+        LatencySpec::Constant { value } => value.as_us() as f64,
+        LatencySpec::Uniform { min, max } => {
+            let (a, b) = (min.as_us() as f64, max.as_us() as f64);
+            a + (b - a) * rng.random::<f64>()
+        }
+        LatencySpec::Exponential { mean } => {
+            let m = mean.as_us() as f64;
+            if m <= 0.0 {
+                0.0
+            } else {
+                Exp::new(1.0 / m).map(|d| d.sample(rng)).unwrap_or(m)
+            }
+        }
+        LatencySpec::Lognormal { p50, p99 } => {
+            let mu = (p50.as_us() as f64).ln();
+            // z(0.99) of the standard normal.
+            let sigma = ((p99.as_us() as f64).ln() - mu) / 2.326_347_874;
+            LogNormal::new(mu, sigma)
+                .map(|d| d.sample(rng))
+                .unwrap_or(p50.as_us() as f64)
+        }
+    };
+    us.round().max(0.0) as u64
+}
+
+/// How a caller reaches services.
+#[derive(Debug)]
+pub enum Route {
+    /// Through the local sidecar's outbound listener, speaking `protocol`.
+    Mesh {
+        /// The sidecar's outbound address.
+        sidecar: SocketAddr,
+        /// The caller's own protocol.
+        protocol: Protocol,
+    },
+    /// Straight to the pods, round robin, each service on its own protocol.
+    Direct {
+        /// Pod addresses and protocol per service.
+        endpoints: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
+        /// Round-robin cursors.
+        cursors: Mutex<BTreeMap<String, usize>>,
+    },
+}
+
+/// What a call came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallResult {
+    /// `None` when it succeeded, else the failure reason.
+    pub failure: Option<String>,
+    /// Latency charged along the way but not slept, µs.
+    pub residual_us: u64,
+}
+
+/// The client side of a host: reaches services by name.
+#[derive(Debug)]
+pub struct Caller {
+    clients: HttpClients<SimNet>,
+    route: Route,
+}
+
+impl Caller {
+    /// A caller on `net` reaching services by `route`.
+    pub fn new(net: SimNet, route: Route) -> Self {
+        Self {
+            // Without the mesh, a connect to a dead pod waits for the OS: ~1 s of SYN retries is
+            // the shortest Linux gives up after, so that is what an unmeshed client sees.
+            clients: HttpClients::new(net, std::time::Duration::from_secs(1)),
+            route,
+        }
+    }
+
+    /// Call `service` and read the whole response.
+    pub async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> CallResult {
+        let (addr, protocol) = match &self.route {
+            Route::Mesh { sidecar, protocol } => (*sidecar, *protocol),
+            Route::Direct { endpoints, cursors } => {
+                let Some((addrs, protocol)) = endpoints.get(service).filter(|(a, _)| !a.is_empty())
+                else {
+                    return fail("no_endpoints", 0);
+                };
+                let mut c = cursors.lock().unwrap_or_else(|p| p.into_inner());
+                let cursor = c.entry(service.to_string()).or_insert(0);
+                let addr = addrs[*cursor % addrs.len()];
+                *cursor += 1;
+                (addr, *protocol)
+            }
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .version(protocol.version())
+            .header(http::header::HOST, service);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let Ok(req) = req.body(body::empty()) else {
+            return fail("bad_request", 0);
+        };
+        let resp = match self.clients.get(protocol).request(req).await {
+            Ok(r) => r,
+            Err(e) => return fail(classify(e).reason(), 0),
+        };
+        let status = resp.status();
+        let residual_us = hop::read_residual(resp.headers());
+        let reason = failure_reason(status, resp.headers());
+        // Read the body so the connection returns to the pool; a broken body is a reset.
+        if resp.into_body().collect().await.is_err() {
+            return fail("upstream_reset", residual_us);
+        }
+        CallResult {
+            failure: reason,
+            residual_us,
+        }
+    }
+}
+
+fn fail(reason: &str, residual_us: u64) -> CallResult {
+    CallResult {
+        failure: Some(reason.to_string()),
+        residual_us,
+    }
+}
+
+/// Why a response counts as a failure (`None` for 1xx-3xx): the proxy's or app's stated reason,
+/// else the status.
+pub fn failure_reason(status: StatusCode, headers: &http::HeaderMap) -> Option<String> {
+    if status.as_u16() < 400 {
+        return None;
+    }
+    let named = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Some(
+        named(ERROR_HEADER)
+            .or_else(|| named(APP_ERROR_HEADER))
+            .unwrap_or_else(|| format!("http_{}", status.as_u16())),
+    )
+}
+
+/// One app instance.
+#[derive(Debug)]
+pub struct App {
+    /// Service name.
+    pub service: String,
+    /// Pod name.
+    pub pod: String,
+    /// Latency distribution.
+    pub latency: LatencySpec,
+    /// Base error rate.
+    pub error_rate: f64,
+    /// Downstream calls.
+    pub calls: Vec<CallSpec>,
+    /// Requests worked on at once.
+    pub workers: Arc<tokio::sync::Semaphore>,
+    /// Admission limit: workers + queue.
+    pub capacity: usize,
+    /// Requests admitted now.
+    pub admitted: Mutex<usize>,
+    /// The pod's RNG stream.
+    pub rng: Mutex<ChaCha8Rng>,
+    /// Shared fault modes.
+    pub modes: Arc<Mutex<Modes>>,
+    /// How it calls other services.
+    pub caller: Caller,
+}
+
+impl App {
+    /// Serve one request.
+    pub async fn handle(self: Arc<Self>, _req: Request<Incoming>) -> Response<Body> {
+        {
+            let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+            if *admitted >= self.capacity {
+                return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
+            }
+            *admitted += 1;
+        }
+        let resp = self.clone().work().await;
+        *self.admitted.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        resp
+    }
+
+    async fn work(self: Arc<Self>) -> Response<Body> {
+        let Ok(_permit) = self.workers.clone().acquire_owned().await else {
+            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
+        };
+        // Draw everything this request needs up front, in a fixed order, so the RNG stream does
+        // not depend on how calls interleave.
+        let (own_us, fails, plan) = {
+            let modes = self.modes.lock().unwrap_or_else(|p| p.into_inner());
+            let extra = modes.slow(&self.service, &self.pod);
+            let rate = modes
+                .error_rate(&self.service, &self.pod)
+                .unwrap_or(self.error_rate);
+            drop(modes);
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let own = sample_latency(&self.latency, &mut rng) + extra;
+            let fails = rng.random::<f64>() < rate;
+            let plan: Vec<(usize, u32)> = self
+                .calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.probability >= 1.0 || rng.random::<f64>() < c.probability)
+                .map(|(i, c)| (i, c.fanout))
+                .collect();
+            (own, fails, plan)
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(own_us / 1000)).await;
+        let mut residual_us = own_us % 1000;
+        if fails {
+            return app_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("app_error"),
+                residual_us,
+            );
+        }
+        let none = BTreeMap::new();
+        for (i, fanout) in plan {
+            let call = &self.calls[i];
+            let results = if call.parallel {
+                let futs = (0..fanout).map(|_| {
+                    self.caller
+                        .call(call.service.get_ref(), &call.method, &call.path, &none)
+                });
+                futures_join_all(futs).await
+            } else {
+                let mut out = Vec::new();
+                for _ in 0..fanout {
+                    out.push(
+                        self.caller
+                            .call(call.service.get_ref(), &call.method, &call.path, &none)
+                            .await,
+                    );
+                }
+                out
+            };
+            residual_us += if call.parallel {
+                results.iter().map(|r| r.residual_us).max().unwrap_or(0)
+            } else {
+                results.iter().map(|r| r.residual_us).sum()
+            };
+            if results.iter().any(|r| r.failure.is_some()) {
+                return app_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some("dependency_failed"),
+                    residual_us,
+                );
+            }
+        }
+        app_response(StatusCode::OK, None, residual_us)
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    futures_util::future::join_all(futs).await
+}
+
+fn app_response(
+    status: StatusCode,
+    error: Option<&'static str>,
+    residual_us: u64,
+) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from_static(b"ok\n")));
+    *resp.status_mut() = status;
+    if let Some(e) = error {
+        resp.headers_mut()
+            .insert(APP_ERROR_HEADER, HeaderValue::from_static(e));
+    }
+    hop::add_residual(resp.headers_mut(), residual_us);
+    resp
+}
+
+/// A pod's RNG, derived from the run seed and the pod's name.
+pub fn pod_rng(seed: u64, label: &str) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(crate::derive_seed(seed, label))
+}

@@ -1,0 +1,495 @@
+//! One simulated run, start to finish: build the hosts from the scenario, start every pod (app, and
+//! sidecar when meshed), the clients and the fault time line, tick the network until every request
+//! has an outcome, and hand back the measurements.
+//!
+//! All of it runs on one thread: a current-thread tokio runtime with a paused clock and a seeded
+//! RNG (`--cfg tokio_unstable`), one `LocalSet` for every host's tasks, and a director that owns the
+//! fabric. Nothing reads the wall clock; every random draw comes from a stream derived from the
+//! seed and a stable label (`pod:db-0`, `client:3`, `fabric`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mesh_core::net::Network;
+use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
+use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+use mesh_core::server::serve_http;
+use reports::{NetworkStats, ProxyTotals, RunStats};
+use turmoil_net::{HostId, KernelConfig, Net};
+
+use crate::collect::Collector;
+use crate::cost::{CpuTally, SimHopCost};
+use crate::derive_seed;
+use crate::model::{APP_PORT, App, Caller, Modes, Route, pod_rng};
+use crate::scenario::{FaultSpec, LoadModel, Loaded};
+use crate::substrate::{Fabric, HostInfo, RuleKind, SimNet, TICK};
+use crate::workload::{Clock, Generator};
+
+/// Ports of the sidecar, as Istio numbers them.
+const OUTBOUND_PORT: u16 = 15001;
+const INBOUND_PORT: u16 = 15006;
+
+fn ip_of(index: usize) -> IpAddr {
+    // 10.0.0.2 onwards; one address per host.
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0002u32 + index as u32))
+}
+
+#[derive(Clone)]
+struct Pod {
+    service: usize,
+    name: String,
+    host: HostId,
+    index: usize,
+}
+
+struct World<'a> {
+    loaded: &'a Loaded,
+    seed: u64,
+    mesh: bool,
+    pods: Vec<Pod>,
+    registry: Arc<RwLock<Registry>>,
+    direct: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
+    modes: Arc<Mutex<Modes>>,
+    clock: Clock,
+    proxy_stats: Vec<Arc<ProxyStats>>,
+    hop_costs: BTreeMap<usize, SimHopCost>,
+    hosts_net: BTreeMap<usize, SimNet>,
+    incarnation: BTreeMap<usize, u64>,
+}
+
+impl World<'_> {
+    fn sidecar(&mut self, net: &SimNet, host_index: usize, app_protocol: Protocol) {
+        let m = &self.loaded.scenario.mesh;
+        let cost = self
+            .hop_costs
+            .entry(host_index)
+            .or_insert_with(|| {
+                SimHopCost::new(
+                    self.loaded.cost.for_protocol(m.protocol).clone(),
+                    m.proxy_workers,
+                    derive_seed(self.seed, &format!("proxy-cost:{host_index}")),
+                    self.clock.epoch(),
+                )
+            })
+            .clone();
+        let request_timeout = (m.request_timeout.0 > Duration::ZERO).then_some(m.request_timeout.0);
+        let cfg = ProxyConfig {
+            outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
+            inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
+            app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),
+            app_protocol,
+            connect_timeout: m.connect_timeout.0,
+            request_timeout,
+        };
+        let proxy = Proxy::new(
+            net.clone(),
+            cfg,
+            self.registry.clone(),
+            Some(Arc::new(cost)),
+        );
+        self.proxy_stats.push(proxy.stats());
+        net.spawn(async move {
+            // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
+            // and its callers see connect failures, which the report shows.
+            let _ = proxy.run().await;
+        });
+    }
+
+    fn caller(&self, net: &SimNet, protocol: Protocol) -> Caller {
+        let route = if self.mesh {
+            Route::Mesh {
+                sidecar: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
+                protocol,
+            }
+        } else {
+            Route::Direct {
+                endpoints: self.direct.clone(),
+                cursors: Mutex::new(BTreeMap::new()),
+            }
+        };
+        Caller::new(net.clone(), route)
+    }
+
+    /// Start (or restart) a pod: its app and, when meshed, its sidecar.
+    fn start_pod(&mut self, p: usize) {
+        let pod = self.pods[p].clone();
+        let spec = &self.loaded.scenario.services[pod.service];
+        let net = SimNet::new(pod.host);
+        self.hosts_net.insert(pod.index, net.clone());
+        let inc = self.incarnation.entry(pod.index).or_insert(0);
+        *inc += 1;
+        let rng = pod_rng(self.seed, &format!("pod:{}:{}", pod.name, inc));
+        let app = Arc::new(App {
+            service: spec.name.get_ref().clone(),
+            pod: pod.name.clone(),
+            latency: spec.latency.clone(),
+            error_rate: spec.error_rate,
+            calls: spec.calls.clone(),
+            workers: Arc::new(tokio::sync::Semaphore::new(spec.workers as usize)),
+            capacity: (spec.workers + spec.queue) as usize,
+            admitted: Mutex::new(0),
+            rng: Mutex::new(rng),
+            modes: self.modes.clone(),
+            caller: self.caller(&net, spec.protocol),
+        });
+        let app_net = net.clone();
+        net.spawn(async move {
+            let addr = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), APP_PORT);
+            let Ok(listener) = app_net.bind(addr).await else {
+                return;
+            };
+            let handler = move |req| app.clone().handle(req);
+            serve_http(app_net, listener, handler, Arc::new(|_| {})).await;
+        });
+        if self.mesh {
+            self.sidecar(&net, pod.index, spec.protocol);
+        }
+    }
+
+    fn crash_pod(&mut self, host_index: usize) {
+        if let Some(net) = self.hosts_net.get(&host_index) {
+            net.kill();
+        }
+    }
+}
+
+/// A fault event on the time line.
+#[derive(Debug, Clone)]
+enum Event {
+    Start(usize),
+    End(usize),
+}
+
+/// Run the scenario once, with or without the mesh, on `seed`.
+/// `progress` hears (now, end of sending) in ms about once per simulated second.
+pub fn simulate(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> RunStats {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(
+            &derive_seed(seed, "tokio").to_le_bytes(),
+        ))
+        .build()
+        .expect("a current-thread runtime builds");
+    rt.block_on(simulate_inner(loaded, seed, mesh, progress))
+}
+
+async fn simulate_inner(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> RunStats {
+    let s = &loaded.scenario;
+    // Retransmit after 200 ms without progress (Linux's minimum RTO), give up after 15 tries (3 s).
+    let mut net = Net::with_config(KernelConfig::default().retx_threshold(200).retx_max(15));
+    let mut infos = Vec::new();
+    let mut pods = Vec::new();
+    let mut registry = Registry::new();
+    let mut direct = BTreeMap::new();
+    for (si, svc) in s.services.iter().enumerate() {
+        let mut endpoints = Vec::new();
+        let mut addrs = Vec::new();
+        for r in 0..svc.replicas as usize {
+            let index = infos.len();
+            let ip = ip_of(index);
+            let name = format!("{}-{r}", svc.name.get_ref());
+            let zone = svc.zones[r % svc.zones.len()].clone();
+            let host = net.add_host(ip);
+            infos.push(HostInfo {
+                name: name.clone(),
+                group: svc.name.get_ref().clone(),
+                zone: zone.clone(),
+                ip,
+            });
+            endpoints.push(Endpoint {
+                addr: SocketAddr::new(ip, INBOUND_PORT),
+                pod: name.clone(),
+                zone,
+            });
+            addrs.push(SocketAddr::new(ip, APP_PORT));
+            pods.push(Pod {
+                service: si,
+                name,
+                host,
+                index,
+            });
+        }
+        registry.insert(
+            svc.name.get_ref().clone(),
+            ServiceEntry {
+                protocol: s.mesh.protocol,
+                endpoints,
+            },
+        );
+        direct.insert(svc.name.get_ref().clone(), (addrs, svc.protocol));
+    }
+    // The control plane's host: present in the topology (and in its cost) from the start; the
+    // control-plane issue gives it work.
+    let cp_ip = ip_of(infos.len());
+    let _cp_host = net.add_host(cp_ip);
+    infos.push(HostInfo {
+        name: "control-plane".into(),
+        group: "control-plane".into(),
+        zone: s.services[0].zones[0].clone(),
+        ip: cp_ip,
+    });
+    let mut clients = Vec::new();
+    for c in 0..s.workload.clients as usize {
+        let ip = ip_of(infos.len());
+        let host = net.add_host(ip);
+        infos.push(HostInfo {
+            name: format!("client-{c}"),
+            group: "clients".into(),
+            zone: s.services[0].zones[c % s.services[0].zones.len()].clone(),
+            ip,
+        });
+        clients.push((infos.len() - 1, host));
+    }
+    let guard = net.enter();
+    let mut fabric = Fabric::new(
+        infos,
+        s.network.latency.as_us(),
+        s.network.cross_zone_latency.as_us(),
+        derive_seed(seed, "fabric"),
+    );
+
+    let clock = Clock::start();
+    let routes: Vec<String> = s.workload.routes.iter().map(|r| r.label()).collect();
+    let collector = Arc::new(Mutex::new(Collector::new(
+        routes,
+        s.workload.warmup.as_ms(),
+    )));
+    let mut world = World {
+        loaded,
+        seed,
+        mesh,
+        pods,
+        registry: Arc::new(RwLock::new(registry)),
+        direct: Arc::new(direct),
+        modes: Arc::new(Mutex::new(Modes::default())),
+        clock,
+        proxy_stats: Vec::new(),
+        hop_costs: BTreeMap::new(),
+        hosts_net: BTreeMap::new(),
+        incarnation: BTreeMap::new(),
+    };
+
+    let set = tokio::task::LocalSet::new();
+    let spec = Arc::new(s.workload.clone());
+    let mut events: Vec<(u64, u64, Event)> = Vec::new();
+    for (k, f) in s.faults.iter().enumerate() {
+        events.push((f.get_ref().at().as_ms(), 2 * k as u64 + 1, Event::Start(k)));
+        if let Some(u) = f.get_ref().until() {
+            events.push((u.as_ms(), 2 * k as u64, Event::End(k)));
+        }
+    }
+    events.sort_by_key(|(t, seq, _)| (*t, *seq));
+    let mut events = std::collections::VecDeque::from(events);
+
+    let send_end_ms = s.workload.duration.as_ms();
+    let hard_end_ms = send_end_ms + s.workload.timeout.as_ms() + 1_000;
+    let director = async {
+        for p in 0..world.pods.len() {
+            world.start_pod(p);
+        }
+        for (c, (host_index, host)) in clients.iter().enumerate() {
+            let net = SimNet::new(*host);
+            if mesh {
+                world.sidecar(&net, *host_index, Protocol::Http1);
+            }
+            let generator = Generator {
+                net: net.clone(),
+                caller: Arc::new(world.caller(&net, Protocol::Http1)),
+                spec: spec.clone(),
+                collector: collector.clone(),
+                clock,
+            };
+            let rng = pod_rng(seed, &format!("client:{c}"));
+            match spec.model {
+                LoadModel::Open => {
+                    let rate = spec.rate_rps.unwrap_or(1.0) / f64::from(spec.clients);
+                    net.spawn(generator.open_loop(rate, rng));
+                }
+                LoadModel::Closed => {
+                    let users = spec.users.unwrap_or(1) as usize;
+                    let mine = (c..users).step_by(spec.clients as usize).count();
+                    for u in 0..mine {
+                        let rng = pod_rng(seed, &format!("client:{c}:user:{u}"));
+                        net.spawn(generator.clone().closed_loop(rng));
+                    }
+                }
+            }
+        }
+        let mut rule_ids: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        let mut now_ms = 0u64;
+        loop {
+            tokio::time::sleep(TICK).await;
+            now_ms += 1;
+            fabric.tick(&guard);
+            while events.front().is_some_and(|(t, _, _)| *t <= now_ms) {
+                let (_, _, ev) = events.pop_front().expect("checked non-empty");
+                apply(&mut world, &mut fabric, &guard, &mut rule_ids, ev);
+            }
+            if now_ms % 1000 == 0 {
+                progress(now_ms, send_end_ms);
+            }
+            let open = collector.lock().unwrap_or_else(|p| p.into_inner()).open();
+            if (now_ms > send_end_ms && open == 0) || now_ms >= hard_end_ms {
+                break;
+            }
+        }
+        now_ms
+    };
+    let sim_time_ms = set.run_until(director).await;
+    // Tasks close their sockets as they drop; that needs the network still installed.
+    drop(set);
+    let fstats = fabric.stats();
+    drop(guard);
+
+    let finished = Arc::try_unwrap(collector)
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .unwrap_or_else(|_| {
+            unreachable!("every task holding the collector was dropped with the LocalSet")
+        })
+        .finish();
+    let proxies =
+        mesh.then(|| {
+            let mut counters = BTreeMap::new();
+            for st in &world.proxy_stats {
+                for (k, v) in st.snapshot() {
+                    *counters.entry(k).or_insert(0) += v;
+                }
+            }
+            let tally = world.hop_costs.values().map(SimHopCost::tally).fold(
+                CpuTally::default(),
+                |a, t| CpuTally {
+                    hops: a.hops + t.hops,
+                    queued_hops: a.queued_hops + t.queued_hops,
+                    busy_us: a.busy_us + t.busy_us,
+                },
+            );
+            ProxyTotals {
+                proxies: world.hop_costs.len() as u64,
+                hops: tally.hops,
+                queued_hops: tally.queued_hops,
+                cpu_us: tally.busy_us,
+                counters,
+            }
+        });
+    RunStats {
+        mesh,
+        sim_time_ms,
+        books: finished.books,
+        latency: finished.latency,
+        latency_ok: finished.latency_ok,
+        routes: finished.routes,
+        timeline: finished.timeline,
+        proxies,
+        network: NetworkStats {
+            delivered: fstats.delivered,
+            dropped_partition: fstats.dropped_partition,
+            dropped_crashed: fstats.dropped_crashed,
+            held: fstats.held,
+        },
+    }
+}
+
+fn apply(
+    world: &mut World<'_>,
+    fabric: &mut Fabric,
+    guard: &turmoil_net::EnterGuard,
+    rule_ids: &mut BTreeMap<usize, Vec<u64>>,
+    ev: Event,
+) {
+    let faults = &world.loaded.scenario.faults;
+    let (k, start) = match ev {
+        Event::Start(k) => (k, true),
+        Event::End(k) => (k, false),
+    };
+    match faults[k].get_ref() {
+        FaultSpec::Latency {
+            between,
+            delay,
+            jitter,
+            one_way,
+            ..
+        } => {
+            if start {
+                let kind = RuleKind::Latency {
+                    delay_us: delay.as_us(),
+                    jitter_us: jitter.as_us(),
+                };
+                rule_ids.insert(k, fabric.add_rule(kind, &between[0], &between[1], *one_way));
+            } else {
+                for id in rule_ids.remove(&k).unwrap_or_default() {
+                    fabric.remove_rule(id, guard);
+                }
+            }
+        }
+        FaultSpec::Partition {
+            between, one_way, ..
+        }
+        | FaultSpec::Hold {
+            between, one_way, ..
+        } => {
+            let kind = if matches!(faults[k].get_ref(), FaultSpec::Hold { .. }) {
+                RuleKind::Hold
+            } else {
+                RuleKind::Partition
+            };
+            if start {
+                rule_ids.insert(k, fabric.add_rule(kind, &between[0], &between[1], *one_way));
+            } else {
+                for id in rule_ids.remove(&k).unwrap_or_default() {
+                    fabric.remove_rule(id, guard);
+                }
+            }
+        }
+        FaultSpec::Crash { pod, .. } => {
+            let Some(p) = world.pods.iter().position(|x| &x.name == pod) else {
+                return;
+            };
+            let index = world.pods[p].index;
+            if start {
+                fabric.set_crashed(index, true);
+                world.crash_pod(index);
+            } else {
+                fabric.set_crashed(index, false);
+                world.start_pod(p);
+            }
+        }
+        FaultSpec::Slow {
+            service,
+            pod,
+            extra,
+            ..
+        } => {
+            let key = pod.clone().unwrap_or_else(|| service.clone());
+            let mut m = world.modes.lock().unwrap_or_else(|p| p.into_inner());
+            if start {
+                m.slow_us.insert(key, extra.as_us());
+            } else {
+                m.slow_us.remove(&key);
+            }
+        }
+        FaultSpec::Errors {
+            service, pod, rate, ..
+        } => {
+            let key = pod.clone().unwrap_or_else(|| service.clone());
+            let mut m = world.modes.lock().unwrap_or_else(|p| p.into_inner());
+            if start {
+                m.errors.insert(key, *rate);
+            } else {
+                m.errors.remove(&key);
+            }
+        }
+    }
+}

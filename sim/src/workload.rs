@@ -1,0 +1,132 @@
+//! Workload generators: the clients outside the mesh's services that put load on it.
+//!
+//! Open loop: Poisson arrivals at the scenario's rate, split evenly over the client hosts; a request
+//! is sent at its arrival time whatever happened to earlier ones, so a slow mesh cannot slow the
+//! load down (no coordinated omission). Closed loop: each user sends, waits for the answer, thinks,
+//! and sends again. Every request is registered with the collector when sent and closed exactly
+//! once: with its response, its failure reason, or `client_timeout`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
+
+use crate::collect::{Collector, Outcome};
+use crate::model::Caller;
+use crate::scenario::{RouteSpec, WorkloadSpec};
+use crate::substrate::SimNet;
+use mesh_core::net::Network;
+
+/// Simulated time since the run started.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self {
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+    /// Milliseconds since the start.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+    /// The instant `us` microseconds after the start.
+    pub fn at_us(&self, us: u64) -> tokio::time::Instant {
+        self.epoch + Duration::from_micros(us)
+    }
+    /// The start.
+    pub fn epoch(&self) -> tokio::time::Instant {
+        self.epoch
+    }
+}
+
+/// Everything one client host's generator needs.
+#[derive(Clone)]
+pub struct Generator {
+    /// The client host's network.
+    pub net: SimNet,
+    /// How it reaches the target.
+    pub caller: Arc<Caller>,
+    /// The workload.
+    pub spec: Arc<WorkloadSpec>,
+    /// Where outcomes go.
+    pub collector: Arc<Mutex<Collector>>,
+    /// Simulated time.
+    pub clock: Clock,
+}
+
+impl Generator {
+    fn pick_route(&self, rng: &mut ChaCha8Rng) -> usize {
+        let total: u64 = self.spec.routes.iter().map(|r| u64::from(r.weight)).sum();
+        let mut x = rng.random_range(0..total.max(1));
+        for (i, r) in self.spec.routes.iter().enumerate() {
+            if x < u64::from(r.weight) {
+                return i;
+            }
+            x -= u64::from(r.weight);
+        }
+        self.spec.routes.len() - 1
+    }
+
+    /// Send one request of route `route` and wait for its outcome.
+    async fn send(&self, route: usize) {
+        let ticket = self
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sent(route, self.clock.now_ms());
+        let r: &RouteSpec = &self.spec.routes[route];
+        let call = self
+            .caller
+            .call(self.spec.target.get_ref(), &r.method, &r.path, &r.headers);
+        let (residual_us, outcome) = match tokio::time::timeout(self.spec.timeout.0, call).await {
+            Ok(res) => (
+                res.residual_us,
+                res.failure.map(Outcome::Failed).unwrap_or(Outcome::Ok),
+            ),
+            Err(_) => (0, Outcome::Failed("client_timeout".into())),
+        };
+        let now = self.clock.now_ms();
+        self.collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .done(ticket, now, residual_us, outcome);
+    }
+
+    /// Open loop at `rate_rps` until the workload's duration.
+    pub async fn open_loop(self, rate_rps: f64, mut rng: ChaCha8Rng) {
+        let gap = Exp::new(rate_rps / 1e6).expect("validated positive rate");
+        let end_us = self.spec.duration.as_us();
+        let mut t_us = 0u64;
+        loop {
+            t_us += gap.sample(&mut rng).round() as u64;
+            if t_us >= end_us {
+                break;
+            }
+            tokio::time::sleep_until(self.clock.at_us(t_us)).await;
+            let route = self.pick_route(&mut rng);
+            let g = self.clone();
+            self.net.spawn(async move { g.send(route).await });
+        }
+    }
+
+    /// One closed-loop user until the workload's duration.
+    pub async fn closed_loop(self, mut rng: ChaCha8Rng) {
+        let end_ms = self.spec.duration.as_ms();
+        // Stagger users over the first 100 ms so they do not all fire on the same tick.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;
+        while self.clock.now_ms() < end_ms {
+            let route = self.pick_route(&mut rng);
+            self.send(route).await;
+            if self.spec.think.0 > Duration::ZERO {
+                tokio::time::sleep(self.spec.think.0).await;
+            }
+        }
+    }
+}
