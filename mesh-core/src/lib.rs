@@ -31,3 +31,4 @@ pub mod net;
 pub mod proxy;
 pub mod registry;
 pub mod server;
+pub mod testkit;

@@ -17,7 +17,7 @@ use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
 use reports::{NetworkStats, ProxyTotals, RunStats};
-use turmoil_net::{HostId, KernelConfig, Net};
+use turmoil_net::{HostId, Net};
 
 use crate::collect::Collector;
 use crate::cost::{CpuTally, SimHopCost};
@@ -188,8 +188,7 @@ async fn simulate_inner(
     progress: &mut dyn FnMut(u64, u64),
 ) -> RunStats {
     let s = &loaded.scenario;
-    // Retransmit after 200 ms without progress (Linux's minimum RTO), give up after 15 tries (3 s).
-    let mut net = Net::with_config(KernelConfig::default().retx_threshold(200).retx_max(15));
+    let mut net = Net::with_config(crate::substrate::kernel_config());
     let mut infos = Vec::new();
     let mut pods = Vec::new();
     let mut registry = Registry::new();

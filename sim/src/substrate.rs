@@ -491,3 +491,89 @@ impl Fabric {
         }
     }
 }
+
+/// A small simulated world for tests and tools: add hosts, then run one future on the first host
+/// while the fabric ticks, until it finishes (or `limit` of simulated time passes: `None`).
+pub struct Harness {
+    net: turmoil_net::Net,
+    hosts: Vec<(HostId, HostInfo)>,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// An empty world with the simulator's TCP settings (200 ms RTO, 15 retransmissions).
+    pub fn new() -> Self {
+        Self {
+            net: turmoil_net::Net::with_config(kernel_config()),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Add a host named `name` at `ip`.
+    pub fn host(&mut self, name: &str, ip: IpAddr) -> &mut Self {
+        let id = self.net.add_host(ip);
+        self.hosts.push((
+            id,
+            HostInfo {
+                name: name.to_string(),
+                group: name.to_string(),
+                zone: "a".into(),
+                ip,
+            },
+        ));
+        self
+    }
+
+    /// Run `main` (given every host's network, in order) as a task of the first host.
+    pub fn run<T, Fut>(
+        self,
+        seed: u64,
+        limit: std::time::Duration,
+        main: impl FnOnce(Vec<SimNet>) -> Fut,
+    ) -> Option<T>
+    where
+        T: 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+            .build()
+            .expect("a current-thread runtime builds");
+        let (ids, infos): (Vec<_>, Vec<_>) = self.hosts.into_iter().unzip();
+        let guard = self.net.enter();
+        let mut fabric = Fabric::new(infos, 0, 0, seed);
+        let nets: Vec<SimNet> = ids.iter().map(|id| SimNet::new(*id)).collect();
+        let first = ids[0];
+        let set = tokio::task::LocalSet::new();
+        let out = rt.block_on(set.run_until(async {
+            let handle = tokio::task::spawn_local(HostScoped::new(first, main(nets)));
+            let ticks = limit.as_millis() as u64;
+            for _ in 0..ticks {
+                tokio::time::sleep(TICK).await;
+                fabric.tick(&guard);
+                if handle.is_finished() {
+                    return handle.await.ok();
+                }
+            }
+            None
+        }));
+        drop(set);
+        drop(guard);
+        out
+    }
+}
+
+/// TCP settings of every simulated host: retransmit after 200 ms without progress (Linux's
+/// minimum RTO), give up after 15 retransmissions (3 s without progress).
+pub fn kernel_config() -> turmoil_net::KernelConfig {
+    turmoil_net::KernelConfig::default()
+        .retx_threshold(200)
+        .retx_max(15)
+}

@@ -165,16 +165,14 @@ impl<N: Network> Proxy<N> {
     }
 
     async fn outbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        // Host names the destination service. Apps reach the sidecar at its own address, so an
+        // HTTP/2 request's :authority may be that address; a Host header, when sent, says more.
         let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
             .ok_or(ProxyError::NoRoute)?;
         let service = service_of_authority(&authority);
         let (addr, protocol) = {

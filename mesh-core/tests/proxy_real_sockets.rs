@@ -1,0 +1,163 @@
+//! The sidecar on real loopback sockets: routing by service name, HTTP version changes between
+//! legs, hop-by-hop headers, and upstream failures mapped to 502/503/504 without harm to the proxy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use mesh_core::net::TokioNet;
+use mesh_core::registry::Protocol;
+use mesh_core::testkit::{self, TwoPods};
+
+fn pods(base: u16, mesh_protocol: Protocol) -> TwoPods {
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
+    TwoPods {
+        client_outbound: a(0),
+        client_inbound: a(1),
+        server_inbound: a(2),
+        server_outbound: a(3),
+        app: a(4),
+        mesh_protocol,
+        request_timeout: Duration::from_millis(500),
+        endpoint: a(2),
+        start_app: true,
+    }
+}
+
+async fn up(
+    p: &TwoPods,
+) -> (
+    std::sync::Arc<mesh_core::proxy::ProxyStats>,
+    std::sync::Arc<mesh_core::proxy::ProxyStats>,
+) {
+    let stats = testkit::start(TokioNet, TokioNet, p).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_to_h2_to_h1_with_hop_headers_stripped() {
+    let p = pods(41_100, Protocol::Http2);
+    let (client, server) = up(&p).await;
+    let seen = testkit::call(
+        TokioNet,
+        p.client_outbound,
+        Protocol::Http1,
+        "echo",
+        "/hello",
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    // The app speaks HTTP/1.1 even though the sidecars spoke HTTP/2 between them.
+    assert_eq!(seen.body, "GET /hello HTTP/1.1 host=echo hop=false");
+    assert!(
+        !seen.resp_hop,
+        "response hop-by-hop header must not be forwarded"
+    );
+    assert_eq!(client.get("outbound.responses.2xx"), 1);
+    assert_eq!(server.get("inbound.responses.2xx"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_client_through_h1_mesh() {
+    let p = pods(41_110, Protocol::Http1);
+    up(&p).await;
+    let seen = testkit::call(
+        TokioNet,
+        p.client_outbound,
+        Protocol::Http2,
+        "echo.default.svc.cluster.local:80",
+        "/x?y=1",
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body
+            .starts_with("GET /x HTTP/1.1 host=echo.default.svc.cluster.local:80"),
+        "{}",
+        seen.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_service_is_503_no_endpoints() {
+    let p = pods(41_120, Protocol::Http2);
+    let (client, _) = up(&p).await;
+    let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "nope", "/").await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.mesh_error.as_deref(), Some("no_endpoints"));
+    assert_eq!(client.get("outbound.error.no_endpoints"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504_and_dead_app_is_503() {
+    let p = pods(41_130, Protocol::Http2);
+    let (client, _) = up(&p).await;
+    let seen = testkit::call(
+        TokioNet,
+        p.client_outbound,
+        Protocol::Http1,
+        "echo",
+        "/slow",
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(seen.mesh_error.as_deref(), Some("upstream_timeout"));
+    assert_eq!(client.get("outbound.error.upstream_timeout"), 1);
+
+    // The app is down: the server sidecar cannot reach it and says so with a 503.
+    let dead = TwoPods {
+        start_app: false,
+        ..pods(41_140, Protocol::Http2)
+    };
+    let (_, server) = up(&dead).await;
+    let seen = testkit::call(TokioNet, dead.client_outbound, Protocol::Http1, "echo", "/").await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE, "{seen:?}");
+    assert_eq!(seen.mesh_error.as_deref(), Some("connect_failed"));
+    assert_eq!(server.get("inbound.error.connect_failed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connect_is_503_connect_failed() {
+    // The registry points at a port nobody listens on: connects are refused.
+    let p = TwoPods {
+        endpoint: SocketAddr::from(([127, 0, 0, 1], 41_159)),
+        ..pods(41_150, Protocol::Http2)
+    };
+    let (client, _) = up(&p).await;
+    let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "echo", "/").await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE, "{seen:?}");
+    assert_eq!(seen.mesh_error.as_deref(), Some("connect_failed"));
+    assert_eq!(client.get("outbound.error.connect_failed"), 1);
+    // Still alive afterwards.
+    let again = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "nope", "/").await;
+    assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_gets_400_and_the_proxy_survives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = pods(41_160, Protocol::Http2);
+    let (client, _) = up(&p).await;
+    let mut s = tokio::net::TcpStream::connect(p.client_outbound)
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(client.get("outbound.downstream_errors"), 1);
+    let seen = testkit::call(
+        TokioNet,
+        p.client_outbound,
+        Protocol::Http1,
+        "echo",
+        "/after",
+    )
+    .await;
+    assert_eq!(seen.status, StatusCode::OK);
+}
