@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 /// Simulate a service mesh, deterministically, under the faults a scenario file describes,
 /// and report what the mesh did: latency overhead, failures by reason, every request accounted for.
 #[derive(Parser, Debug)]
-#[command(name = "meshsim", version, about, long_about = None)]
+#[command(
+    name = "meshsim",
+    version,
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,44 @@
+//! Every scenario in the library runs, with and without the mesh, and meets its own assertions;
+//! every request is accounted for in both runs.
+
+use reports::Verdict;
+
+#[test]
+fn every_scenario_meets_its_assertions() {
+    let files = scenarios::all();
+    assert!(
+        files.len() >= 5,
+        "the library ships at least five scenarios, found {files:?}"
+    );
+    let mut failures = Vec::new();
+    for path in files {
+        let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !loaded.scenario.assertions.is_empty(),
+            "{} asserts nothing",
+            path.display()
+        );
+        let opts = sim::RunOptions {
+            seed: loaded.scenario.seed,
+            scenario_arg: path.display().to_string(),
+        };
+        let report = sim::run_scenario(&loaded, &opts, &mut |_, _, _| {});
+        for run in [&report.mesh, &report.baseline].into_iter().flatten() {
+            let b = &run.books;
+            assert!(
+                b.balanced,
+                "{}: books do not balance: {b:?}",
+                path.display()
+            );
+            assert!(b.sent > 0, "{}: nothing was sent", path.display());
+        }
+        if report.verdict != Verdict::Pass {
+            failures.push(reports::summary::render(&report));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "scenarios failed:\n{}",
+        failures.join("\n---\n")
+    );
+}
