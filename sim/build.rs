@@ -11,14 +11,11 @@ fn main() {
     for line in text.lines() {
         if let Some(n) = line.strip_prefix("name = ") {
             name = Some(n.trim_matches('"').to_string());
-        } else if let Some(v) = line.strip_prefix("version = ") {
-            if let Some(n) = name.take() {
-                if wanted.contains(&n.as_str())
-                    && !found.iter().any(|(k, _): &(String, String)| *k == n)
-                {
-                    found.push((n, v.trim_matches('"').to_string()));
-                }
-            }
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take())
+            && wanted.contains(&n.as_str())
+            && !found.iter().any(|(k, _): &(String, String)| *k == n)
+        {
+            found.push((n, v.trim_matches('"').to_string()));
         }
     }
     found.sort();

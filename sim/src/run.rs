@@ -337,7 +337,7 @@ async fn simulate_inner(
                 let (_, _, ev) = events.pop_front().expect("checked non-empty");
                 apply(&mut world, &mut fabric, &guard, &mut rule_ids, ev);
             }
-            if now_ms % 1000 == 0 {
+            if now_ms.is_multiple_of(1000) {
                 progress(now_ms, send_end_ms);
             }
             let open = collector.lock().unwrap_or_else(|p| p.into_inner()).open();

@@ -48,7 +48,7 @@ impl FromStr for Dur {
             _ => return Err(DurError(s.to_string())),
         };
         let us = value * us_per_unit;
-        if !us.is_finite() || us < 0.0 || us > 1e15 {
+        if !us.is_finite() || !(0.0..=1e15).contains(&us) {
             return Err(DurError(s.to_string()));
         }
         Ok(Dur(Duration::from_micros(us.round() as u64)))
@@ -58,9 +58,9 @@ impl FromStr for Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = self.as_us();
-        if us % 1_000_000 == 0 {
+        if us.is_multiple_of(1_000_000) {
             write!(f, "{}s", us / 1_000_000)
-        } else if us % 1_000 == 0 {
+        } else if us.is_multiple_of(1_000) {
             write!(f, "{}ms", us / 1_000)
         } else {
             write!(f, "{us}us")

@@ -506,10 +506,10 @@ fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> Scenar
         .message()
         .strip_prefix("unknown field `")
         .and_then(|m| m.split('`').next());
-    if let (Some(name), Some(start)) = (unknown, offset) {
-        if let Some(i) = find_key(&src[start..], name) {
-            offset = Some(start + i);
-        }
+    if let (Some(name), Some(start)) = (unknown, offset)
+        && let Some(i) = find_key(&src[start..], name)
+    {
+        offset = Some(start + i);
     }
     let (line, column) = offset.map(|o| line_col(src, o)).unwrap_or((0, 0));
     let field = field.replace(".$__serde_spanned_private_value", "");
@@ -639,23 +639,23 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                 "expected a probability between 0 and 1".into(),
             ));
         }
-        if let LatencySpec::Lognormal { p50, p99 } = &svc.latency {
-            if p99 <= p50 || p50.as_us() == 0 {
-                return Err(err_at(
-                    svc.name.span(),
-                    field("latency"),
-                    "lognormal needs 0 < p50 < p99".into(),
-                ));
-            }
+        if let LatencySpec::Lognormal { p50, p99 } = &svc.latency
+            && (p99 <= p50 || p50.as_us() == 0)
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("latency"),
+                "lognormal needs 0 < p50 < p99".into(),
+            ));
         }
-        if let LatencySpec::Uniform { min, max } = &svc.latency {
-            if max < min {
-                return Err(err_at(
-                    svc.name.span(),
-                    field("latency"),
-                    "uniform needs min <= max".into(),
-                ));
-            }
+        if let LatencySpec::Uniform { min, max } = &svc.latency
+            && max < min
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("latency"),
+                "uniform needs min <= max".into(),
+            ));
         }
     }
     let total_pods: u64 = s.services.iter().map(|s| u64::from(s.replicas)).sum();
@@ -774,13 +774,13 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         let bad = |message: String| err_at(f.span(), field.clone(), message);
         let group_ok = |g: &str| g == "clients" || names.contains(g) || pods.contains(g);
         let fault = f.get_ref();
-        if let Some(until) = fault.until() {
-            if until <= fault.at() {
-                return Err(bad(format!(
-                    "`until` ({until}) must come after `at` ({})",
-                    fault.at()
-                )));
-            }
+        if let Some(until) = fault.until()
+            && until <= fault.at()
+        {
+            return Err(bad(format!(
+                "`until` ({until}) must come after `at` ({})",
+                fault.at()
+            )));
         }
         match fault {
             FaultSpec::Latency { between, .. }
@@ -807,15 +807,15 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                 if !names.contains(service) {
                     return Err(bad(format!("no service named {service:?}")));
                 }
-                if let Some(p) = pod {
-                    if !p.starts_with(&format!("{service}-")) || !pods.contains(p) {
-                        return Err(bad(format!("no pod {p:?} in service {service:?}")));
-                    }
+                if let Some(p) = pod
+                    && (!p.starts_with(&format!("{service}-")) || !pods.contains(p))
+                {
+                    return Err(bad(format!("no pod {p:?} in service {service:?}")));
                 }
-                if let FaultSpec::Errors { rate, .. } = fault {
-                    if !(0.0..=1.0).contains(rate) {
-                        return Err(bad("`rate` must be a probability between 0 and 1".into()));
-                    }
+                if let FaultSpec::Errors { rate, .. } = fault
+                    && !(0.0..=1.0).contains(rate)
+                {
+                    return Err(bad("`rate` must be a probability between 0 and 1".into()));
                 }
             }
         }
