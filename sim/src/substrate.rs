@@ -31,6 +31,7 @@ use turmoil_net::{EnterGuard, HostId, Packet};
 #[derive(Debug, Default)]
 pub struct TaskGroup {
     handles: Vec<tokio::task::AbortHandle>,
+    prune_at: usize,
     dead: bool,
 }
 
@@ -224,10 +225,13 @@ impl mesh_core::net::Network for SimNet {
             return;
         }
         let handle = tokio::task::spawn_local(HostScoped::new(self.host, fut));
-        if st.group.handles.len() >= 256 {
-            st.group.handles.retain(|h| !h.is_finished());
+        let group = &mut st.group;
+        // Prune finished handles only when the list doubles, so spawning stays O(1) amortised.
+        if group.handles.len() >= group.prune_at {
+            group.handles.retain(|h| !h.is_finished());
+            group.prune_at = (group.handles.len() * 2).max(256);
         }
-        st.group.handles.push(handle.abort_handle());
+        group.handles.push(handle.abort_handle());
     }
 }
 
