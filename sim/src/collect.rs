@@ -226,3 +226,84 @@ pub fn summarize(h: &Histogram<u64>) -> Latency {
         mean_us: h.mean().round() as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send {
+            route: usize,
+            dt_ms: u64,
+        },
+        Finish {
+            pick: usize,
+            dt_ms: u64,
+            ok: bool,
+            reason: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..3, 0u64..50).prop_map(|(route, dt_ms)| Op::Send { route, dt_ms }),
+            (any::<usize>(), 0u64..50, any::<bool>(), 0u8..3).prop_map(
+                |(pick, dt_ms, ok, reason)| Op::Finish {
+                    pick,
+                    dt_ms,
+                    ok,
+                    reason
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the books balance overall and per route: every request sent after
+        /// warm-up is ok, failed with a reason, or still in flight — exactly one of them.
+        #[test]
+        fn books_always_balance(ops in proptest::collection::vec(op(), 0..300), warmup_ms in 0u64..500) {
+            let mut c = Collector::new(vec!["a".into(), "b".into(), "c".into()], warmup_ms);
+            let mut now = 0;
+            let mut open: Vec<Ticket> = Vec::new();
+            let (mut measured_sent, mut measured_done) = (0u64, 0u64);
+            for op in ops {
+                match op {
+                    Op::Send { route, dt_ms } => {
+                        now += dt_ms;
+                        let t = c.sent(route, now);
+                        measured_sent += u64::from(now >= warmup_ms);
+                        open.push(t);
+                    }
+                    Op::Finish { pick, dt_ms, ok, reason } if !open.is_empty() => {
+                        now += dt_ms;
+                        let t = open.swap_remove(pick % open.len());
+                        measured_done += u64::from(t.measured);
+                        let outcome = if ok { Outcome::Ok } else { Outcome::Failed(format!("r{reason}")) };
+                        c.done(t, now, 0, outcome);
+                    }
+                    Op::Finish { .. } => {}
+                }
+            }
+            let f = c.finish();
+            prop_assert!(f.books.balanced, "{:?}", f.books);
+            prop_assert_eq!(f.books.sent, measured_sent);
+            prop_assert_eq!(f.books.ok + f.books.failed, measured_done);
+            prop_assert_eq!(f.latency.count, measured_done);
+            let per_route: u64 = f.routes.values().map(|r| r.books.sent).sum();
+            prop_assert_eq!(per_route, f.books.sent);
+            prop_assert!(f.routes.values().all(|r| r.books.balanced));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "exactly one outcome")]
+    fn closing_twice_is_a_broken_invariant() {
+        let mut c = Collector::new(vec!["a".into()], 0);
+        let t = c.sent(0, 0);
+        c.done(t, 1, 0, Outcome::Ok);
+        c.done(t, 2, 0, Outcome::Ok);
+    }
+}
