@@ -1,0 +1,176 @@
+//! Each fault kind does what the scenario format promises, seen from the report.
+
+use reports::RunStats;
+use sim::cost::Calibration;
+use sim::scenario::{Loaded, parse};
+
+const BASE: &str = r#"
+name = "t"
+[mesh]
+baseline = false
+request_timeout = "2s"
+[[services]]
+name = "web"
+replicas = 2
+latency = { dist = "constant", value = "2ms" }
+[workload]
+target = "web"
+rate_rps = 100
+duration = "4s"
+timeout = "5s"
+"#;
+
+fn run(extra: &str, mesh: bool) -> RunStats {
+    run_src(&format!("{BASE}{extra}"), mesh)
+}
+
+fn run_src(src: &str, mesh: bool) -> RunStats {
+    let scenario = parse("t.toml", src).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = Loaded {
+        scenario,
+        path: "t.toml".into(),
+        hash: "test".into(),
+        cost: Calibration::builtin(),
+    };
+    let stats = sim::run::simulate(&loaded, 1, mesh, &mut |_, _| {});
+    assert!(stats.books.balanced, "{:?}", stats.books);
+    stats
+}
+
+fn bucket_ok_ratio(s: &RunStats, from_s: u64, to_s: u64) -> f64 {
+    let (ok, all) = s
+        .timeline
+        .iter()
+        .filter(|b| b.t_s >= from_s && b.t_s < to_s)
+        .fold((0, 0), |(o, a), b| (o + b.ok, a + b.ok + b.failed));
+    ok as f64 / all.max(1) as f64
+}
+
+#[test]
+fn healthy_baseline_is_fast_and_clean() {
+    let s = run("", true);
+    assert_eq!(s.books.failed, 0);
+    assert!(s.latency.p99_us < 10_000, "{:?}", s.latency);
+}
+
+#[test]
+fn latency_fault_adds_its_delay_each_way_or_one_way() {
+    let both = run(
+        "[[faults]]\nkind = \"latency\"\nbetween = [\"clients\", \"web\"]\ndelay = \"50ms\"\nat = \"0s\"\n",
+        true,
+    );
+    assert!(
+        both.latency.p50_us >= 100_000 && both.latency.p50_us < 110_000,
+        "{:?}",
+        both.latency
+    );
+    let one = run(
+        "[[faults]]\nkind = \"latency\"\nbetween = [\"clients\", \"web\"]\ndelay = \"50ms\"\none_way = true\nat = \"0s\"\n",
+        true,
+    );
+    assert!(
+        one.latency.p50_us >= 50_000 && one.latency.p50_us < 60_000,
+        "{:?}",
+        one.latency
+    );
+}
+
+#[test]
+fn jitter_spreads_latency_without_reordering_failures() {
+    let s = run(
+        "[[faults]]\nkind = \"latency\"\nbetween = [\"clients\", \"web\"]\ndelay = \"20ms\"\njitter = \"15ms\"\nat = \"0s\"\n",
+        true,
+    );
+    assert_eq!(s.books.failed, 0);
+    assert!(
+        s.latency.max_us - s.latency.p50_us >= 5_000,
+        "jitter shows in the spread: {:?}",
+        s.latency
+    );
+}
+
+#[test]
+fn short_partition_is_ridden_out_by_tcp_retransmission() {
+    // Shorter than the proxy's 2 s timeout: segments are retransmitted after it heals.
+    let s = run(
+        "[[faults]]\nkind = \"partition\"\nbetween = [\"clients\", \"web\"]\nat = \"1s\"\nuntil = \"2s\"\n",
+        true,
+    );
+    assert!(s.network.dropped_partition > 0);
+    assert_eq!(s.books.failed, 0, "{:?}", s.books);
+    assert!(s.latency.max_us >= 900_000, "{:?}", s.latency);
+}
+
+#[test]
+fn long_partition_fails_requests_then_heals() {
+    let src = format!(
+        "{}[[faults]]\nkind = \"partition\"\nbetween = [\"clients\", \"web\"]\nat = \"1s\"\nuntil = \"4s\"\n",
+        BASE.replace("duration = \"4s\"", "duration = \"7s\"")
+    );
+    let s = run_src(&src, true);
+    assert!(s.books.failed > 0, "{:?}", s.books);
+    assert!(
+        s.books.failed_by_reason.contains_key("upstream_timeout"),
+        "{:?}",
+        s.books
+    );
+    assert!(bucket_ok_ratio(&s, 5, 7) > 0.99, "healed: {:?}", s.timeline);
+}
+
+#[test]
+fn hold_delays_but_does_not_lose() {
+    let s = run(
+        "[[faults]]\nkind = \"hold\"\nbetween = [\"clients\", \"web\"]\nat = \"1s\"\nuntil = \"1500ms\"\n",
+        true,
+    );
+    assert_eq!(s.books.failed, 0, "{:?}", s.books);
+    assert!(s.network.held > 0);
+    assert!(
+        s.latency.max_us >= 450_000,
+        "held requests wait for the release: {:?}",
+        s.latency
+    );
+}
+
+#[test]
+fn crash_fails_requests_and_restart_recovers() {
+    for mesh in [true, false] {
+        let s = run(
+            "[[faults]]\nkind = \"crash\"\npod = \"web-1\"\nat = \"1s\"\nuntil = \"2s\"\n",
+            mesh,
+        );
+        assert!(s.books.failed > 0, "mesh={mesh}: {:?}", s.books);
+        assert!(s.network.dropped_crashed > 0);
+        assert!(
+            bucket_ok_ratio(&s, 3, 4) > 0.99,
+            "mesh={mesh}: restarted pod serves again: {:?}",
+            s.timeline
+        );
+    }
+}
+
+#[test]
+fn slow_and_errors_modes_apply_in_their_window() {
+    let s = run(
+        "[[faults]]\nkind = \"slow\"\nservice = \"web\"\nextra = \"100ms\"\nat = \"1s\"\nuntil = \"2s\"\n",
+        true,
+    );
+    assert_eq!(s.books.failed, 0);
+    let slow = s.timeline.iter().find(|b| b.t_s == 1).unwrap();
+    let fast = s.timeline.iter().find(|b| b.t_s == 3).unwrap();
+    assert!(
+        slow.p99_us >= 100_000 && fast.p99_us < 20_000,
+        "{slow:?} {fast:?}"
+    );
+
+    let e = run(
+        "[[faults]]\nkind = \"errors\"\nservice = \"web\"\nrate = 0.5\nat = \"0s\"\n",
+        true,
+    );
+    let ratio = e.books.failed as f64 / e.books.sent as f64;
+    assert!((0.4..0.6).contains(&ratio), "{ratio}");
+    assert_eq!(
+        e.books.failed_by_reason.get("app_error"),
+        Some(&e.books.failed)
+    );
+}
