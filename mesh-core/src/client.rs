@@ -23,8 +23,9 @@ impl<N: Network> HttpClients<N> {
         let connector = Connector::new(net.clone(), connect_timeout);
         let build = |http2: bool| {
             let mut b = Client::builder(NetExecutor(net.clone()));
-            // The pool's idle sweep reads the wall clock; switch it off so simulated runs never do.
-            b.pool_idle_timeout(None::<Duration>)
+            // With a pool timer the pool reads time from it (tokio's clock, which the simulator
+            // drives), never the wall clock; 90 s is hyper-util's default idle timeout.
+            b.pool_idle_timeout(Duration::from_secs(90))
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .http2_only(http2);
