@@ -14,6 +14,9 @@
 //!   hop-by-hop header handling, upstream failures mapped to 502/503/504.
 //! - [`server`]: accept-and-serve HTTP/1.1 + HTTP/2 on any network, shared by every listener.
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 clients over any network.
+//! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
+//! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (tower's `TpsBudget`).
+//! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
 //!
@@ -25,10 +28,13 @@
 
 pub mod balance;
 pub mod body;
+pub mod breaker;
 pub mod client;
 pub mod hop;
 pub mod net;
+pub mod policy;
 pub mod proxy;
 pub mod registry;
+pub mod retry;
 pub mod server;
 pub mod testkit;

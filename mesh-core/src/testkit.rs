@@ -103,6 +103,7 @@ pub async fn start<N: Network>(
         app_protocol: Protocol::Http1,
         connect_timeout: Duration::from_secs(1),
         request_timeout: Some(pods.request_timeout),
+        seed: 1,
     };
     let server_proxy = Proxy::new(
         server.clone(),

@@ -98,6 +98,11 @@ pub struct RunStats {
     pub timeline: Vec<Bucket>,
     /// Sidecar totals (meshed runs only).
     pub proxies: Option<ProxyTotals>,
+    /// Per mesh edge (`caller->callee`, caller `clients` for the workload), meshed runs only.
+    pub edges: BTreeMap<String, EdgeStats>,
+    /// Attempts reaching each service per request the workload sent (warm-up included), meshed
+    /// runs only: the retry storm seen from below.
+    pub load_factor: BTreeMap<String, f64>,
     /// What the network did to packets.
     pub network: NetworkStats,
 }
@@ -186,6 +191,27 @@ pub struct ProxyTotals {
     pub cpu_us: u64,
     /// The proxies' own counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+}
+
+/// What the sidecars of one caller did on calls to one callee.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EdgeStats {
+    /// Requests the callers' apps sent on this edge.
+    pub requests: u64,
+    /// Attempts the sidecars sent (first tries and retries).
+    pub attempts: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Retries a budget denied.
+    pub budget_exhausted: u64,
+    /// Attempts that hit their per-try timeout.
+    pub per_try_timeouts: u64,
+    /// Requests that hit their overall timeout.
+    pub timeouts: u64,
+    /// Attempts fast-failed by the circuit breaker.
+    pub circuit_open: u64,
+    /// Attempts per request.
+    pub retry_amplification: f64,
 }
 
 /// Packet counts from the simulated network.

@@ -147,6 +147,35 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    if let Some(m) = report.mesh.as_ref().filter(|m| !m.edges.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\n## Mesh edges\n\n| edge | requests | attempts | amplification | retries | budget denied | per-try timeouts | timeouts | breaker fast-fails |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (name, e) in &m.edges {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.2}x | {} | {} | {} | {} | {} |",
+                e.requests,
+                e.attempts,
+                e.retry_amplification,
+                e.retries,
+                e.budget_exhausted,
+                e.per_try_timeouts,
+                e.timeouts,
+                e.circuit_open
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nLoad per request sent: {}",
+            m.load_factor
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
             s,

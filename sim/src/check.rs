@@ -48,6 +48,31 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
         },
         "in_flight" => books.in_flight as f64,
         "throughput_rps" if measured_s > 0.0 => books.ok as f64 / measured_s,
+        "retry_amplification" | "retries" | "budget_exhausted" | "circuit_open" => {
+            let pick = |e: &reports::EdgeStats| match a.metric.as_str() {
+                "retry_amplification" => e.retry_amplification,
+                "retries" => e.retries as f64,
+                "budget_exhausted" => e.budget_exhausted as f64,
+                _ => e.circuit_open as f64,
+            };
+            match &a.label {
+                Some((k, edge)) if k == "edge" => pick(main.edges.get(edge)?),
+                _ if a.metric == "retry_amplification" => main
+                    .edges
+                    .values()
+                    .map(pick)
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?,
+                _ => main.edges.values().map(pick).sum(),
+            }
+        }
+        "load_factor" => match &a.label {
+            Some((k, svc)) if k == "service" => *main.load_factor.get(svc)?,
+            _ => main
+                .load_factor
+                .values()
+                .copied()
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?,
+        },
         _ => return None,
     })
 }

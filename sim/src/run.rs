@@ -16,7 +16,7 @@ use mesh_core::net::Network;
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
-use reports::{NetworkStats, ProxyTotals, RunStats};
+use reports::{EdgeStats, NetworkStats, ProxyTotals, RunStats};
 use turmoil_net::{HostId, Net};
 
 use crate::collect::Collector;
@@ -53,14 +53,15 @@ struct World<'a> {
     direct: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
     modes: Arc<Mutex<Modes>>,
     clock: Clock,
-    proxy_stats: Vec<Arc<ProxyStats>>,
+    proxy_stats: Vec<(String, Arc<ProxyStats>)>,
+    policies: Arc<RwLock<mesh_core::policy::Policies>>,
     hop_costs: BTreeMap<usize, SimHopCost>,
     hosts_net: BTreeMap<usize, SimNet>,
     incarnation: BTreeMap<usize, u64>,
 }
 
 impl World<'_> {
-    fn sidecar(&mut self, net: &SimNet, host_index: usize, app_protocol: Protocol) {
+    fn sidecar(&mut self, net: &SimNet, host_index: usize, app_protocol: Protocol, owner: &str) {
         let m = &self.loaded.scenario.mesh;
         let cost = self
             .hop_costs
@@ -82,14 +83,16 @@ impl World<'_> {
             app_protocol,
             connect_timeout: m.connect_timeout.0,
             request_timeout,
+            seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
         };
-        let proxy = Proxy::new(
+        let proxy = Proxy::with_policies(
             net.clone(),
             cfg,
             self.registry.clone(),
+            self.policies.clone(),
             Some(Arc::new(cost)),
         );
-        self.proxy_stats.push(proxy.stats());
+        self.proxy_stats.push((owner.to_string(), proxy.stats()));
         net.spawn(async move {
             // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
             // and its callers see connect failures, which the report shows.
@@ -144,7 +147,8 @@ impl World<'_> {
             serve_http(app_net, listener, handler, Arc::new(|_| {})).await;
         });
         if self.mesh {
-            self.sidecar(&net, pod.index, spec.protocol);
+            let owner = spec.name.get_ref().clone();
+            self.sidecar(&net, pod.index, spec.protocol, &owner);
         }
     }
 
@@ -276,6 +280,15 @@ async fn simulate_inner(
         modes: Arc::new(Mutex::new(Modes::default())),
         clock,
         proxy_stats: Vec::new(),
+        policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
+            services: s
+                .services
+                .iter()
+                .filter_map(|svc| {
+                    Some((svc.name.get_ref().clone(), svc.policy.as_ref()?.to_policy()))
+                })
+                .collect(),
+        })),
         hop_costs: BTreeMap::new(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),
@@ -302,7 +315,7 @@ async fn simulate_inner(
         for (c, (host_index, host)) in clients.iter().enumerate() {
             let net = SimNet::new(*host);
             if mesh {
-                world.sidecar(&net, *host_index, Protocol::Http1);
+                world.sidecar(&net, *host_index, Protocol::Http1, "clients");
             }
             let generator = Generator {
                 net: net.clone(),
@@ -359,12 +372,53 @@ async fn simulate_inner(
             unreachable!("every task holding the collector was dropped with the LocalSet")
         })
         .finish();
+    let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
+    let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
+    for (owner, st) in &world.proxy_stats {
+        for (k, v) in st.snapshot() {
+            let Some((callee, what)) = k
+                .strip_prefix("outbound.svc.")
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            let e = edges.entry(format!("{owner}->{callee}")).or_default();
+            match what {
+                "requests" => e.requests += v,
+                "attempts" => {
+                    e.attempts += v;
+                    *attempts_to.entry(callee.to_string()).or_insert(0) += v;
+                }
+                "retries" => e.retries += v,
+                "budget_exhausted" => e.budget_exhausted += v,
+                "per_try_timeouts" => e.per_try_timeouts += v,
+                "timeouts" => e.timeouts += v,
+                "circuit_open" => e.circuit_open += v,
+                _ => {}
+            }
+        }
+    }
+    for e in edges.values_mut() {
+        e.retry_amplification = if e.requests > 0 {
+            round4(e.attempts as f64 / e.requests as f64)
+        } else {
+            0.0
+        };
+    }
+    let workload_sent = finished.books.sent + finished.books.warmup_excluded;
+    let load_factor = attempts_to
+        .into_iter()
+        .map(|(svc, n)| (svc, round4(n as f64 / workload_sent.max(1) as f64)))
+        .collect();
     let proxies =
         mesh.then(|| {
             let mut counters = BTreeMap::new();
-            for st in &world.proxy_stats {
+            for (_, st) in &world.proxy_stats {
                 for (k, v) in st.snapshot() {
-                    *counters.entry(k).or_insert(0) += v;
+                    // Per-destination counters are reported per edge; keep the totals readable.
+                    if !k.starts_with("outbound.svc.") {
+                        *counters.entry(k).or_insert(0) += v;
+                    }
                 }
             }
             let tally = world.hop_costs.values().map(SimHopCost::tally).fold(
@@ -392,6 +446,8 @@ async fn simulate_inner(
         routes: finished.routes,
         timeline: finished.timeline,
         proxies,
+        edges,
+        load_factor,
         network: NetworkStats {
             delivered: fstats.delivered,
             dropped_partition: fstats.dropped_partition,
@@ -399,6 +455,11 @@ async fn simulate_inner(
             held: fstats.held,
         },
     }
+}
+
+/// Rounded to four decimals, so ratios print the same everywhere.
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }
 
 fn apply(

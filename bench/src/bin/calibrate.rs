@@ -77,6 +77,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
         app_protocol: Protocol::Http1,
         connect_timeout: Duration::from_secs(1),
         request_timeout: None,
+        seed: 1,
     };
     for (out, inb) in [(base, base + 1), (base + 3, base + 2)] {
         let p = Proxy::new(TokioNet, cfg(out, inb), reg.clone(), None);

@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// The upstream did not respond within the request timeout.
     #[error("upstream request timed out")]
     UpstreamTimeout,
+    /// The destination's circuit breaker is full (Envoy's upstream overflow, `UO`).
+    #[error("circuit breaker open: too many requests or retries in flight")]
+    CircuitOpen,
 }
 
 impl ProxyError {
@@ -39,9 +42,10 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoints | ProxyError::ConnectFailed | ProxyError::ConnectTimeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoints
+            | ProxyError::ConnectFailed
+            | ProxyError::ConnectTimeout
+            | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -56,6 +60,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => "connect_timeout",
             ProxyError::UpstreamReset => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::CircuitOpen => "circuit_open",
         }
     }
 }

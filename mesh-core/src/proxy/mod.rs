@@ -18,9 +18,10 @@ pub mod error;
 pub mod headers;
 pub mod stats;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, Uri};
@@ -28,12 +29,18 @@ use hyper::body::Incoming;
 
 use crate::balance::Balancer;
 use crate::body::{self, Body};
+use crate::breaker::Breakers;
 use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
+use crate::policy::{Policies, ServicePolicy, is_idempotent};
 use crate::registry::{Protocol, Registry, service_of_authority};
+use crate::retry::RetryBudget;
 use crate::server::{ServeEvent, serve_http};
 pub use error::{ERROR_HEADER, ProxyError};
+use http_body_util::BodyExt;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 pub use stats::ProxyStats;
 
 /// Where a sidecar listens and what it forwards to.
@@ -50,7 +57,10 @@ pub struct ProxyConfig {
     /// How long a TCP connect may take (Linkerd's outbound default is 1 s).
     pub connect_timeout: Duration,
     /// How long to wait for upstream response headers; `None` waits forever (Istio's default).
+    /// A destination's policy `timeout` overrides it for outbound calls.
     pub request_timeout: Option<Duration>,
+    /// Seed of the proxy's RNG (retry jitter); the simulator derives it from the run's seed.
+    pub seed: u64,
 }
 
 impl ProxyConfig {
@@ -63,6 +73,7 @@ impl ProxyConfig {
             app_protocol: Protocol::Http1,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Some(Duration::from_secs(15)),
+            seed: 0,
         }
     }
 }
@@ -76,6 +87,10 @@ pub struct Proxy<N: Network> {
     clients: HttpClients<N>,
     stats: Arc<ProxyStats>,
     hop: Option<Arc<dyn HopCost>>,
+    policies: Arc<RwLock<Policies>>,
+    rng: Mutex<ChaCha8Rng>,
+    budgets: Mutex<BTreeMap<String, Arc<RetryBudget>>>,
+    breakers: Breakers,
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -92,7 +107,22 @@ impl<N: Network> Proxy<N> {
         registry: Arc<RwLock<Registry>>,
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
+        Self::with_policies(net, cfg, registry, Arc::default(), hop)
+    }
+
+    /// A proxy that also applies per-destination resilience `policies`.
+    pub fn with_policies(
+        net: N,
+        cfg: ProxyConfig,
+        registry: Arc<RwLock<Registry>>,
+        policies: Arc<RwLock<Policies>>,
+        hop: Option<Arc<dyn HopCost>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
+            policies,
+            budgets: Mutex::default(),
+            breakers: Breakers::default(),
             clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
@@ -174,7 +204,139 @@ impl<N: Network> Proxy<N> {
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
             .ok_or(ProxyError::NoRoute)?;
-        let service = service_of_authority(&authority);
+        let service = service_of_authority(&authority).to_string();
+        let policy = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&service)
+            .cloned()
+            .unwrap_or_default();
+        self.stats.incr(&svc_key(&service, "requests"));
+        let calls = self.outbound_attempts(&service, &authority, req, &policy);
+        match policy.timeout.or(self.cfg.request_timeout) {
+            Some(t) => match tokio::time::timeout(t, calls).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.stats.incr(&svc_key(&service, "timeouts"));
+                    Err(ProxyError::UpstreamTimeout)
+                }
+            },
+            None => calls.await,
+        }
+    }
+
+    /// The first attempt and any retries the policy allows.
+    async fn outbound_attempts(
+        &self,
+        service: &str,
+        authority: &str,
+        req: Request<Incoming>,
+        policy: &ServicePolicy,
+    ) -> Result<Response<Body>, ProxyError> {
+        let retry = policy.retry.as_ref().filter(|r| {
+            r.max_retries > 0 && (r.retry_non_idempotent || is_idempotent(req.method()))
+        });
+        // Retries replay the request, so its body is buffered; bodies that may exceed 64 KiB
+        // (Linkerd's limit) are streamed and never retried.
+        let fits = http_body::Body::size_hint(req.body())
+            .upper()
+            .is_some_and(|n| n <= MAX_RETRY_BODY);
+        let Some(retry) = retry.filter(|_| fits) else {
+            let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
+            let req = req.map(body::boxed);
+            return self
+                .attempt(service, authority, req, policy, false, per_try)
+                .await;
+        };
+        let (parts, incoming) = req.into_parts();
+        let bytes = incoming
+            .collect()
+            .await
+            .map_err(|_| ProxyError::UpstreamReset)?
+            .to_bytes();
+        let budget = retry.budget.as_ref().map(|b| self.budget(service, b));
+        if let Some(b) = &budget {
+            b.deposit();
+        }
+        let mut retries = 0;
+        loop {
+            let mut req = Request::new(body::full(bytes.clone()));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            let result = self
+                .attempt(
+                    service,
+                    authority,
+                    req,
+                    policy,
+                    retries > 0,
+                    retry.per_try_timeout,
+                )
+                .await;
+            let (status, reason) = match &result {
+                Ok(r) => (
+                    r.status(),
+                    r.headers()
+                        .get(ERROR_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                ),
+                Err(e) => (e.status(), Some(e.reason().to_string())),
+            };
+            if retries >= retry.max_retries
+                || !crate::retry::retryable(&retry.retry_on, status, reason.as_deref())
+            {
+                return result;
+            }
+            if let Some(b) = &budget
+                && !b.withdraw()
+            {
+                self.stats.incr(&svc_key(service, "budget_exhausted"));
+                return result;
+            }
+            retries += 1;
+            self.stats.incr(&svc_key(service, "retries"));
+            let delay = {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                crate::retry::backoff(&mut rng, retry.backoff_base, retry.backoff_max, retries)
+            };
+            drop(result);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service.to_string())
+            .or_insert_with(|| Arc::new(RetryBudget::new(b)))
+            .clone()
+    }
+
+    /// One attempt: breaker admission, endpoint pick, forward, bounded by the per-try timeout.
+    async fn attempt(
+        &self,
+        service: &str,
+        authority: &str,
+        req: Request<Body>,
+        policy: &ServicePolicy,
+        retry: bool,
+        per_try: Option<Duration>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some(_slot) = self
+            .breakers
+            .admit(service, policy.circuit_breaker.as_ref(), retry)
+        else {
+            self.stats.incr(&svc_key(service, "circuit_open"));
+            return Err(ProxyError::CircuitOpen);
+        };
+        self.stats.incr(&svc_key(service, "attempts"));
         let (addr, protocol) = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
@@ -184,23 +346,40 @@ impl<N: Network> Proxy<N> {
                 .ok_or(ProxyError::NoEndpoints)?;
             (entry.endpoints[idx].addr, entry.protocol)
         };
-        self.forward(req, addr, protocol, Some(&authority)).await
+        let call = self.forward(req, addr, protocol, Some(authority));
+        match per_try {
+            Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
+                self.stats.incr(&svc_key(service, "per_try_timeouts"));
+                Err(ProxyError::UpstreamTimeout)
+            }),
+            None => call.await,
+        }
     }
 
     async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-        self.forward(req, self.cfg.app_addr, self.cfg.app_protocol, None)
-            .await
+        let call = self.forward(
+            req.map(body::boxed),
+            self.cfg.app_addr,
+            self.cfg.app_protocol,
+            None,
+        );
+        match self.cfg.request_timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout)?,
+            None => call.await,
+        }
     }
 
     /// Send `req` to `addr` on `protocol`, rewriting what changes between legs.
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<Body>,
         addr: SocketAddr,
         protocol: Protocol,
         authority: Option<&str>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (mut parts, incoming) = req.into_parts();
+        let (mut parts, req_body) = req.into_parts();
         // The authority survives the hop as Host so the far side still knows the service name
         // even when the leg's URI names an address (HTTP/2 carries it as a plain header).
         let host = authority.map(str::to_string).or_else(|| {
@@ -222,15 +401,13 @@ impl<N: Network> Proxy<N> {
         parts.uri =
             Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
         parts.version = protocol.version();
-        let req = Request::from_parts(parts, body::boxed(incoming));
-        let call = self.clients.get(protocol).request(req);
-        let resp = match self.cfg.request_timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout)?,
-            None => call.await,
-        }
-        .map_err(classify)?;
+        let req = Request::from_parts(parts, req_body);
+        let resp = self
+            .clients
+            .get(protocol)
+            .request(req)
+            .await
+            .map_err(classify)?;
         Ok(resp.map(body::boxed))
     }
 }
@@ -258,6 +435,14 @@ pub fn error_response(e: ProxyError) -> Response<Body> {
     resp.headers_mut()
         .insert(ERROR_HEADER, HeaderValue::from_static(e.reason()));
     resp
+}
+
+/// Largest request body buffered for retries (Linkerd's limit).
+const MAX_RETRY_BODY: u64 = 64 * 1024;
+
+/// The counter `outbound.svc.<service>.<what>`.
+pub fn svc_key(service: &str, what: &str) -> String {
+    format!("outbound.svc.{service}.{what}")
 }
 
 fn dir_name(dir: Direction) -> &'static str {

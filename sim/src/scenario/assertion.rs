@@ -44,6 +44,32 @@ pub const METRICS: &[(&str, &str)] = &[
         "throughput_rps",
         "successful requests per second of measured time",
     ),
+    (
+        "retry_amplification",
+        "attempts per request on a mesh edge; {edge=\"api->db\"}, or the largest",
+    ),
+    (
+        "load_factor",
+        "attempts reaching a service per request the workload sent; {service=\"db\"}",
+    ),
+    ("retries", "retries sent (all edges, or {edge=...})"),
+    (
+        "budget_exhausted",
+        "retries denied by a budget (all edges, or {edge=...})",
+    ),
+    (
+        "circuit_open",
+        "attempts fast-failed by a circuit breaker (all edges, or {edge=...})",
+    ),
+];
+
+/// Metrics measured on mesh edges rather than on requests.
+pub const EDGE_METRICS: &[&str] = &[
+    "retry_amplification",
+    "load_factor",
+    "retries",
+    "budget_exhausted",
+    "circuit_open",
 ];
 
 /// A comparison operator.
@@ -155,7 +181,16 @@ impl FromStr for Assertion {
         if let Some((k, _)) = &label {
             let ok = match k.as_str() {
                 "reason" => metric == "failed",
-                "route" => !metric.starts_with("baseline_") && !metric.starts_with("overhead_"),
+                "edge" => matches!(
+                    metric.as_str(),
+                    "retry_amplification" | "retries" | "budget_exhausted" | "circuit_open"
+                ),
+                "service" => metric == "load_factor",
+                "route" => {
+                    !metric.starts_with("baseline_")
+                        && !metric.starts_with("overhead_")
+                        && !EDGE_METRICS.contains(&metric.as_str())
+                }
                 _ => false,
             };
             if !ok {

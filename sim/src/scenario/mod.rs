@@ -128,6 +128,152 @@ pub struct ServiceSpec {
     /// Calls the app makes to other services for each request.
     #[serde(default)]
     pub calls: Vec<CallSpec>,
+    /// What every caller's sidecar applies to calls to this service (as an Istio
+    /// VirtualService + DestinationRule for the host would).
+    pub policy: Option<PolicySpec>,
+}
+
+/// Resilience policy for calls to a service.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Overall timeout, retries included (default: the mesh's `request_timeout`).
+    pub timeout: Option<Dur>,
+    /// Retries.
+    pub retry: Option<RetrySpec>,
+    /// Envoy-style circuit-breaker thresholds.
+    pub circuit_breaker: Option<BreakerSpec>,
+}
+
+/// How calls are retried.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Bound on each attempt.
+    pub per_try_timeout: Option<Dur>,
+    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`.
+    #[serde(default = "default_retry_on")]
+    pub retry_on: Vec<RetryOnSpec>,
+    /// Extra statuses that are retryable (e.g. 429).
+    #[serde(default)]
+    pub retry_statuses: Vec<u16>,
+    /// First backoff (default 25ms, Envoy's and Linkerd's).
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base: Dur,
+    /// Largest backoff (default 250ms).
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Dur,
+    /// Retry budget; unlimited when absent.
+    pub budget: Option<BudgetSpec>,
+    /// Retry POST and other non-idempotent methods too.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
+}
+
+fn default_retry_on() -> Vec<RetryOnSpec> {
+    vec![
+        RetryOnSpec::GatewayError,
+        RetryOnSpec::ConnectFailure,
+        RetryOnSpec::Reset,
+    ]
+}
+fn default_backoff_base() -> Dur {
+    Dur::from_ms(25)
+}
+fn default_backoff_max() -> Dur {
+    Dur::from_ms(250)
+}
+
+/// A retryable condition.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RetryOnSpec {
+    /// Any 5xx.
+    #[serde(rename = "5xx")]
+    Status5xx,
+    /// 502, 503, 504.
+    #[serde(rename = "gateway-error")]
+    GatewayError,
+    /// Connect failed or timed out.
+    #[serde(rename = "connect-failure")]
+    ConnectFailure,
+    /// Upstream reset before responding.
+    #[serde(rename = "reset")]
+    Reset,
+}
+
+/// A retry budget.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Retries per original request over the window (Linkerd's 0.2).
+    pub ratio: f64,
+    /// Free retries per second (Linkerd's 10).
+    #[serde(default = "ten")]
+    pub min_per_sec: u32,
+    /// Window (Linkerd's 10s; 1s to 60s).
+    #[serde(default = "ten_s")]
+    pub window: Dur,
+}
+
+fn ten() -> u32 {
+    10
+}
+fn ten_s() -> Dur {
+    Dur::from_ms(10_000)
+}
+
+/// Circuit-breaker thresholds.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// Requests in flight to the service from one sidecar (Envoy's default 1024).
+    #[serde(default = "envoy_1024")]
+    pub max_requests: u32,
+    /// Retries in flight (Envoy's default 3).
+    #[serde(default = "three")]
+    pub max_retries: u32,
+}
+
+fn envoy_1024() -> u32 {
+    1024
+}
+fn three() -> u32 {
+    3
+}
+
+impl PolicySpec {
+    /// The mesh-core policy this describes.
+    pub fn to_policy(&self) -> mesh_core::policy::ServicePolicy {
+        use mesh_core::policy::{Budget, CircuitBreaker, RetryOn, RetryPolicy, ServicePolicy};
+        ServicePolicy {
+            timeout: self.timeout.map(|d| d.0),
+            retry: self.retry.as_ref().map(|r| RetryPolicy {
+                max_retries: r.max_retries,
+                per_try_timeout: r.per_try_timeout.map(|d| d.0),
+                retry_on: RetryOn {
+                    status_5xx: r.retry_on.contains(&RetryOnSpec::Status5xx),
+                    gateway_error: r.retry_on.contains(&RetryOnSpec::GatewayError),
+                    connect_failure: r.retry_on.contains(&RetryOnSpec::ConnectFailure),
+                    reset: r.retry_on.contains(&RetryOnSpec::Reset),
+                    statuses: r.retry_statuses.clone(),
+                },
+                backoff_base: r.backoff_base.0,
+                backoff_max: r.backoff_max.0,
+                budget: r.budget.as_ref().map(|b| Budget {
+                    ratio: b.ratio as f32,
+                    min_per_sec: b.min_per_sec,
+                    ttl: b.window.0,
+                }),
+                retry_non_idempotent: r.retry_non_idempotent,
+            }),
+            circuit_breaker: self.circuit_breaker.as_ref().map(|c| CircuitBreaker {
+                max_requests: c.max_requests,
+                max_retries: c.max_retries,
+            }),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -513,6 +659,16 @@ fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> Scenar
     }
     let (line, column) = offset.map(|o| line_col(src, o)).unwrap_or((0, 0));
     let field = field.replace(".$__serde_spanned_private_value", "");
+    // Syntax errors (a duplicate key, say) point at the offending text; name it.
+    let spanned_text = e
+        .span()
+        .and_then(|s| src.get(s))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 40 && !t.contains('\n'));
+    let field = match (field.as_str(), spanned_text) {
+        ("(syntax)", Some(t)) => format!("(syntax) `{t}`"),
+        _ => field,
+    };
     let field = match (field.as_str(), unknown) {
         ("" | "?" | ".", Some(name)) => name.to_string(),
         ("" | "?" | ".", None) => "(top level)".to_string(),
@@ -655,6 +811,46 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                 svc.name.span(),
                 field("latency"),
                 "uniform needs min <= max".into(),
+            ));
+        }
+    }
+    for (i, svc) in s.services.iter().enumerate() {
+        let Some(p) = &svc.policy else { continue };
+        let field = |f: &str| format!("services[{i}].policy.{f}");
+        if let Some(r) = &p.retry {
+            if r.max_retries > 100 {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.max_retries"),
+                    "expected at most 100 retries".into(),
+                ));
+            }
+            if r.backoff_max < r.backoff_base {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.backoff_max"),
+                    "expected backoff_max >= backoff_base".into(),
+                ));
+            }
+            if let Some(b) = &r.budget
+                && (!(0.0..=10.0).contains(&b.ratio)
+                    || b.window.as_ms() < 1000
+                    || b.window.as_ms() > 60_000)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.budget"),
+                    "expected 0 <= ratio <= 10 and a window between 1s and 60s".into(),
+                ));
+            }
+        }
+        if let Some(c) = &p.circuit_breaker
+            && c.max_requests == 0
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("circuit_breaker.max_requests"),
+                "expected at least 1".into(),
             ));
         }
     }

@@ -1,0 +1,109 @@
+//! Resilience policy for calls to a destination service, as plain data. Behaviour lives beside it:
+//! [`crate::retry`] (attempts, backoff, budget) and the breaker accounting in [`crate::proxy`].
+//!
+//! Semantics follow Envoy/Istio where the meshes agree:
+//! - the overall `timeout` includes every retry and backoff (Envoy's route timeout);
+//! - `per_try_timeout` bounds each attempt, and a per-try timeout is retryable;
+//! - retries are only for idempotent methods (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
+//!   unless `retry_non_idempotent` says otherwise (Linkerd and Envoy both refuse POST by default);
+//! - backoff is "full jitter": retry *n* waits uniformly in `[0, min(base·2ⁿ, max))` (Envoy; 25 ms /
+//!   250 ms are Envoy's and Linkerd's defaults);
+//! - a retry budget, when set, allows retries up to `ratio` of recent requests plus `min_per_sec`,
+//!   over a `ttl` window (Linkerd/Finagle; tower's `TpsBudget` implements it);
+//! - the circuit breaker caps active requests and active retries per destination and fast-fails
+//!   overflow with 503 `circuit_open` (Envoy's `max_requests`, `max_retries`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Which failed attempts may be retried.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Any 5xx response (Envoy `5xx`).
+    pub status_5xx: bool,
+    /// 502, 503 or 504 (Envoy `gateway-error`).
+    pub gateway_error: bool,
+    /// The connect failed or timed out (Envoy `connect-failure`).
+    pub connect_failure: bool,
+    /// The upstream reset the stream before answering (Envoy `reset`).
+    pub reset: bool,
+    /// These statuses (Envoy `retriable-status-codes`).
+    pub statuses: Vec<u16>,
+}
+
+/// A retry budget (Linkerd/Finagle): retries allowed as a share of recent requests plus a floor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Retries allowed per original request over the window, e.g. 0.2.
+    pub ratio: f32,
+    /// Retries allowed per second regardless of traffic.
+    pub min_per_sec: u32,
+    /// How long a request counts towards the budget (1 to 60 s).
+    pub ttl: Duration,
+}
+
+/// How calls to a service are retried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Bound on each attempt.
+    pub per_try_timeout: Option<Duration>,
+    /// Conditions that make an attempt retryable.
+    pub retry_on: RetryOn,
+    /// First backoff interval.
+    pub backoff_base: Duration,
+    /// Largest backoff interval.
+    pub backoff_max: Duration,
+    /// Budget shared by all requests to the service from this proxy; none = unlimited.
+    pub budget: Option<Budget>,
+    /// Retry POST, PATCH and other non-idempotent methods too.
+    pub retry_non_idempotent: bool,
+}
+
+/// Envoy-style thresholds for one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Requests in flight to the destination (Envoy `max_requests`).
+    pub max_requests: u32,
+    /// Retries in flight to the destination (Envoy `max_retries`).
+    pub max_retries: u32,
+}
+
+/// Everything a sidecar applies to calls to one service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServicePolicy {
+    /// Overall timeout including retries; `None` falls back to the proxy's request timeout.
+    pub timeout: Option<Duration>,
+    /// Retries, if any.
+    pub retry: Option<RetryPolicy>,
+    /// Breaker thresholds, if any.
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// Policies by destination service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policies {
+    /// Per service.
+    pub services: BTreeMap<String, ServicePolicy>,
+}
+
+impl Policies {
+    /// The policy for calls to `service` (the empty policy when none is set).
+    pub fn get(&self, service: &str) -> Option<&ServicePolicy> {
+        self.services.get(service)
+    }
+}
+
+/// Whether RFC 9110 calls `method` idempotent.
+pub fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
