@@ -1,34 +1,411 @@
-//! Endpoint selection. Round robin only for now; the policies issue adds random, least-request
-//! P2C, peak-EWMA P2C and ring hash behind the same [`Balancer`] type.
+//! Endpoint selection and per-endpoint health, for one proxy.
 //!
-//! Round robin needs no randomness, so it is deterministic under the simulator by construction.
-//! Per-service cursors live in an ordered map so the state is reproducible to inspect.
+//! Balancers (all deterministic given the proxy's seeded RNG):
+//! - **round robin** (Envoy's default);
+//! - **random**;
+//! - **least request**, power of two choices on requests in flight (Istio's default since 1.14);
+//! - **peak EWMA**, power of two choices on `rtt_ewma × (in flight + 1)`, where the EWMA jumps to
+//!   any slower sample at once and decays towards faster ones (linkerd2-proxy; default RTT 30 ms,
+//!   decay 10 s);
+//! - **ring hash** on a request header (Envoy's `RING_HASH`, 64 points per endpoint, FNV-1a).
+//!
+//! Outlier detection (Envoy/Istio `outlierDetection`, Linkerd's consecutive failure accrual) is
+//! kept here too because it decides which endpoints a balancer may pick: `consecutive_5xx`
+//! failures eject an endpoint for `base_ejection × times ejected` (capped), never more than
+//! `max_ejection_percent` of the endpoints (at least one may always be ejected, as Envoy). When the
+//! time is up the endpoint is on probation (half-open): it gets one request; success restores it,
+//! failure ejects it again for longer.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Picks an endpoint index for a service.
-#[derive(Debug, Default)]
-pub struct Balancer {
-    cursors: Mutex<BTreeMap<String, usize>>,
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+/// How to choose among a service's endpoints.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum LbPolicy {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// Power of two choices on requests in flight.
+    LeastRequest,
+    /// Power of two choices on peak-EWMA latency × load.
+    PeakEwma {
+        /// RTT assumed before any sample (Linkerd: 30 ms).
+        default_rtt: Duration,
+        /// Decay time of the average (Linkerd: 10 s).
+        decay: Duration,
+    },
+    /// Consistent hashing of a request header's value (random when the header is absent).
+    RingHash {
+        /// The header hashed.
+        header: String,
+    },
 }
 
+/// Outlier detection settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutlierDetection {
+    /// Consecutive failures (5xx or gateway errors) that eject an endpoint (Envoy: 5).
+    pub consecutive_failures: u32,
+    /// Ejection time per ejection so far (Envoy: 30 s).
+    pub base_ejection: Duration,
+    /// Longest ejection (Envoy: 300 s).
+    pub max_ejection: Duration,
+    /// Largest share of endpoints ejected at once, percent (Envoy: 10).
+    pub max_ejection_percent: u32,
+}
+
+/// An ejection or return, for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    /// When.
+    pub at: Instant,
+    /// The destination service.
+    pub service: String,
+    /// Endpoint index in the registry's order.
+    pub endpoint: usize,
+    /// `ejected`, `probation`, `restored`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug)]
+struct Endpoint {
+    active: u32,
+    ewma_us: f64,
+    ewma_at: Option<Instant>,
+    consecutive_failures: u32,
+    ejections: u32,
+    ejected_until: Option<Instant>,
+    probation: bool,
+    probe_in_flight: bool,
+}
+
+impl Endpoint {
+    fn new(default_rtt: Duration) -> Self {
+        Self {
+            active: 0,
+            ewma_us: default_rtt.as_micros() as f64,
+            ewma_at: None,
+            consecutive_failures: 0,
+            ejections: 0,
+            ejected_until: None,
+            probation: false,
+            probe_in_flight: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ServiceState {
+    endpoints: Vec<Endpoint>,
+    cursor: usize,
+    ring: Vec<(u64, usize)>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    services: BTreeMap<String, ServiceState>,
+    rng: ChaCha8Rng,
+    events: Vec<HealthEvent>,
+}
+
+/// Picks endpoints and tracks their load and health.
+#[derive(Clone, Debug)]
+pub struct Balancer {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// One request in flight to an endpoint; report how it went with [`Pick::finish`].
+#[derive(Debug)]
+pub struct Pick {
+    balancer: Balancer,
+    service: String,
+    /// The chosen endpoint's index.
+    pub index: usize,
+    started: Instant,
+    done: bool,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Finalise (SplitMix64) so nearby keys spread over the ring.
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const RING_POINTS: usize = 64;
+
 impl Balancer {
-    /// A balancer with every cursor at the first endpoint.
-    pub fn new() -> Self {
-        Self::default()
+    /// A balancer whose random choices come from `rng`.
+    pub fn new(rng: ChaCha8Rng) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                services: BTreeMap::new(),
+                rng,
+                events: Vec::new(),
+            })),
+        }
     }
 
-    /// The index of the next endpoint of `service`, among `len` endpoints; `None` when there are none.
-    pub fn pick(&self, service: &str, len: usize) -> Option<usize> {
-        if len == 0 {
+    /// Ejections, probations and restorations so far, in order.
+    pub fn events(&self) -> Vec<HealthEvent> {
+        self.lock().events.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Choose one of `n` endpoints of `service`; `hash_key` is the ring-hash header's value.
+    /// Ejected endpoints are skipped whenever any other is usable (the ejection itself happens in
+    /// [`Pick::finish`] under the outlier settings). `None` when there are no endpoints.
+    pub fn pick(
+        &self,
+        service: &str,
+        n: usize,
+        policy: &LbPolicy,
+        hash_key: Option<&[u8]>,
+    ) -> Option<Pick> {
+        if n == 0 {
             return None;
         }
-        let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-        let cursor = cursors.entry(service.to_string()).or_insert(0);
-        let idx = *cursor % len;
-        *cursor = cursor.wrapping_add(1);
-        Some(idx)
+        let now = Instant::now();
+        let default_rtt = match policy {
+            LbPolicy::PeakEwma { default_rtt, .. } => *default_rtt,
+            _ => Duration::from_millis(30),
+        };
+        let mut inner = self.lock();
+        let Inner {
+            services,
+            rng,
+            events,
+        } = &mut *inner;
+        let st = services.entry(service.to_string()).or_default();
+        if st.endpoints.len() != n {
+            st.endpoints = vec![Endpoint::new(default_rtt); n];
+            st.ring.clear();
+        }
+        // Ejections that have run out become probations (half-open).
+        for (i, e) in st.endpoints.iter_mut().enumerate() {
+            if e.ejected_until.is_some_and(|t| t <= now) {
+                e.ejected_until = None;
+                e.probation = true;
+                events.push(HealthEvent {
+                    at: now,
+                    service: service.to_string(),
+                    endpoint: i,
+                    kind: "probation",
+                });
+            }
+        }
+        let usable =
+            |e: &Endpoint| e.ejected_until.is_none() && !(e.probation && e.probe_in_flight);
+        let candidates: Vec<usize> = (0..n).filter(|&i| usable(&st.endpoints[i])).collect();
+        // Envoy's panic mode: with nothing usable, ignore health rather than fail every request.
+        let candidates = if candidates.is_empty() {
+            (0..n).collect()
+        } else {
+            candidates
+        };
+        let index = match policy {
+            LbPolicy::RoundRobin => {
+                let i = candidates[st.cursor % candidates.len()];
+                st.cursor = st.cursor.wrapping_add(1);
+                i
+            }
+            LbPolicy::Random => candidates[rng.random_range(0..candidates.len())],
+            LbPolicy::LeastRequest | LbPolicy::PeakEwma { .. } => {
+                let a = candidates[rng.random_range(0..candidates.len())];
+                let b = if candidates.len() > 1 {
+                    let mut b = a;
+                    while b == a {
+                        b = candidates[rng.random_range(0..candidates.len())];
+                    }
+                    b
+                } else {
+                    a
+                };
+                let cost = |i: usize| -> f64 {
+                    let e = &st.endpoints[i];
+                    match policy {
+                        LbPolicy::PeakEwma { decay, .. } => {
+                            let ewma = decayed(e, now, *decay, default_rtt);
+                            ewma * f64::from(e.active + 1)
+                        }
+                        _ => f64::from(e.active),
+                    }
+                };
+                if cost(b) < cost(a) { b } else { a }
+            }
+            LbPolicy::RingHash { .. } => match hash_key {
+                None => candidates[rng.random_range(0..candidates.len())],
+                Some(key) => {
+                    if st.ring.is_empty() {
+                        st.ring = (0..n)
+                            .flat_map(|i| {
+                                (0..RING_POINTS)
+                                    .map(move |p| (fnv1a(format!("{i}-{p}").as_bytes()), i))
+                            })
+                            .collect();
+                        st.ring.sort_unstable();
+                    }
+                    let h = fnv1a(key);
+                    let start = st.ring.partition_point(|(p, _)| *p < h);
+                    // Walk the ring to the first usable endpoint.
+                    (0..st.ring.len())
+                        .map(|k| st.ring[(start + k) % st.ring.len()].1)
+                        .find(|i| candidates.contains(i))
+                        .unwrap_or(candidates[0])
+                }
+            },
+        };
+        let e = &mut st.endpoints[index];
+        e.active += 1;
+        if e.probation {
+            e.probe_in_flight = true;
+        }
+        drop(inner);
+        Some(Pick {
+            balancer: self.clone(),
+            service: service.to_string(),
+            index,
+            started: now,
+            done: false,
+        })
+    }
+
+    /// Endpoints of `service` ejected now.
+    pub fn ejected(&self, service: &str) -> usize {
+        let now = Instant::now();
+        self.lock()
+            .services
+            .get(service)
+            .map(|s| {
+                s.endpoints
+                    .iter()
+                    .filter(|e| e.ejected_until.is_some_and(|t| t > now))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn decayed(e: &Endpoint, now: Instant, decay: Duration, default_rtt: Duration) -> f64 {
+    match e.ewma_at {
+        None => default_rtt.as_micros() as f64,
+        Some(at) => {
+            // Between samples the estimate decays towards zero, so an idle endpoint gets tried again.
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            e.ewma_us * (-elapsed / decay.as_secs_f64().max(1e-3)).exp()
+        }
+    }
+}
+
+impl Pick {
+    /// Report the outcome: `failed` for a 5xx or gateway error. Updates load, latency and health.
+    pub fn finish(mut self, failed: bool, policy: &LbPolicy, outlier: Option<&OutlierDetection>) {
+        self.done = true;
+        let now = Instant::now();
+        let rtt_us = now.saturating_duration_since(self.started).as_micros() as f64;
+        let mut inner = self.balancer.lock();
+        let Inner {
+            services, events, ..
+        } = &mut *inner;
+        let Some(st) = services.get_mut(&self.service) else {
+            return;
+        };
+        let n = st.endpoints.len();
+        let ejected_now = st
+            .endpoints
+            .iter()
+            .filter(|e| e.ejected_until.is_some_and(|t| t > now))
+            .count();
+        let Some(e) = st.endpoints.get_mut(self.index) else {
+            return;
+        };
+        e.active = e.active.saturating_sub(1);
+        if let LbPolicy::PeakEwma { decay, default_rtt } = policy {
+            let prev = decayed(e, now, *decay, *default_rtt);
+            e.ewma_us = if rtt_us > prev {
+                rtt_us
+            } else {
+                let w = (-(now
+                    .saturating_duration_since(e.ewma_at.unwrap_or(now))
+                    .as_secs_f64())
+                    / decay.as_secs_f64().max(1e-3))
+                .exp();
+                prev * w + rtt_us * (1.0 - w)
+            };
+            e.ewma_at = Some(now);
+        }
+        let Some(od) = outlier else { return };
+        let was_probe = e.probation && e.probe_in_flight;
+        if was_probe {
+            e.probe_in_flight = false;
+        }
+        if !failed {
+            e.consecutive_failures = 0;
+            if was_probe {
+                e.probation = false;
+                events.push(HealthEvent {
+                    at: now,
+                    service: self.service.clone(),
+                    endpoint: self.index,
+                    kind: "restored",
+                });
+            }
+            return;
+        }
+        e.consecutive_failures += 1;
+        let cap = ((n as u64 * u64::from(od.max_ejection_percent)) / 100).max(1) as usize;
+        // A failed probe is ejected again at once; otherwise the max-percent cap applies.
+        if was_probe
+            || (e.consecutive_failures >= od.consecutive_failures.max(1) && ejected_now < cap)
+        {
+            e.ejections += 1;
+            let t = od
+                .base_ejection
+                .saturating_mul(e.ejections)
+                .min(od.max_ejection);
+            e.ejected_until = Some(now + t);
+            e.consecutive_failures = 0;
+            e.probation = false;
+            events.push(HealthEvent {
+                at: now,
+                service: self.service.clone(),
+                endpoint: self.index,
+                kind: "ejected",
+            });
+        }
+    }
+}
+
+impl Drop for Pick {
+    fn drop(&mut self) {
+        if !self.done {
+            // Cancelled (timeout, client gone): release the load slot, record nothing else.
+            let mut inner = self.balancer.lock();
+            if let Some(e) = inner
+                .services
+                .get_mut(&self.service)
+                .and_then(|s| s.endpoints.get_mut(self.index))
+            {
+                e.active = e.active.saturating_sub(1);
+                e.probe_in_flight = false;
+            }
+        }
     }
 }
 
@@ -36,22 +413,126 @@ impl Balancer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    fn b(seed: u64) -> Balancer {
+        Balancer::new(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
 
     proptest! {
         /// Over any whole number of rounds, round robin gives every endpoint the same share.
         #[test]
         fn round_robin_is_fair(len in 1usize..20, rounds in 1usize..20) {
-            let b = Balancer::new();
-            let mut counts = vec![0usize; len];
-            for _ in 0..len * rounds {
-                counts[b.pick("svc", len).unwrap()] += 1;
-            }
-            prop_assert!(counts.iter().all(|&c| c == rounds));
+            rt().block_on(async {
+                let b = b(1);
+                let mut counts = vec![0usize; len];
+                for _ in 0..len * rounds {
+                    let p = b.pick("svc", len, &LbPolicy::RoundRobin, None).unwrap();
+                    counts[p.index] += 1;
+                    p.finish(false, &LbPolicy::RoundRobin, None);
+                }
+                prop_assert!(counts.iter().all(|&c| c == rounds));
+                Ok(())
+            })?;
+        }
+
+        /// Ejection never exceeds the max percent (at least one), whatever fails.
+        #[test]
+        fn ejection_respects_max_percent(n in 1usize..30, pct in 0u32..100, fails in proptest::collection::vec(any::<usize>(), 0..300)) {
+            rt().block_on(async {
+                let b = b(2);
+                let od = OutlierDetection { consecutive_failures: 1, base_ejection: Duration::from_secs(30), max_ejection: Duration::from_secs(300), max_ejection_percent: pct };
+                let cap = ((n * pct as usize) / 100).max(1);
+                for f in fails {
+                    let p = b.pick("svc", n, &LbPolicy::Random, None).unwrap();
+                    let fail = f % 3 != 0;
+                    p.finish(fail, &LbPolicy::Random, Some(&od));
+                    prop_assert!(b.ejected("svc") <= cap, "{} > {}", b.ejected("svc"), cap);
+                }
+                Ok(())
+            })?;
+        }
+
+        /// The same key always lands on the same endpoint while health does not change.
+        #[test]
+        fn ring_hash_is_sticky(n in 1usize..20, keys in proptest::collection::vec("[a-z]{1,8}", 1..20)) {
+            rt().block_on(async {
+                let b = b(3);
+                let lb = LbPolicy::RingHash { header: "x-user".into() };
+                for k in &keys {
+                    let first = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                    let i = first.index;
+                    first.finish(false, &lb, None);
+                    let again = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                    prop_assert_eq!(again.index, i);
+                    again.finish(false, &lb, None);
+                }
+                Ok(())
+            })?;
         }
     }
 
     #[test]
-    fn no_endpoints_no_pick() {
-        assert_eq!(Balancer::new().pick("svc", 0), None);
+    fn ejected_endpoint_is_skipped_then_probed_then_restored() {
+        rt().block_on(async {
+            let b = b(4);
+            let od = OutlierDetection {
+                consecutive_failures: 2,
+                base_ejection: Duration::from_secs(1),
+                max_ejection: Duration::from_secs(10),
+                max_ejection_percent: 50,
+            };
+            let rr = LbPolicy::RoundRobin;
+            // Endpoint 0 fails twice in a row (picks alternate 0, 1, 0, 1).
+            for _ in 0..4 {
+                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let fail = p.index == 0;
+                p.finish(fail, &rr, Some(&od));
+            }
+            assert_eq!(b.ejected("svc"), 1);
+            for _ in 0..5 {
+                let p = b.pick("svc", 2, &rr, None).unwrap();
+                assert_eq!(p.index, 1, "ejected endpoint is not picked");
+                p.finish(false, &rr, Some(&od));
+            }
+            tokio::time::advance(Duration::from_millis(1001)).await;
+            let mut probed = false;
+            for _ in 0..4 {
+                let p = b.pick("svc", 2, &rr, None).unwrap();
+                probed |= p.index == 0;
+                p.finish(false, &rr, Some(&od));
+            }
+            assert!(probed);
+            let kinds: Vec<_> = b.events().iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, ["ejected", "probation", "restored"]);
+        });
+    }
+
+    #[test]
+    fn peak_ewma_avoids_a_slow_endpoint() {
+        rt().block_on(async {
+            let b = b(5);
+            let lb = LbPolicy::PeakEwma {
+                default_rtt: Duration::from_millis(30),
+                decay: Duration::from_secs(10),
+            };
+            let mut to_slow = 0;
+            for round in 0..400 {
+                let p = b.pick("svc", 4, &lb, None).unwrap();
+                let slow = p.index == 3;
+                to_slow += usize::from(slow && round >= 100);
+                tokio::time::advance(Duration::from_millis(if slow { 200 } else { 2 })).await;
+                p.finish(false, &lb, None);
+            }
+            assert!(to_slow < 30, "slow endpoint still got {to_slow} of 300");
+        });
     }
 }

@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::balance::{LbPolicy, OutlierDetection};
+
 /// Which failed attempts may be retried.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetryOn {
@@ -79,6 +81,10 @@ pub struct ServicePolicy {
     pub retry: Option<RetryPolicy>,
     /// Breaker thresholds, if any.
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// How endpoints are chosen.
+    pub lb: LbPolicy,
+    /// Outlier detection, if any.
+    pub outlier: Option<OutlierDetection>,
 }
 
 /// Policies by destination service.

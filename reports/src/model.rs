@@ -103,6 +103,8 @@ pub struct RunStats {
     /// Attempts reaching each service per request the workload sent (warm-up included), meshed
     /// runs only: the retry storm seen from below.
     pub load_factor: BTreeMap<String, f64>,
+    /// Every outlier ejection, probation and restoration, in time order (meshed runs only).
+    pub health: Vec<HealthRecord>,
     /// What the network did to packets.
     pub network: NetworkStats,
 }
@@ -191,6 +193,21 @@ pub struct ProxyTotals {
     pub cpu_us: u64,
     /// The proxies' own counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+}
+
+/// One outlier-detection event at one sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    /// When, ms of simulated time.
+    pub at_ms: u64,
+    /// The sidecar's host (`api-0`, `client-1`).
+    pub proxy: String,
+    /// The destination service.
+    pub service: String,
+    /// The endpoint's pod.
+    pub endpoint: String,
+    /// `ejected`, `probation` or `restored`.
+    pub event: String,
 }
 
 /// What the sidecars of one caller did on calls to one callee.

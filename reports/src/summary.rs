@@ -176,6 +176,23 @@ pub fn render(report: &Report) -> String {
                 .join(", ")
         );
     }
+    if let Some(m) = report.mesh.as_ref().filter(|m| !m.health.is_empty()) {
+        let ejections = m.health.iter().filter(|h| h.event == "ejected").count();
+        let _ = writeln!(
+            s,
+            "\n## Outlier detection\n\n{ejections} ejections. First events:\n\n| time (s) | sidecar | endpoint | event |\n|---:|---|---|---|"
+        );
+        for h in m.health.iter().take(20) {
+            let _ = writeln!(
+                s,
+                "| {:.3} | {} | {} | {} |",
+                h.at_ms as f64 / 1000.0,
+                h.proxy,
+                h.endpoint,
+                h.event
+            );
+        }
+    }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
             s,

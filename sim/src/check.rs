@@ -65,6 +65,15 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 _ => main.edges.values().map(pick).sum(),
             }
         }
+        "ejections" => main
+            .health
+            .iter()
+            .filter(|h| h.event == "ejected")
+            .filter(|h| match &a.label {
+                Some((_, svc)) => &h.service == svc,
+                None => true,
+            })
+            .count() as f64,
         "load_factor" => match &a.label {
             Some((k, svc)) if k == "service" => *main.load_factor.get(svc)?,
             _ => main

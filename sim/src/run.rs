@@ -16,7 +16,7 @@ use mesh_core::net::Network;
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
-use reports::{EdgeStats, NetworkStats, ProxyTotals, RunStats};
+use reports::{EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats};
 use turmoil_net::{HostId, Net};
 
 use crate::collect::Collector;
@@ -54,10 +54,12 @@ struct World<'a> {
     modes: Arc<Mutex<Modes>>,
     clock: Clock,
     proxy_stats: Vec<(String, Arc<ProxyStats>)>,
+    proxies: Vec<(String, Arc<Proxy<SimNet>>)>,
     policies: Arc<RwLock<mesh_core::policy::Policies>>,
     hop_costs: BTreeMap<usize, SimHopCost>,
     hosts_net: BTreeMap<usize, SimNet>,
     incarnation: BTreeMap<usize, u64>,
+    host_names: Vec<String>,
 }
 
 impl World<'_> {
@@ -93,11 +95,17 @@ impl World<'_> {
             Some(Arc::new(cost)),
         );
         self.proxy_stats.push((owner.to_string(), proxy.stats()));
+        let host = self.hosts_name(host_index);
+        self.proxies.push((host, proxy.clone()));
         net.spawn(async move {
             // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
             // and its callers see connect failures, which the report shows.
             let _ = proxy.run().await;
         });
+    }
+
+    fn hosts_name(&self, index: usize) -> String {
+        self.host_names.get(index).cloned().unwrap_or_default()
     }
 
     fn caller(&self, net: &SimNet, protocol: Protocol) -> Caller {
@@ -256,6 +264,7 @@ async fn simulate_inner(
         });
         clients.push((infos.len() - 1, host));
     }
+    let host_names: Vec<String> = infos.iter().map(|h| h.name.clone()).collect();
     let guard = net.enter();
     let mut fabric = Fabric::new(
         infos,
@@ -280,6 +289,8 @@ async fn simulate_inner(
         modes: Arc::new(Mutex::new(Modes::default())),
         clock,
         proxy_stats: Vec::new(),
+        proxies: Vec::new(),
+        host_names,
         policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
             services: s
                 .services
@@ -372,6 +383,30 @@ async fn simulate_inner(
             unreachable!("every task holding the collector was dropped with the LocalSet")
         })
         .finish();
+    let mut health = Vec::new();
+    {
+        let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
+        for (host, proxy) in &world.proxies {
+            for ev in proxy.health_events() {
+                let pod = registry
+                    .get(&ev.service)
+                    .and_then(|e| e.endpoints.get(ev.endpoint))
+                    .map(|e| e.pod.clone())
+                    .unwrap_or_default();
+                health.push(HealthRecord {
+                    at_ms: ev
+                        .at
+                        .saturating_duration_since(world.clock.epoch())
+                        .as_millis() as u64,
+                    proxy: host.clone(),
+                    service: ev.service.clone(),
+                    endpoint: pod,
+                    event: ev.kind.to_string(),
+                });
+            }
+        }
+    }
+    health.sort_by(|a, b| (a.at_ms, &a.proxy, &a.endpoint).cmp(&(b.at_ms, &b.proxy, &b.endpoint)));
     let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
     for (owner, st) in &world.proxy_stats {
@@ -448,6 +483,7 @@ async fn simulate_inner(
         proxies,
         edges,
         load_factor,
+        health,
         network: NetworkStats {
             delivered: fstats.delivered,
             dropped_partition: fstats.dropped_partition,

@@ -33,7 +33,7 @@ use crate::breaker::Breakers;
 use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
-use crate::policy::{Policies, ServicePolicy, is_idempotent};
+use crate::policy::{LbPolicy, Policies, ServicePolicy, is_idempotent};
 use crate::registry::{Protocol, Registry, service_of_authority};
 use crate::retry::RetryBudget;
 use crate::server::{ServeEvent, serve_http};
@@ -119,6 +119,7 @@ impl<N: Network> Proxy<N> {
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
             policies,
             budgets: Mutex::default(),
@@ -127,7 +128,6 @@ impl<N: Network> Proxy<N> {
             net,
             cfg,
             registry,
-            balancer: Balancer::new(),
             stats: Arc::new(ProxyStats::default()),
             hop,
         })
@@ -337,23 +337,41 @@ impl<N: Network> Proxy<N> {
             return Err(ProxyError::CircuitOpen);
         };
         self.stats.incr(&svc_key(service, "attempts"));
-        let (addr, protocol) = {
+        let (addr, protocol, pick) = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
-            let idx = self
+            let key = match &policy.lb {
+                LbPolicy::RingHash { header } => req
+                    .headers()
+                    .get(header.as_str())
+                    .map(|v| v.as_bytes().to_vec()),
+                _ => None,
+            };
+            let pick = self
                 .balancer
-                .pick(service, entry.endpoints.len())
+                .pick(service, entry.endpoints.len(), &policy.lb, key.as_deref())
                 .ok_or(ProxyError::NoEndpoints)?;
-            (entry.endpoints[idx].addr, entry.protocol)
+            (entry.endpoints[pick.index].addr, entry.protocol, pick)
         };
         let call = self.forward(req, addr, protocol, Some(authority));
-        match per_try {
+        let result = match per_try {
             Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
                 self.stats.incr(&svc_key(service, "per_try_timeouts"));
                 Err(ProxyError::UpstreamTimeout)
             }),
             None => call.await,
-        }
+        };
+        let failed = match &result {
+            Ok(r) => r.status().is_server_error(),
+            Err(_) => true,
+        };
+        pick.finish(failed, &policy.lb, policy.outlier.as_ref());
+        result
+    }
+
+    /// Ejections, probations and restorations this proxy's outlier detection has made.
+    pub fn health_events(&self) -> Vec<crate::balance::HealthEvent> {
+        self.balancer.events()
     }
 
     async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {

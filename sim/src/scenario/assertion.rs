@@ -54,6 +54,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     ("retries", "retries sent (all edges, or {edge=...})"),
     (
+        "ejections",
+        "outlier ejections at all sidecars ({service=\"db\"} for one destination)",
+    ),
+    (
         "budget_exhausted",
         "retries denied by a budget (all edges, or {edge=...})",
     ),
@@ -70,6 +74,7 @@ pub const EDGE_METRICS: &[&str] = &[
     "retries",
     "budget_exhausted",
     "circuit_open",
+    "ejections",
 ];
 
 /// A comparison operator.
@@ -185,7 +190,7 @@ impl FromStr for Assertion {
                     metric.as_str(),
                     "retry_amplification" | "retries" | "budget_exhausted" | "circuit_open"
                 ),
-                "service" => metric == "load_factor",
+                "service" => metric == "load_factor" || metric == "ejections",
                 "route" => {
                     !metric.starts_with("baseline_")
                         && !metric.starts_with("overhead_")

@@ -143,6 +143,58 @@ pub struct PolicySpec {
     pub retry: Option<RetrySpec>,
     /// Envoy-style circuit-breaker thresholds.
     pub circuit_breaker: Option<BreakerSpec>,
+    /// Load balancer: `round-robin` (default), `random`, `least-request`, `peak-ewma`, `ring-hash`.
+    #[serde(default)]
+    pub lb: LbSpec,
+    /// The header `ring-hash` hashes.
+    pub hash_header: Option<String>,
+    /// Outlier detection (ejection of failing endpoints).
+    pub outlier: Option<OutlierSpec>,
+}
+
+/// A load-balancing algorithm.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LbSpec {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// At random.
+    Random,
+    /// Power of two choices, fewer requests in flight.
+    LeastRequest,
+    /// Power of two choices, peak-EWMA latency × load (Linkerd; 30 ms default RTT, 10 s decay).
+    PeakEwma,
+    /// Consistent hash of `hash_header`.
+    RingHash,
+}
+
+/// Outlier detection, Envoy's defaults.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSpec {
+    /// Consecutive 5xx or gateway errors that eject (default 5).
+    #[serde(default = "five")]
+    pub consecutive_failures: u32,
+    /// Ejection time per ejection so far (default 30s).
+    #[serde(default = "thirty_s")]
+    pub base_ejection: Dur,
+    /// Longest ejection (default 300s).
+    #[serde(default = "three_hundred_s")]
+    pub max_ejection: Dur,
+    /// Largest share of endpoints ejected at once, percent (default 10; at least one endpoint).
+    #[serde(default = "ten")]
+    pub max_ejection_percent: u32,
+}
+
+fn five() -> u32 {
+    5
+}
+fn thirty_s() -> Dur {
+    Dur::from_ms(30_000)
+}
+fn three_hundred_s() -> Dur {
+    Dur::from_ms(300_000)
 }
 
 /// How calls are retried.
@@ -246,7 +298,9 @@ fn three() -> u32 {
 impl PolicySpec {
     /// The mesh-core policy this describes.
     pub fn to_policy(&self) -> mesh_core::policy::ServicePolicy {
-        use mesh_core::policy::{Budget, CircuitBreaker, RetryOn, RetryPolicy, ServicePolicy};
+        use mesh_core::policy::{
+            Budget, CircuitBreaker, LbPolicy, OutlierDetection, RetryOn, RetryPolicy, ServicePolicy,
+        };
         ServicePolicy {
             timeout: self.timeout.map(|d| d.0),
             retry: self.retry.as_ref().map(|r| RetryPolicy {
@@ -271,6 +325,24 @@ impl PolicySpec {
             circuit_breaker: self.circuit_breaker.as_ref().map(|c| CircuitBreaker {
                 max_requests: c.max_requests,
                 max_retries: c.max_retries,
+            }),
+            lb: match self.lb {
+                LbSpec::RoundRobin => LbPolicy::RoundRobin,
+                LbSpec::Random => LbPolicy::Random,
+                LbSpec::LeastRequest => LbPolicy::LeastRequest,
+                LbSpec::PeakEwma => LbPolicy::PeakEwma {
+                    default_rtt: std::time::Duration::from_millis(30),
+                    decay: std::time::Duration::from_secs(10),
+                },
+                LbSpec::RingHash => LbPolicy::RingHash {
+                    header: self.hash_header.clone().unwrap_or_default(),
+                },
+            },
+            outlier: self.outlier.as_ref().map(|o| OutlierDetection {
+                consecutive_failures: o.consecutive_failures,
+                base_ejection: o.base_ejection.0,
+                max_ejection: o.max_ejection.0,
+                max_ejection_percent: o.max_ejection_percent.min(100),
             }),
         }
     }
@@ -817,6 +889,13 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
     for (i, svc) in s.services.iter().enumerate() {
         let Some(p) = &svc.policy else { continue };
         let field = |f: &str| format!("services[{i}].policy.{f}");
+        if (p.lb == LbSpec::RingHash) != p.hash_header.is_some() {
+            return Err(err_at(
+                svc.name.span(),
+                field("hash_header"),
+                "`lb = \"ring-hash\"` needs `hash_header`, and only it takes one".into(),
+            ));
+        }
         if let Some(r) = &p.retry {
             if r.max_retries > 100 {
                 return Err(err_at(
