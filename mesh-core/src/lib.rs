@@ -17,6 +17,7 @@
 //! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
 //! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (tower's `TpsBudget`).
 //! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
+//! - [`ratelimit`]: local token-bucket rate limiting (429).
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
 //!
@@ -34,6 +35,7 @@ pub mod hop;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registry;
 pub mod retry;
 pub mod server;

@@ -104,6 +104,7 @@ pub async fn start<N: Network>(
         connect_timeout: Duration::from_secs(1),
         request_timeout: Some(pods.request_timeout),
         seed: 1,
+        inbound_rate_limit: None,
     };
     let server_proxy = Proxy::new(
         server.clone(),

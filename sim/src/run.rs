@@ -86,6 +86,21 @@ impl World<'_> {
             connect_timeout: m.connect_timeout.0,
             request_timeout,
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
+            inbound_rate_limit: self
+                .loaded
+                .scenario
+                .services
+                .iter()
+                .find(|s| s.name.get_ref() == owner)
+                .and_then(|s| s.policy.as_ref()?.rate_limit.as_ref())
+                .map(|r| mesh_core::ratelimit::RateLimit {
+                    rps: r.rps,
+                    burst: if r.burst == 0 {
+                        r.rps.ceil() as u32
+                    } else {
+                        r.burst
+                    },
+                }),
         };
         let proxy = Proxy::with_policies(
             net.clone(),

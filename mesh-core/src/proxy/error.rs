@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// The upstream did not respond within the request timeout.
     #[error("upstream request timed out")]
     UpstreamTimeout,
+    /// The local rate limit refused the request (Envoy's `RL`).
+    #[error("rate limited")]
+    RateLimited,
     /// The destination's circuit breaker is full (Envoy's upstream overflow, `UO`).
     #[error("circuit breaker open: too many requests or retries in flight")]
     CircuitOpen,
@@ -47,6 +50,7 @@ impl ProxyError {
             | ProxyError::ConnectTimeout
             | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -61,6 +65,7 @@ impl ProxyError {
             ProxyError::UpstreamReset => "upstream_reset",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::CircuitOpen => "circuit_open",
+            ProxyError::RateLimited => "rate_limited",
         }
     }
 }

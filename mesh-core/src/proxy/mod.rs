@@ -34,6 +34,7 @@ use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
 use crate::policy::{LbPolicy, Policies, ServicePolicy, is_idempotent};
+use crate::ratelimit::{RateLimit, TokenBucket};
 use crate::registry::{Protocol, Registry, service_of_authority};
 use crate::retry::RetryBudget;
 use crate::server::{ServeEvent, serve_http};
@@ -61,6 +62,8 @@ pub struct ProxyConfig {
     pub request_timeout: Option<Duration>,
     /// Seed of the proxy's RNG (retry jitter); the simulator derives it from the run's seed.
     pub seed: u64,
+    /// Local rate limit on inbound requests, if any.
+    pub inbound_rate_limit: Option<RateLimit>,
 }
 
 impl ProxyConfig {
@@ -74,6 +77,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Some(Duration::from_secs(15)),
             seed: 0,
+            inbound_rate_limit: None,
         }
     }
 }
@@ -91,6 +95,7 @@ pub struct Proxy<N: Network> {
     rng: Mutex<ChaCha8Rng>,
     budgets: Mutex<BTreeMap<String, Arc<RetryBudget>>>,
     breakers: Breakers,
+    inbound_bucket: Option<TokenBucket>,
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -118,12 +123,14 @@ impl<N: Network> Proxy<N> {
         policies: Arc<RwLock<Policies>>,
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
+        let inbound_bucket = cfg.inbound_rate_limit.clone().map(TokenBucket::new);
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
             policies,
             budgets: Mutex::default(),
             breakers: Breakers::default(),
+            inbound_bucket,
             clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
@@ -375,6 +382,11 @@ impl<N: Network> Proxy<N> {
     }
 
     async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        if let Some(bucket) = &self.inbound_bucket
+            && !bucket.try_acquire()
+        {
+            return Err(ProxyError::RateLimited);
+        }
         let call = self.forward(
             req.map(body::boxed),
             self.cfg.app_addr,

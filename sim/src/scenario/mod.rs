@@ -150,6 +150,19 @@ pub struct PolicySpec {
     pub hash_header: Option<String>,
     /// Outlier detection (ejection of failing endpoints).
     pub outlier: Option<OutlierSpec>,
+    /// Local rate limit at each of the service's own sidecars (inbound); 429 beyond it.
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// A token bucket per sidecar.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Sustained requests per second per pod.
+    pub rps: f64,
+    /// Requests allowed at once on a full bucket (default: one second's worth).
+    #[serde(default)]
+    pub burst: u32,
 }
 
 /// A load-balancing algorithm.
@@ -922,6 +935,15 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                     "expected 0 <= ratio <= 10 and a window between 1s and 60s".into(),
                 ));
             }
+        }
+        if let Some(r) = &p.rate_limit
+            && !(r.rps > 0.0 && r.rps <= 1e6)
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("rate_limit.rps"),
+                "expected a rate above 0".into(),
+            ));
         }
         if let Some(c) = &p.circuit_breaker
             && c.max_requests == 0
