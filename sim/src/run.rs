@@ -91,8 +91,8 @@ impl World<'_> {
                 .scenario
                 .services
                 .iter()
-                .find(|s| s.name.get_ref() == owner)
-                .and_then(|s| s.policy.as_ref()?.rate_limit.as_ref())
+                .position(|s| s.name.get_ref() == owner)
+                .and_then(|i| self.loaded.scenario.effective_policy(i)?.rate_limit)
                 .map(|r| mesh_core::ratelimit::RateLimit {
                     rps: r.rps,
                     burst: if r.burst == 0 {
@@ -310,8 +310,12 @@ async fn simulate_inner(
             services: s
                 .services
                 .iter()
-                .filter_map(|svc| {
-                    Some((svc.name.get_ref().clone(), svc.policy.as_ref()?.to_policy()))
+                .enumerate()
+                .filter_map(|(i, svc)| {
+                    Some((
+                        svc.name.get_ref().clone(),
+                        s.effective_policy(i)?.to_policy(),
+                    ))
                 })
                 .collect(),
         })),

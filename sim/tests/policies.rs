@@ -107,3 +107,77 @@ fn breaker_fast_fails_overflow_with_503() {
     );
     assert!(s.books.ok > 0);
 }
+
+fn run_file_with_preset(file: &str, preset: &str) -> RunStats {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(file);
+    let src = std::fs::read_to_string(&path).unwrap();
+    let src = src.replace("preset = \"istio-1.24\"", &format!("preset = \"{preset}\""));
+    let loaded = Loaded {
+        scenario: parse(file, &src).unwrap_or_else(|e| panic!("{e}")),
+        path,
+        hash: "test".into(),
+        cost: Calibration::builtin(),
+    };
+    sim::run::simulate(&loaded, 19, true, &mut |_, _| {})
+}
+
+#[test]
+fn what_each_mesh_default_does_with_a_crashed_pod() {
+    let ratio = |s: &RunStats| s.books.ok as f64 / (s.books.ok + s.books.failed) as f64;
+    let istio = run_file_with_preset("preset-crash.toml", "istio-1.24");
+    let envoy = run_file_with_preset("preset-crash.toml", "envoy");
+    let consul = run_file_with_preset("preset-crash.toml", "consul");
+    let linkerd = run_file_with_preset("preset-crash.toml", "linkerd-2.16");
+    // Istio retries connect failures and resets on other pods.
+    assert!(ratio(&istio) > 0.995, "{:?}", istio.books);
+    assert!(istio.edges["web->backend"].retries > 0);
+    // Plain Envoy neither retries nor ejects: round robin keeps feeding the dead pod.
+    assert!(ratio(&envoy) < 0.95, "{:?}", envoy.books);
+    assert_eq!(envoy.edges["web->backend"].retries, 0);
+    // Consul's default outlier detection ejects it after 5 failures, so fewer fail than with Envoy.
+    assert!(
+        ratio(&consul) > ratio(&envoy),
+        "{:?} vs {:?}",
+        consul.books,
+        envoy.books
+    );
+    assert!(consul.health.iter().any(|h| h.event == "ejected"));
+    // Linkerd does not retry, but peak-EWMA steers around the endpoint that stopped answering.
+    assert_eq!(linkerd.edges["web->backend"].retries, 0);
+    assert!(ratio(&linkerd) > ratio(&consul), "{:?}", linkerd.books);
+}
+
+#[test]
+fn presets_carry_the_documented_defaults() {
+    use sim::scenario::{Preset, RetryOnSpec};
+    let i124 = Preset::Istio124.policy();
+    let r = i124.retry.as_ref().unwrap();
+    assert_eq!(r.max_retries, 2);
+    assert!(r.retry_on.contains(&RetryOnSpec::ConnectFailure) && r.retry_statuses.is_empty());
+    assert!(r.budget.is_none());
+    assert_eq!(
+        i124.timeout.unwrap().as_ms(),
+        0,
+        "Istio sets no route timeout"
+    );
+    assert_eq!(
+        Preset::Istio123.policy().retry.unwrap().retry_statuses,
+        vec![503]
+    );
+    let l = Preset::Linkerd216.policy();
+    assert!(l.retry.is_none() && l.outlier.is_none());
+    assert_eq!(
+        Preset::Envoy.policy().circuit_breaker.unwrap().max_retries,
+        3
+    );
+    assert_eq!(
+        Preset::Consul
+            .policy()
+            .outlier
+            .unwrap()
+            .consecutive_failures,
+        5
+    );
+}

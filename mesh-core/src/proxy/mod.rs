@@ -221,7 +221,12 @@ impl<N: Network> Proxy<N> {
             .unwrap_or_default();
         self.stats.incr(&svc_key(&service, "requests"));
         let calls = self.outbound_attempts(&service, &authority, req, &policy);
-        match policy.timeout.or(self.cfg.request_timeout) {
+        // A zero timeout means none (Istio's and Linkerd's default).
+        match policy
+            .timeout
+            .or(self.cfg.request_timeout)
+            .filter(|t| !t.is_zero())
+        {
             Some(t) => match tokio::time::timeout(t, calls).await {
                 Ok(r) => r,
                 Err(_) => {

@@ -72,6 +72,119 @@ pub struct MeshSpec {
     pub proxy_cost: Option<String>,
     /// Worker threads per proxy in the cost model (Envoy and Linkerd sidecars commonly run 2).
     pub proxy_workers: u32,
+    /// Default policy for every service, as a real mesh configures it out of the box; a
+    /// service's own `[services.policy]` fields override it field by field.
+    pub preset: Option<Preset>,
+}
+
+/// What a real mesh does when the user configures nothing (sources: `shared/reference/mesh-defaults.md`,
+/// read from the meshes' code on 2026-11-25). Semantics we approximate are noted per preset.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Preset {
+    /// Upstream Envoy with no retry policy: 15 s route timeout, no retries, breakers 1024 requests
+    /// / 3 retries, round robin, no outlier detection.
+    #[serde(rename = "envoy")]
+    Envoy,
+    /// Istio 1.24+: 2 retries on connect-failure and refused-stream (modelled as `reset`; the
+    /// gRPC unavailable/cancelled conditions are not modelled yet) with 25–250 ms jittered backoff,
+    /// no budget, no per-try or route timeout, effectively unlimited breakers, least request.
+    #[serde(rename = "istio-1.24")]
+    Istio124,
+    /// Istio up to 1.23: as 1.24, and 503 is retried too.
+    #[serde(rename = "istio-1.23")]
+    Istio123,
+    /// Linkerd 2.16+: no retries, no timeouts, no breakers or failure accrual, peak-EWMA P2C.
+    #[serde(rename = "linkerd-2.16")]
+    Linkerd216,
+    /// Consul service mesh: Envoy's defaults plus outlier detection on by default (5 consecutive
+    /// 5xx, 30 s base ejection, 10% max); Consul's default retries are unconfirmed, so none.
+    #[serde(rename = "consul")]
+    Consul,
+}
+
+impl Preset {
+    /// The default policy this mesh applies to every service.
+    pub fn policy(self) -> PolicySpec {
+        let envoy_breaker = Some(BreakerSpec {
+            max_requests: 1024,
+            max_retries: 3,
+        });
+        let istio = |retry_503: bool| PolicySpec {
+            timeout: Some(Dur::from_ms(0)),
+            retry: Some(RetrySpec {
+                max_retries: 2,
+                per_try_timeout: None,
+                retry_on: vec![RetryOnSpec::ConnectFailure, RetryOnSpec::Reset],
+                retry_statuses: if retry_503 { vec![503] } else { vec![] },
+                backoff_base: Dur::from_ms(25),
+                backoff_max: Dur::from_ms(250),
+                budget: None,
+                retry_non_idempotent: false,
+            }),
+            lb: Some(LbSpec::LeastRequest),
+            ..PolicySpec::default()
+        };
+        match self {
+            Preset::Envoy => PolicySpec {
+                timeout: Some(Dur::from_ms(15_000)),
+                circuit_breaker: envoy_breaker,
+                lb: Some(LbSpec::RoundRobin),
+                ..PolicySpec::default()
+            },
+            Preset::Istio124 => istio(false),
+            Preset::Istio123 => istio(true),
+            Preset::Linkerd216 => PolicySpec {
+                timeout: Some(Dur::from_ms(0)),
+                lb: Some(LbSpec::PeakEwma),
+                ..PolicySpec::default()
+            },
+            Preset::Consul => PolicySpec {
+                timeout: Some(Dur::from_ms(15_000)),
+                circuit_breaker: envoy_breaker,
+                lb: Some(LbSpec::RoundRobin),
+                outlier: Some(OutlierSpec {
+                    consecutive_failures: 5,
+                    base_ejection: Dur::from_ms(30_000),
+                    max_ejection: Dur::from_ms(300_000),
+                    max_ejection_percent: 10,
+                }),
+                ..PolicySpec::default()
+            },
+        }
+    }
+}
+
+impl PolicySpec {
+    /// This policy with any field it leaves unset taken from `base`.
+    pub fn over(&self, base: &PolicySpec) -> PolicySpec {
+        PolicySpec {
+            timeout: self.timeout.or(base.timeout),
+            retry: self.retry.clone().or_else(|| base.retry.clone()),
+            circuit_breaker: self
+                .circuit_breaker
+                .clone()
+                .or_else(|| base.circuit_breaker.clone()),
+            lb: self.lb.or(base.lb),
+            hash_header: self
+                .hash_header
+                .clone()
+                .or_else(|| base.hash_header.clone()),
+            outlier: self.outlier.clone().or_else(|| base.outlier.clone()),
+            rate_limit: self.rate_limit.clone().or_else(|| base.rate_limit.clone()),
+        }
+    }
+}
+
+impl Scenario {
+    /// The policy the mesh applies to calls to service `i`: its own, over the preset's.
+    pub fn effective_policy(&self, i: usize) -> Option<PolicySpec> {
+        let preset = self.mesh.preset.map(Preset::policy);
+        match (&self.services[i].policy, preset) {
+            (Some(own), Some(p)) => Some(own.over(&p)),
+            (Some(own), None) => Some(own.clone()),
+            (None, p) => p,
+        }
+    }
 }
 
 impl Default for MeshSpec {
@@ -84,6 +197,7 @@ impl Default for MeshSpec {
             request_timeout: Dur::from_ms(15_000),
             proxy_cost: None,
             proxy_workers: 2,
+            preset: None,
         }
     }
 }
@@ -144,8 +258,7 @@ pub struct PolicySpec {
     /// Envoy-style circuit-breaker thresholds.
     pub circuit_breaker: Option<BreakerSpec>,
     /// Load balancer: `round-robin` (default), `random`, `least-request`, `peak-ewma`, `ring-hash`.
-    #[serde(default)]
-    pub lb: LbSpec,
+    pub lb: Option<LbSpec>,
     /// The header `ring-hash` hashes.
     pub hash_header: Option<String>,
     /// Outlier detection (ejection of failing endpoints).
@@ -339,7 +452,7 @@ impl PolicySpec {
                 max_requests: c.max_requests,
                 max_retries: c.max_retries,
             }),
-            lb: match self.lb {
+            lb: match self.lb.unwrap_or_default() {
                 LbSpec::RoundRobin => LbPolicy::RoundRobin,
                 LbSpec::Random => LbPolicy::Random,
                 LbSpec::LeastRequest => LbPolicy::LeastRequest,
@@ -902,7 +1015,7 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
     for (i, svc) in s.services.iter().enumerate() {
         let Some(p) = &svc.policy else { continue };
         let field = |f: &str| format!("services[{i}].policy.{f}");
-        if (p.lb == LbSpec::RingHash) != p.hash_header.is_some() {
+        if (p.lb == Some(LbSpec::RingHash)) != p.hash_header.is_some() {
             return Err(err_at(
                 svc.name.span(),
                 field("hash_header"),
