@@ -105,6 +105,7 @@ pub async fn start<N: Network>(
         request_timeout: Some(pods.request_timeout),
         seed: 1,
         inbound_rate_limit: None,
+        stats_epoch: None,
     };
     let server_proxy = Proxy::new(
         server.clone(),

@@ -105,6 +105,10 @@ pub struct RunStats {
     pub load_factor: BTreeMap<String, f64>,
     /// Every outlier ejection, probation and restoration, in time order (meshed runs only).
     pub health: Vec<HealthRecord>,
+    /// Requests, attempts and amplification per edge per second of simulated time.
+    pub edge_timeline: BTreeMap<String, Vec<EdgeBucket>>,
+    /// Windows in which an edge's amplification stayed above the scenario's storm threshold.
+    pub storms: Vec<Storm>,
     /// What the network did to packets.
     pub network: NetworkStats,
 }
@@ -193,6 +197,32 @@ pub struct ProxyTotals {
     pub cpu_us: u64,
     /// The proxies' own counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+}
+
+/// One second of one edge.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EdgeBucket {
+    /// Start of the second.
+    pub t_s: u64,
+    /// Requests the callers sent.
+    pub requests: u64,
+    /// Attempts their sidecars sent.
+    pub attempts: u64,
+    /// Attempts per request.
+    pub amplification: f64,
+}
+
+/// A retry storm: consecutive seconds of amplification above the threshold on one edge.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Storm {
+    /// The edge.
+    pub edge: String,
+    /// First stormy second.
+    pub start_s: u64,
+    /// End (exclusive).
+    pub end_s: u64,
+    /// Largest amplification in the window.
+    pub peak_amplification: f64,
 }
 
 /// One outlier-detection event at one sidecar.

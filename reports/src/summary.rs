@@ -166,6 +166,19 @@ pub fn render(report: &Report) -> String {
                 e.circuit_open
             );
         }
+        if !m.storms.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n**Retry storms** (amplification above the threshold):\n\n| edge | from (s) | to (s) | peak |\n|---|---:|---:|---:|"
+            );
+            for st in &m.storms {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2}x |",
+                    st.edge, st.start_s, st.end_s, st.peak_amplification
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "\nLoad per request sent: {}",

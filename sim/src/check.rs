@@ -65,6 +65,14 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 _ => main.edges.values().map(pick).sum(),
             }
         }
+        "retry_storms" => main
+            .storms
+            .iter()
+            .filter(|st| match &a.label {
+                Some((_, edge)) => &st.edge == edge,
+                None => true,
+            })
+            .count() as f64,
         "ejections" => main
             .health
             .iter()

@@ -16,7 +16,7 @@ use mesh_core::net::Network;
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
-use reports::{EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats};
+use reports::{EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm};
 use turmoil_net::{HostId, Net};
 
 use crate::collect::Collector;
@@ -86,6 +86,7 @@ impl World<'_> {
             connect_timeout: m.connect_timeout.0,
             request_timeout,
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
+            stats_epoch: Some(self.clock.epoch()),
             inbound_rate_limit: self
                 .loaded
                 .scenario
@@ -452,6 +453,68 @@ async fn simulate_inner(
             }
         }
     }
+    // Per-second requests and attempts per edge, and the storms in them.
+    let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
+    for (owner, st) in &world.proxy_stats {
+        for (k, series) in st.series() {
+            let Some((callee, what)) = k
+                .strip_prefix("outbound.svc.")
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            let edge = per_sec.entry(format!("{owner}->{callee}")).or_default();
+            for (sec, n) in series {
+                let b = edge.entry(sec).or_insert((0, 0));
+                match what {
+                    "requests" => b.0 += n,
+                    "attempts" => b.1 += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let threshold = loaded.scenario.report.storm_threshold;
+    let mut storms = Vec::new();
+    let mut edge_timeline = BTreeMap::new();
+    for (edge, secs) in per_sec {
+        let buckets: Vec<EdgeBucket> = secs
+            .into_iter()
+            .map(|(t_s, (requests, attempts))| EdgeBucket {
+                t_s,
+                requests,
+                attempts,
+                amplification: if requests > 0 {
+                    round4(attempts as f64 / requests as f64)
+                } else {
+                    0.0
+                },
+            })
+            .collect();
+        let mut open: Option<Storm> = None;
+        for b in &buckets {
+            let stormy = b.requests > 0 && b.amplification > threshold;
+            match (&mut open, stormy) {
+                (Some(s), true) if s.end_s == b.t_s => {
+                    s.end_s = b.t_s + 1;
+                    s.peak_amplification = s.peak_amplification.max(b.amplification);
+                }
+                (_, true) => {
+                    storms.extend(open.take());
+                    open = Some(Storm {
+                        edge: edge.clone(),
+                        start_s: b.t_s,
+                        end_s: b.t_s + 1,
+                        peak_amplification: b.amplification,
+                    });
+                }
+                (_, false) => storms.extend(open.take()),
+            }
+        }
+        storms.extend(open);
+        edge_timeline.insert(edge, buckets);
+    }
+    storms.sort_by(|a, b| (a.start_s, &a.edge).cmp(&(b.start_s, &b.edge)));
     for e in edges.values_mut() {
         e.retry_amplification = if e.requests > 0 {
             round4(e.attempts as f64 / e.requests as f64)
@@ -503,6 +566,8 @@ async fn simulate_inner(
         edges,
         load_factor,
         health,
+        edge_timeline,
+        storms,
         network: NetworkStats {
             delivered: fstats.delivered,
             dropped_partition: fstats.dropped_partition,

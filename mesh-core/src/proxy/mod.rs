@@ -64,6 +64,8 @@ pub struct ProxyConfig {
     pub seed: u64,
     /// Local rate limit on inbound requests, if any.
     pub inbound_rate_limit: Option<RateLimit>,
+    /// Where the per-second counter series start (default: when the proxy is built).
+    pub stats_epoch: Option<tokio::time::Instant>,
 }
 
 impl ProxyConfig {
@@ -78,6 +80,7 @@ impl ProxyConfig {
             request_timeout: Some(Duration::from_secs(15)),
             seed: 0,
             inbound_rate_limit: None,
+            stats_epoch: None,
         }
     }
 }
@@ -124,6 +127,7 @@ impl<N: Network> Proxy<N> {
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
         let inbound_bucket = cfg.inbound_rate_limit.clone().map(TokenBucket::new);
+        let stats = Arc::new(cfg.stats_epoch.map(ProxyStats::new).unwrap_or_default());
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
@@ -135,7 +139,7 @@ impl<N: Network> Proxy<N> {
             net,
             cfg,
             registry,
-            stats: Arc::new(ProxyStats::default()),
+            stats,
             hop,
         })
     }
@@ -219,7 +223,7 @@ impl<N: Network> Proxy<N> {
             .get(&service)
             .cloned()
             .unwrap_or_default();
-        self.stats.incr(&svc_key(&service, "requests"));
+        self.stats.incr_timed(&svc_key(&service, "requests"));
         let calls = self.outbound_attempts(&service, &authority, req, &policy);
         // A zero timeout means none (Istio's and Linkerd's default).
         match policy
@@ -348,7 +352,7 @@ impl<N: Network> Proxy<N> {
             self.stats.incr(&svc_key(service, "circuit_open"));
             return Err(ProxyError::CircuitOpen);
         };
-        self.stats.incr(&svc_key(service, "attempts"));
+        self.stats.incr_timed(&svc_key(service, "attempts"));
         let (addr, protocol, pick) = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;

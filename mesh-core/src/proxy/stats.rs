@@ -5,13 +5,54 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// A proxy's counters.
-#[derive(Debug, Default)]
+use tokio::time::Instant;
+
+/// A proxy's counters, and per-second series of the timed ones.
+#[derive(Debug)]
 pub struct ProxyStats {
     counters: Mutex<BTreeMap<String, u64>>,
+    series: Mutex<BTreeMap<String, BTreeMap<u64, u64>>>,
+    epoch: Instant,
+}
+
+impl Default for ProxyStats {
+    fn default() -> Self {
+        Self::new(Instant::now())
+    }
 }
 
 impl ProxyStats {
+    /// Counters whose series count seconds from `epoch`.
+    pub fn new(epoch: Instant) -> Self {
+        Self {
+            counters: Mutex::default(),
+            series: Mutex::default(),
+            epoch,
+        }
+    }
+
+    /// Add one to `name`, and to its series at the current second.
+    pub fn incr_timed(&self, name: &str) {
+        self.incr(name);
+        let sec = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_secs();
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        *series
+            .entry(name.to_string())
+            .or_default()
+            .entry(sec)
+            .or_insert(0) += 1;
+    }
+
+    /// Per-second series of the timed counters: name → second → count.
+    pub fn series(&self) -> BTreeMap<String, BTreeMap<u64, u64>> {
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Add one to `name`.
     pub fn incr(&self, name: &str) {
         let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());

@@ -54,6 +54,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     ("retries", "retries sent (all edges, or {edge=...})"),
     (
+        "retry_storms",
+        "retry-storm windows (all edges, or {edge=...})",
+    ),
+    (
         "ejections",
         "outlier ejections at all sidecars ({service=\"db\"} for one destination)",
     ),
@@ -75,6 +79,7 @@ pub const EDGE_METRICS: &[&str] = &[
     "budget_exhausted",
     "circuit_open",
     "ejections",
+    "retry_storms",
 ];
 
 /// A comparison operator.
@@ -188,7 +193,11 @@ impl FromStr for Assertion {
                 "reason" => metric == "failed",
                 "edge" => matches!(
                     metric.as_str(),
-                    "retry_amplification" | "retries" | "budget_exhausted" | "circuit_open"
+                    "retry_amplification"
+                        | "retries"
+                        | "budget_exhausted"
+                        | "circuit_open"
+                        | "retry_storms"
                 ),
                 "service" => metric == "load_factor" || metric == "ejections",
                 "route" => {

@@ -48,6 +48,25 @@ pub struct Scenario {
     /// Checks on the report; any that fails makes the run fail (exit 1).
     #[serde(default)]
     pub assertions: Vec<Spanned<Assertion>>,
+    /// Report settings.
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+/// Report settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSpec {
+    /// An edge whose attempts per request exceed this in a second is in a retry storm (default 1.5).
+    pub storm_threshold: f64,
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        Self {
+            storm_threshold: 1.5,
+        }
+    }
 }
 
 fn default_seed() -> u64 {
