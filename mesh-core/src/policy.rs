@@ -85,6 +85,8 @@ pub struct ServicePolicy {
     pub lb: LbPolicy,
     /// Outlier detection, if any.
     pub outlier: Option<OutlierDetection>,
+    /// Weighted split across subsets (`("v1", 90), ("v2", 10)`); empty = all endpoints alike.
+    pub split: Vec<(String, u32)>,
 }
 
 /// Policies by destination service.

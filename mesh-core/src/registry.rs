@@ -38,6 +38,9 @@ pub struct Endpoint {
     pub pod: String,
     /// Availability zone, for locality-aware policies later.
     pub zone: String,
+    /// The subset (version) the pod belongs to, e.g. `v1`, `v2`; traffic splits select by it.
+    #[serde(default)]
+    pub subset: String,
 }
 
 /// A named service and its endpoints.

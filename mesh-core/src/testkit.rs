@@ -92,6 +92,7 @@ pub async fn start<N: Network>(
                 addr: pods.endpoint,
                 pod: "echo-0".into(),
                 zone: "a".into(),
+                subset: "v1".into(),
             }],
         },
     );

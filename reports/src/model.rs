@@ -109,6 +109,8 @@ pub struct RunStats {
     pub edge_timeline: BTreeMap<String, Vec<EdgeBucket>>,
     /// Windows in which an edge's amplification stayed above the scenario's storm threshold.
     pub storms: Vec<Storm>,
+    /// Attempts and failures per service subset (`reviews/v2`), as the callers' sidecars saw them.
+    pub subsets: BTreeMap<String, SubsetStats>,
     /// What the network did to packets.
     pub network: NetworkStats,
 }
@@ -197,6 +199,19 @@ pub struct ProxyTotals {
     pub cpu_us: u64,
     /// The proxies' own counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+}
+
+/// Traffic to one subset (version) of a service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubsetStats {
+    /// Attempts sent to its pods.
+    pub attempts: u64,
+    /// Attempts that failed (5xx or a gateway error).
+    pub failures: u64,
+    /// Its share of the service's attempts.
+    pub share: f64,
+    /// failures / attempts.
+    pub error_ratio: f64,
 }
 
 /// One second of one edge.

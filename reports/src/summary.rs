@@ -189,6 +189,22 @@ pub fn render(report: &Report) -> String {
                 .join(", ")
         );
     }
+    if let Some(m) = report.mesh.as_ref().filter(|m| m.subsets.len() > 1) {
+        let _ = writeln!(
+            s,
+            "\n## Subsets\n\n| subset | attempts | share | failures | error ratio |\n|---|---:|---:|---:|---:|"
+        );
+        for (name, v) in &m.subsets {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.1}% | {} | {:.4} |",
+                v.attempts,
+                v.share * 100.0,
+                v.failures,
+                v.error_ratio
+            );
+        }
+    }
     if let Some(m) = report.mesh.as_ref().filter(|m| !m.health.is_empty()) {
         let ejections = m.health.iter().filter(|h| h.event == "ejected").count();
         let _ = writeln!(

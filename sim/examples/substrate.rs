@@ -38,6 +38,7 @@ fn registry(pods: usize) -> Arc<RwLock<Registry>> {
                     addr: SocketAddr::new(pod_ip(i), 15006),
                     pod: format!("pod-{i}"),
                     zone: "a".into(),
+                    subset: "v1".into(),
                 })
                 .collect(),
         },

@@ -65,6 +65,15 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 _ => main.edges.values().map(pick).sum(),
             }
         }
+        "subset_share" | "subset_error_ratio" => {
+            let (_, subset) = a.label.as_ref()?;
+            let v = main.subsets.get(subset)?;
+            if a.metric == "subset_share" {
+                v.share
+            } else {
+                v.error_ratio
+            }
+        }
         "retry_storms" => main
             .storms
             .iter()

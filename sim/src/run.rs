@@ -16,7 +16,9 @@ use mesh_core::net::Network;
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
-use reports::{EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm};
+use reports::{
+    EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm, SubsetStats,
+};
 use turmoil_net::{HostId, Net};
 
 use crate::collect::Collector;
@@ -42,6 +44,8 @@ struct Pod {
     name: String,
     host: HostId,
     index: usize,
+    latency: crate::scenario::LatencySpec,
+    error_rate: f64,
 }
 
 struct World<'a> {
@@ -151,8 +155,8 @@ impl World<'_> {
         let app = Arc::new(App {
             service: spec.name.get_ref().clone(),
             pod: pod.name.clone(),
-            latency: spec.latency.clone(),
-            error_rate: spec.error_rate,
+            latency: pod.latency.clone(),
+            error_rate: pod.error_rate,
             calls: spec.calls.clone(),
             workers: Arc::new(tokio::sync::Semaphore::new(spec.workers as usize)),
             capacity: (spec.workers + spec.queue) as usize,
@@ -224,10 +228,9 @@ async fn simulate_inner(
     for (si, svc) in s.services.iter().enumerate() {
         let mut endpoints = Vec::new();
         let mut addrs = Vec::new();
-        for r in 0..svc.replicas as usize {
+        for (r, (name, version, latency, error_rate)) in svc.pods().into_iter().enumerate() {
             let index = infos.len();
             let ip = ip_of(index);
-            let name = format!("{}-{r}", svc.name.get_ref());
             let zone = svc.zones[r % svc.zones.len()].clone();
             let host = net.add_host(ip);
             infos.push(HostInfo {
@@ -240,6 +243,7 @@ async fn simulate_inner(
                 addr: SocketAddr::new(ip, INBOUND_PORT),
                 pod: name.clone(),
                 zone,
+                subset: version,
             });
             addrs.push(SocketAddr::new(ip, APP_PORT));
             pods.push(Pod {
@@ -247,6 +251,8 @@ async fn simulate_inner(
                 name,
                 host,
                 index,
+                latency,
+                error_rate,
             });
         }
         registry.insert(
@@ -408,9 +414,19 @@ async fn simulate_inner(
         let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
         for (host, proxy) in &world.proxies {
             for ev in proxy.health_events() {
+                // Subset-scoped balancer state is keyed `service@subset`, indexed within the subset.
+                let (svc, subset) = match ev.service.split_once('@') {
+                    Some((svc, sub)) => (svc.to_string(), Some(sub.to_string())),
+                    None => (ev.service.clone(), None),
+                };
                 let pod = registry
-                    .get(&ev.service)
-                    .and_then(|e| e.endpoints.get(ev.endpoint))
+                    .get(&svc)
+                    .and_then(|e| {
+                        e.endpoints
+                            .iter()
+                            .filter(|ep| subset.as_ref().is_none_or(|s| &ep.subset == s))
+                            .nth(ev.endpoint)
+                    })
                     .map(|e| e.pod.clone())
                     .unwrap_or_default();
                 health.push(HealthRecord {
@@ -427,6 +443,48 @@ async fn simulate_inner(
         }
     }
     health.sort_by(|a, b| (a.at_ms, &a.proxy, &a.endpoint).cmp(&(b.at_ms, &b.proxy, &b.endpoint)));
+    let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
+    for (_, st) in &world.proxy_stats {
+        for (k, v) in st.snapshot() {
+            let Some((key, what)) = k
+                .strip_prefix("outbound.subset.")
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            let Some((svc, sub)) = key.split_once('.') else {
+                continue;
+            };
+            let e = subsets.entry(format!("{svc}/{sub}")).or_default();
+            match what {
+                "attempts" => e.attempts += v,
+                "failures" => e.failures += v,
+                _ => {}
+            }
+        }
+    }
+    let mut per_service: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &subsets {
+        *per_service
+            .entry(k.split('/').next().unwrap_or_default().to_string())
+            .or_insert(0) += v.attempts;
+    }
+    for (k, v) in subsets.iter_mut() {
+        let total = per_service
+            .get(k.split('/').next().unwrap_or_default())
+            .copied()
+            .unwrap_or(0);
+        v.share = if total > 0 {
+            round4(v.attempts as f64 / total as f64)
+        } else {
+            0.0
+        };
+        v.error_ratio = if v.attempts > 0 {
+            round4(v.failures as f64 / v.attempts as f64)
+        } else {
+            0.0
+        };
+    }
     let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
     for (owner, st) in &world.proxy_stats {
@@ -568,6 +626,7 @@ async fn simulate_inner(
         health,
         edge_timeline,
         storms,
+        subsets,
         network: NetworkStats {
             delivered: fstats.delivered,
             dropped_partition: fstats.dropped_partition,

@@ -66,6 +66,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
                 addr: addr(base + 2),
                 pod: "echo-0".into(),
                 zone: "a".into(),
+                subset: "v1".into(),
             }],
         },
     );

@@ -40,7 +40,7 @@ use crate::retry::RetryBudget;
 use crate::server::{ServeEvent, serve_http};
 pub use error::{ERROR_HEADER, ProxyError};
 use http_body_util::BodyExt;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 pub use stats::ProxyStats;
 
@@ -353,7 +353,7 @@ impl<N: Network> Proxy<N> {
             return Err(ProxyError::CircuitOpen);
         };
         self.stats.incr_timed(&svc_key(service, "attempts"));
-        let (addr, protocol, pick) = {
+        let (addr, protocol, pick, subset) = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
             let key = match &policy.lb {
@@ -363,11 +363,26 @@ impl<N: Network> Proxy<N> {
                     .map(|v| v.as_bytes().to_vec()),
                 _ => None,
             };
+            // A traffic split picks the subset first (weighted, from the seeded RNG); balancing
+            // and outlier state are then kept per subset.
+            let chosen = self.choose_subset(&policy.split);
+            let members: Vec<usize> = entry
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| chosen.as_ref().is_none_or(|s| &e.subset == s))
+                .map(|(i, _)| i)
+                .collect();
+            let lb_key = match &chosen {
+                Some(s) => format!("{service}@{s}"),
+                None => service.to_string(),
+            };
             let pick = self
                 .balancer
-                .pick(service, entry.endpoints.len(), &policy.lb, key.as_deref())
+                .pick(&lb_key, members.len(), &policy.lb, key.as_deref())
                 .ok_or(ProxyError::NoEndpoints)?;
-            (entry.endpoints[pick.index].addr, entry.protocol, pick)
+            let ep = &entry.endpoints[members[pick.index]];
+            (ep.addr, entry.protocol, pick, ep.subset.clone())
         };
         let call = self.forward(req, addr, protocol, Some(authority));
         let result = match per_try {
@@ -382,7 +397,34 @@ impl<N: Network> Proxy<N> {
             Err(_) => true,
         };
         pick.finish(failed, &policy.lb, policy.outlier.as_ref());
+        if !subset.is_empty() {
+            self.stats
+                .incr(&format!("outbound.subset.{service}.{subset}.attempts"));
+            if failed {
+                self.stats
+                    .incr(&format!("outbound.subset.{service}.{subset}.failures"));
+            }
+        }
         result
+    }
+
+    fn choose_subset(&self, split: &[(String, u32)]) -> Option<String> {
+        let total: u64 = split.iter().map(|(_, w)| u64::from(*w)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut x = self
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .random_range(0..total);
+        for (name, w) in split {
+            if x < u64::from(*w) {
+                return Some(name.clone());
+            }
+            x -= u64::from(*w);
+        }
+        None
     }
 
     /// Ejections, probations and restorations this proxy's outlier detection has made.

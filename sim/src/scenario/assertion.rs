@@ -69,6 +69,14 @@ pub const METRICS: &[(&str, &str)] = &[
         "circuit_open",
         "attempts fast-failed by a circuit breaker (all edges, or {edge=...})",
     ),
+    (
+        "subset_share",
+        "a subset's share of its service's attempts; {subset=\"reviews/v2\"}",
+    ),
+    (
+        "subset_error_ratio",
+        "failed / attempts for a subset; {subset=\"reviews/v2\"}",
+    ),
 ];
 
 /// Metrics measured on mesh edges rather than on requests.
@@ -80,6 +88,8 @@ pub const EDGE_METRICS: &[&str] = &[
     "circuit_open",
     "ejections",
     "retry_storms",
+    "subset_share",
+    "subset_error_ratio",
 ];
 
 /// A comparison operator.
@@ -200,6 +210,7 @@ impl FromStr for Assertion {
                         | "retry_storms"
                 ),
                 "service" => metric == "load_factor" || metric == "ejections",
+                "subset" => metric.starts_with("subset_"),
                 "route" => {
                     !metric.starts_with("baseline_")
                         && !metric.starts_with("overhead_")

@@ -190,6 +190,7 @@ impl PolicySpec {
                 .or_else(|| base.hash_header.clone()),
             outlier: self.outlier.clone().or_else(|| base.outlier.clone()),
             rate_limit: self.rate_limit.clone().or_else(|| base.rate_limit.clone()),
+            split: self.split.clone().or_else(|| base.split.clone()),
         }
     }
 }
@@ -264,6 +265,70 @@ pub struct ServiceSpec {
     /// What every caller's sidecar applies to calls to this service (as an Istio
     /// VirtualService + DestinationRule for the host would).
     pub policy: Option<PolicySpec>,
+    /// The subset (version) label of the `replicas` pods above (default `v1`).
+    #[serde(default = "v1")]
+    pub version: String,
+    /// More pods of the service with their own version label and, optionally, behaviour
+    /// (a canary). Pods are named `<service>-<subset>-<index>`.
+    #[serde(default)]
+    pub subsets: Vec<SubsetSpec>,
+}
+
+fn v1() -> String {
+    "v1".into()
+}
+
+/// Extra pods of a service under another version label.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetSpec {
+    /// Version label, e.g. `v2`.
+    pub name: String,
+    /// Pods.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Latency, if different from the service's.
+    pub latency: Option<LatencySpec>,
+    /// Error rate, if different from the service's.
+    pub error_rate: Option<f64>,
+}
+
+/// One weighted branch of a traffic split.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    /// The subset (version label).
+    pub subset: String,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+impl ServiceSpec {
+    /// Every pod of the service: (name, version, latency, error rate), base pods first.
+    pub fn pods(&self) -> Vec<(String, String, LatencySpec, f64)> {
+        let name = self.name.get_ref();
+        let mut out: Vec<_> = (0..self.replicas)
+            .map(|r| {
+                (
+                    format!("{name}-{r}"),
+                    self.version.clone(),
+                    self.latency.clone(),
+                    self.error_rate,
+                )
+            })
+            .collect();
+        for sub in &self.subsets {
+            for r in 0..sub.replicas {
+                out.push((
+                    format!("{name}-{}-{r}", sub.name),
+                    sub.name.clone(),
+                    sub.latency.clone().unwrap_or_else(|| self.latency.clone()),
+                    sub.error_rate.unwrap_or(self.error_rate),
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Resilience policy for calls to a service.
@@ -284,6 +349,8 @@ pub struct PolicySpec {
     pub outlier: Option<OutlierSpec>,
     /// Local rate limit at each of the service's own sidecars (inbound); 429 beyond it.
     pub rate_limit: Option<RateLimitSpec>,
+    /// Weighted split across the service's subsets (canary), e.g. 90 to `v1`, 10 to `v2`.
+    pub split: Option<Vec<SplitSpec>>,
 }
 
 /// A token bucket per sidecar.
@@ -489,6 +556,12 @@ impl PolicySpec {
                 max_ejection: o.max_ejection.0,
                 max_ejection_percent: o.max_ejection_percent.min(100),
             }),
+            split: self
+                .split
+                .iter()
+                .flatten()
+                .map(|b| (b.subset.clone(), b.weight))
+                .collect(),
         }
     }
 }
@@ -1032,8 +1105,30 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         }
     }
     for (i, svc) in s.services.iter().enumerate() {
+        let mut versions = BTreeSet::from([svc.version.clone()]);
+        for (k, sub) in svc.subsets.iter().enumerate() {
+            if !versions.insert(sub.name.clone()) || sub.name.is_empty() {
+                return Err(err_at(
+                    svc.name.span(),
+                    format!("services[{i}].subsets[{k}].name"),
+                    format!(
+                        "subset {:?} is empty or defined twice (the base pods are {:?})",
+                        sub.name, svc.version
+                    ),
+                ));
+            }
+        }
         let Some(p) = &svc.policy else { continue };
         let field = |f: &str| format!("services[{i}].policy.{f}");
+        for b in p.split.iter().flatten() {
+            if !versions.contains(&b.subset) {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("split"),
+                    format!("no subset {:?}; expected one of {versions:?}", b.subset),
+                ));
+            }
+        }
         if (p.lb == Some(LbSpec::RingHash)) != p.hash_header.is_some() {
             return Err(err_at(
                 svc.name.span(),
@@ -1087,7 +1182,7 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
             ));
         }
     }
-    let total_pods: u64 = s.services.iter().map(|s| u64::from(s.replicas)).sum();
+    let total_pods: u64 = s.services.iter().map(|s| s.pods().len() as u64).sum();
     if total_pods > 5000 {
         return Err(err_text(
             "replicas",
@@ -1196,7 +1291,7 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
     let pods: BTreeSet<String> = s
         .services
         .iter()
-        .flat_map(|svc| (0..svc.replicas).map(move |r| format!("{}-{r}", svc.name.get_ref())))
+        .flat_map(|svc| svc.pods().into_iter().map(|p| p.0))
         .collect();
     for (k, f) in s.faults.iter().enumerate() {
         let field = format!("faults[{k}]");
