@@ -181,3 +181,30 @@ fn presets_carry_the_documented_defaults() {
         5
     );
 }
+
+#[test]
+fn breaker_trips_while_db_hangs_and_closes_after() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/breaker.toml");
+    let loaded = sim::scenario::load(&path).unwrap();
+    let s = sim::run::simulate(&loaded, 29, true, &mut |_, _| {});
+    let window = |from: u64, to: u64| {
+        s.timeline
+            .iter()
+            .filter(|b| b.t_s >= from && b.t_s < to)
+            .fold((0, 0), |(ok, failed), b| (ok + b.ok, failed + b.failed))
+    };
+    let (_, failed_during) = window(3, 6);
+    let (ok_after, failed_after) = window(7, 9);
+    assert!(
+        failed_during > 100,
+        "fails while db hangs: {:?}",
+        s.timeline
+    );
+    assert_eq!(
+        failed_after, 0,
+        "breaker closed after recovery: {:?}",
+        s.timeline
+    );
+    assert!(ok_after > 400);
+    assert!(s.books.failed_by_reason.contains_key("dependency_failed"));
+}
