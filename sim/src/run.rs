@@ -446,10 +446,7 @@ async fn simulate_inner(
     let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
     for (_, st) in &world.proxy_stats {
         for (k, v) in st.snapshot() {
-            let Some((key, what)) = k
-                .strip_prefix("outbound.subset.")
-                .and_then(|rest| rest.rsplit_once('.'))
-            else {
+            let Some((key, what)) = counter_parts(&k, "outbound.subset.") else {
                 continue;
             };
             let Some((svc, sub)) = key.split_once('.') else {
@@ -489,10 +486,7 @@ async fn simulate_inner(
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
     for (owner, st) in &world.proxy_stats {
         for (k, v) in st.snapshot() {
-            let Some((callee, what)) = k
-                .strip_prefix("outbound.svc.")
-                .and_then(|rest| rest.rsplit_once('.'))
-            else {
+            let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
                 continue;
             };
             let e = edges.entry(format!("{owner}->{callee}")).or_default();
@@ -515,10 +509,7 @@ async fn simulate_inner(
     let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
     for (owner, st) in &world.proxy_stats {
         for (k, series) in st.series() {
-            let Some((callee, what)) = k
-                .strip_prefix("outbound.svc.")
-                .and_then(|rest| rest.rsplit_once('.'))
-            else {
+            let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
                 continue;
             };
             let edge = per_sec.entry(format!("{owner}->{callee}")).or_default();
@@ -634,6 +625,11 @@ async fn simulate_inner(
             held: fstats.held,
         },
     }
+}
+
+/// `outbound.svc.db.attempts` with prefix `outbound.svc.` → (`db`, `attempts`).
+fn counter_parts<'a>(key: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    key.strip_prefix(prefix)?.rsplit_once('.')
 }
 
 /// Rounded to four decimals, so ratios print the same everywhere.
