@@ -192,7 +192,7 @@ fn print_short(report: &reports::Report) {
     for a in &report.assertions {
         let actual = a
             .actual
-            .map(|v| format!("{v:.4}"))
+            .map(reports::summary::number)
             .unwrap_or_else(|| "n/a".into());
         println!(
             "  [{}] {}  (actual {actual})",

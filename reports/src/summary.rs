@@ -10,6 +10,15 @@ pub fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 
+/// A metric value: whole numbers plain, others to four decimals.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 fn signed_ms(us: i64) -> String {
     format!("{:+.3}", us as f64 / 1000.0)
 }
@@ -74,10 +83,7 @@ pub fn render(report: &Report) -> String {
             "## Assertions\n\n| | assertion | actual |\n|---|---|---|"
         );
         for a in &report.assertions {
-            let actual = a
-                .actual
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "n/a".into());
+            let actual = a.actual.map(number).unwrap_or_else(|| "n/a".into());
             let mark = if a.passed { "ok" } else { "**FAILED**" };
             let _ = writeln!(s, "| {mark} | `{}` | {actual} |", a.text);
         }
