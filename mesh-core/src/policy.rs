@@ -87,6 +87,69 @@ pub struct ServicePolicy {
     pub outlier: Option<OutlierDetection>,
     /// Weighted split across subsets (`("v1", 90), ("v2", 10)`); empty = all endpoints alike.
     pub split: Vec<(String, u32)>,
+    /// Routes, tried in order; the first that matches overrides timeout, retry and split.
+    pub routes: Vec<RoutePolicy>,
+}
+
+/// Which requests a route takes (all given conditions must hold).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// Path starts with this.
+    pub path_prefix: Option<String>,
+    /// Method equals this.
+    pub method: Option<http::Method>,
+    /// Each header is present with exactly this value.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RouteMatch {
+    /// Whether `req` matches.
+    pub fn matches<B>(&self, req: &http::Request<B>) -> bool {
+        self.path_prefix
+            .as_ref()
+            .is_none_or(|p| req.uri().path().starts_with(p.as_str()))
+            && self.method.as_ref().is_none_or(|m| req.method() == m)
+            && self.headers.iter().all(|(k, v)| {
+                req.headers()
+                    .get(k.as_str())
+                    .is_some_and(|h| h.as_bytes() == v.as_bytes())
+            })
+    }
+}
+
+/// A route: a match and what it overrides.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutePolicy {
+    /// Name, for counters and reports.
+    pub name: String,
+    /// Which requests.
+    pub matcher: RouteMatch,
+    /// Overall timeout for these requests.
+    pub timeout: Option<Duration>,
+    /// Retries for these requests.
+    pub retry: Option<RetryPolicy>,
+    /// Split for these requests (e.g. all `x-canary: 1` traffic to `v2`).
+    pub split: Option<Vec<(String, u32)>>,
+}
+
+impl ServicePolicy {
+    /// The policy for `req`: the first matching route's overrides over this policy, and the
+    /// route's name (`default` when none matches).
+    pub fn for_request<B>(&self, req: &http::Request<B>) -> (ServicePolicy, String) {
+        match self.routes.iter().find(|r| r.matcher.matches(req)) {
+            None => (self.clone(), "default".into()),
+            Some(r) => {
+                let mut p = self.clone();
+                p.timeout = r.timeout.or(p.timeout);
+                p.retry = r.retry.clone().or(p.retry);
+                if let Some(split) = &r.split {
+                    p.split = split.clone();
+                }
+                p.routes.clear();
+                (p, r.name.clone())
+            }
+        }
+    }
 }
 
 /// Policies by destination service.

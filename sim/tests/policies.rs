@@ -208,3 +208,54 @@ fn breaker_trips_while_db_hangs_and_closes_after() {
     assert!(ok_after > 400);
     assert!(s.books.failed_by_reason.contains_key("dependency_failed"));
 }
+
+#[test]
+fn header_and_path_routes_override_split_and_timeout() {
+    let src = r#"
+name = "routes"
+[mesh]
+baseline = false
+[[services]]
+name = "reviews"
+replicas = 2
+latency = { dist = "constant", value = "2ms" }
+subsets = [{ name = "v2", replicas = 1, error_rate = 1.0 }]
+[services.policy]
+split = [{ subset = "v1", weight = 1 }]
+[[services.policy.routes]]
+name = "canary"
+headers = { "x-canary" = "1" }
+split = [{ subset = "v2", weight = 1 }]
+[[services.policy.routes]]
+name = "reports"
+path_prefix = "/slow"
+timeout = "1ms"
+[workload]
+target = "reviews"
+rate_rps = 100
+duration = "3s"
+routes = [
+  { path = "/a", weight = 8 },
+  { path = "/b", weight = 1, headers = { "x-canary" = "1" } },
+  { path = "/slow/x", weight = 1 },
+]
+"#;
+    let loaded = Loaded {
+        scenario: parse("routes.toml", src).unwrap_or_else(|e| panic!("{e}")),
+        path: "routes.toml".into(),
+        hash: "test".into(),
+        cost: Calibration::builtin(),
+    };
+    let s = sim::run::simulate(&loaded, 5, true, &mut |_, _| {});
+    let r = |name: &str| &s.routes[name].books;
+    assert_eq!(r("GET /a").failed, 0, "default route goes to v1 only");
+    assert_eq!(r("GET /b").ok, 0, "header route goes to the failing v2");
+    assert!(r("GET /b").failed > 0);
+    let slow = r("GET /slow/x");
+    assert_eq!(
+        slow.failed_by_reason.get("upstream_timeout"),
+        Some(&slow.sent),
+        "{slow:?}"
+    );
+    assert_eq!(s.subsets["reviews/v2"].attempts, r("GET /b").sent);
+}

@@ -216,14 +216,18 @@ impl<N: Network> Proxy<N> {
             .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
             .ok_or(ProxyError::NoRoute)?;
         let service = service_of_authority(&authority).to_string();
-        let policy = self
+        let (policy, route) = self
             .policies
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&service)
-            .cloned()
+            .map(|p| p.for_request(&req))
             .unwrap_or_default();
         self.stats.incr_timed(&svc_key(&service, "requests"));
+        if route != "default" {
+            self.stats
+                .incr(&format!("outbound.route.{service}.{route}.requests"));
+        }
         let calls = self.outbound_attempts(&service, &authority, req, &policy);
         // A zero timeout means none (Istio's and Linkerd's default).
         match policy

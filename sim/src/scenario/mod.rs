@@ -191,6 +191,7 @@ impl PolicySpec {
             outlier: self.outlier.clone().or_else(|| base.outlier.clone()),
             rate_limit: self.rate_limit.clone().or_else(|| base.rate_limit.clone()),
             split: self.split.clone().or_else(|| base.split.clone()),
+            routes: self.routes.clone().or_else(|| base.routes.clone()),
         }
     }
 }
@@ -351,6 +352,29 @@ pub struct PolicySpec {
     pub rate_limit: Option<RateLimitSpec>,
     /// Weighted split across the service's subsets (canary), e.g. 90 to `v1`, 10 to `v2`.
     pub split: Option<Vec<SplitSpec>>,
+    /// Routes, tried in order: requests that match take the route's timeout, retry and split.
+    pub routes: Option<Vec<RouteRuleSpec>>,
+}
+
+/// A header/path/method route for calls to a service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRuleSpec {
+    /// Name, for reports.
+    pub name: String,
+    /// Path starts with this.
+    pub path_prefix: Option<String>,
+    /// Method equals this.
+    pub method: Option<String>,
+    /// Headers that must be present with these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Overall timeout for these requests.
+    pub timeout: Option<Dur>,
+    /// Retries for these requests.
+    pub retry: Option<RetrySpec>,
+    /// Split for these requests.
+    pub split: Option<Vec<SplitSpec>>,
 }
 
 /// A token bucket per sidecar.
@@ -507,33 +531,37 @@ fn three() -> u32 {
     3
 }
 
+/// The mesh-core retry policy `r` describes.
+fn retry_policy(r: &RetrySpec) -> mesh_core::policy::RetryPolicy {
+    use mesh_core::policy::{Budget, RetryOn, RetryPolicy};
+    RetryPolicy {
+        max_retries: r.max_retries,
+        per_try_timeout: r.per_try_timeout.map(|d| d.0),
+        retry_on: RetryOn {
+            status_5xx: r.retry_on.contains(&RetryOnSpec::Status5xx),
+            gateway_error: r.retry_on.contains(&RetryOnSpec::GatewayError),
+            connect_failure: r.retry_on.contains(&RetryOnSpec::ConnectFailure),
+            reset: r.retry_on.contains(&RetryOnSpec::Reset),
+            statuses: r.retry_statuses.clone(),
+        },
+        backoff_base: r.backoff_base.0,
+        backoff_max: r.backoff_max.0,
+        budget: r.budget.as_ref().map(|b| Budget {
+            ratio: b.ratio as f32,
+            min_per_sec: b.min_per_sec,
+            ttl: b.window.0,
+        }),
+        retry_non_idempotent: r.retry_non_idempotent,
+    }
+}
+
 impl PolicySpec {
     /// The mesh-core policy this describes.
     pub fn to_policy(&self) -> mesh_core::policy::ServicePolicy {
-        use mesh_core::policy::{
-            Budget, CircuitBreaker, LbPolicy, OutlierDetection, RetryOn, RetryPolicy, ServicePolicy,
-        };
+        use mesh_core::policy::{CircuitBreaker, LbPolicy, OutlierDetection, ServicePolicy};
         ServicePolicy {
             timeout: self.timeout.map(|d| d.0),
-            retry: self.retry.as_ref().map(|r| RetryPolicy {
-                max_retries: r.max_retries,
-                per_try_timeout: r.per_try_timeout.map(|d| d.0),
-                retry_on: RetryOn {
-                    status_5xx: r.retry_on.contains(&RetryOnSpec::Status5xx),
-                    gateway_error: r.retry_on.contains(&RetryOnSpec::GatewayError),
-                    connect_failure: r.retry_on.contains(&RetryOnSpec::ConnectFailure),
-                    reset: r.retry_on.contains(&RetryOnSpec::Reset),
-                    statuses: r.retry_statuses.clone(),
-                },
-                backoff_base: r.backoff_base.0,
-                backoff_max: r.backoff_max.0,
-                budget: r.budget.as_ref().map(|b| Budget {
-                    ratio: b.ratio as f32,
-                    min_per_sec: b.min_per_sec,
-                    ttl: b.window.0,
-                }),
-                retry_non_idempotent: r.retry_non_idempotent,
-            }),
+            retry: self.retry.as_ref().map(retry_policy),
             circuit_breaker: self.circuit_breaker.as_ref().map(|c| CircuitBreaker {
                 max_requests: c.max_requests,
                 max_retries: c.max_retries,
@@ -561,6 +589,32 @@ impl PolicySpec {
                 .iter()
                 .flatten()
                 .map(|b| (b.subset.clone(), b.weight))
+                .collect(),
+            routes: self
+                .routes
+                .iter()
+                .flatten()
+                .map(|r| mesh_core::policy::RoutePolicy {
+                    name: r.name.clone(),
+                    matcher: mesh_core::policy::RouteMatch {
+                        path_prefix: r.path_prefix.clone(),
+                        method: r
+                            .method
+                            .as_ref()
+                            .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok()),
+                        headers: r
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    },
+                    timeout: r.timeout.map(|d| d.0),
+                    retry: r.retry.as_ref().map(retry_policy),
+                    split: r
+                        .split
+                        .as_ref()
+                        .map(|s| s.iter().map(|b| (b.subset.clone(), b.weight)).collect()),
+                })
                 .collect(),
         }
     }
@@ -1120,6 +1174,30 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
         }
         let Some(p) = &svc.policy else { continue };
         let field = |f: &str| format!("services[{i}].policy.{f}");
+        for (k, r) in p.routes.iter().flatten().enumerate() {
+            if r.method
+                .as_ref()
+                .is_some_and(|m| http::Method::from_bytes(m.as_bytes()).is_err())
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].method")),
+                    "expected an HTTP method".into(),
+                ));
+            }
+            if let Some(b) = r
+                .split
+                .iter()
+                .flatten()
+                .find(|b| !versions.contains(&b.subset))
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].split")),
+                    format!("no subset {:?}; expected one of {versions:?}", b.subset),
+                ));
+            }
+        }
         for b in p.split.iter().flatten() {
             if !versions.contains(&b.subset) {
                 return Err(err_at(
