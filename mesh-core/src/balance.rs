@@ -181,7 +181,7 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        let now = Instant::now();
+        let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         let default_rtt = match policy {
             LbPolicy::PeakEwma { default_rtt, .. } => *default_rtt,
             _ => Duration::from_millis(30),
@@ -288,7 +288,7 @@ impl Balancer {
 
     /// Endpoints of `service` ejected now.
     pub fn ejected(&self, service: &str) -> usize {
-        let now = Instant::now();
+        let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         self.lock()
             .services
             .get(service)
@@ -317,7 +317,7 @@ impl Pick {
     /// Report the outcome: `failed` for a 5xx or gateway error. Updates load, latency and health.
     pub fn finish(mut self, failed: bool, policy: &LbPolicy, outlier: Option<&OutlierDetection>) {
         self.done = true;
-        let now = Instant::now();
+        let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         let rtt_us = now.saturating_duration_since(self.started).as_micros() as f64;
         let mut inner = self.balancer.lock();
         let Inner {

@@ -35,7 +35,7 @@ impl TokenBucket {
 
     /// Take a token if there is one.
     pub fn try_acquire(&self) -> bool {
-        let now = Instant::now();
+        let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = &mut *st;
         if let Some(last) = *last {
@@ -70,7 +70,7 @@ mod tests {
             rt.block_on(async {
                 let limit = RateLimit { rps: f64::from(rps), burst };
                 let b = TokenBucket::new(limit.clone());
-                let start = Instant::now();
+                let start = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
                 let mut admitted = 0u32;
                 for g in gaps_ms {
                     tokio::time::advance(Duration::from_millis(g)).await;

@@ -29,7 +29,7 @@ impl Clock {
     /// A clock starting now.
     pub fn start() -> Self {
         Self {
-            epoch: tokio::time::Instant::now(),
+            epoch: tokio::time::Instant::now(), // simulated clock; allow-nondeterminism
         }
     }
     /// Milliseconds since the start.

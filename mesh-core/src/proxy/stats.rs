@@ -17,7 +17,7 @@ pub struct ProxyStats {
 
 impl Default for ProxyStats {
     fn default() -> Self {
-        Self::new(Instant::now())
+        Self::new(Instant::now()) // tokio clock; allow-nondeterminism
     }
 }
 
@@ -34,7 +34,7 @@ impl ProxyStats {
     /// Add one to `name`, and to its series at the current second.
     pub fn incr_timed(&self, name: &str) {
         self.incr(name);
-        let sec = Instant::now()
+        let sec = Instant::now() // tokio clock; allow-nondeterminism
             .saturating_duration_since(self.epoch)
             .as_secs();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
