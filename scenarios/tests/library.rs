@@ -32,6 +32,17 @@ fn every_scenario_meets_its_assertions() {
             );
             assert!(b.sent > 0, "{}: nothing was sent", path.display());
         }
+        // Every request a sidecar takes makes at least one try; every try is an attempt or a
+        // breaker fast-fail; and there are no more tries than first tries plus retries (a retry
+        // can be cut short by the overall timeout during its backoff, never added).
+        for (name, e) in report.mesh.iter().flat_map(|m| &m.edges) {
+            let tries = e.attempts + e.circuit_open;
+            assert!(
+                e.requests <= tries && tries <= e.requests + e.retries,
+                "{}: edge {name}: {e:?}",
+                path.display()
+            );
+        }
         if report.verdict != Verdict::Pass {
             failures.push(reports::summary::render(&report));
         }
