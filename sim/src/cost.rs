@@ -265,7 +265,7 @@ mod tests {
         fn one_worker_serialises_hops(n in 1usize..50, seed in 0u64..1000) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             rt.block_on(async {
-                let m = SimHopCost::new(dist(), 1, seed, tokio::time::Instant::now());
+                let m = SimHopCost::new(dist(), 1, seed, tokio::time::Instant::now()); // paused test clock; allow-nondeterminism
                 let mut last = 0;
                 for _ in 0..n {
                     let d = m.admit(0);

@@ -83,7 +83,7 @@ fn simulated_time_not_wall_time() {
             let (client, server) = (nets[0].clone(), nets[1].clone());
             testkit::start(client.clone(), server, &p).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let t0 = tokio::time::Instant::now();
+            let t0 = tokio::time::Instant::now(); // simulated clock; allow-nondeterminism
             testkit::call(client, p.client_outbound, Protocol::Http1, "echo", "/slow").await;
             t0.elapsed()
         })
