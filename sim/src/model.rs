@@ -294,7 +294,7 @@ impl App {
                     self.caller
                         .call(call.service.get_ref(), &call.method, &call.path, &none)
                 });
-                futures_join_all(futs).await
+                futures_util::future::join_all(futs).await
             } else {
                 let mut out = Vec::new();
                 for _ in 0..fanout {
@@ -321,10 +321,6 @@ impl App {
         }
         app_response(StatusCode::OK, None, residual_us)
     }
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    futures_util::future::join_all(futs).await
 }
 
 fn app_response(

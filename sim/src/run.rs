@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mesh_core::net::Network;
-use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
+use mesh_core::proxy::{Proxy, ProxyConfig};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
 use reports::{
@@ -38,6 +38,13 @@ fn ip_of(index: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0002u32 + index as u32))
 }
 
+/// A sidecar of the run: whose it is (a service, or `clients`), its host, and the proxy.
+struct Sidecar {
+    owner: String,
+    host: String,
+    proxy: Arc<Proxy<SimNet>>,
+}
+
 #[derive(Clone)]
 struct Pod {
     service: usize,
@@ -57,8 +64,7 @@ struct World<'a> {
     direct: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
     modes: Arc<Mutex<Modes>>,
     clock: Clock,
-    proxy_stats: Vec<(String, Arc<ProxyStats>)>,
-    proxies: Vec<(String, Arc<Proxy<SimNet>>)>,
+    sidecars: Vec<Sidecar>,
     policies: Arc<RwLock<mesh_core::policy::Policies>>,
     hop_costs: BTreeMap<usize, SimHopCost>,
     hosts_net: BTreeMap<usize, SimNet>,
@@ -114,9 +120,11 @@ impl World<'_> {
             self.policies.clone(),
             Some(Arc::new(cost)),
         );
-        self.proxy_stats.push((owner.to_string(), proxy.stats()));
-        let host = self.hosts_name(host_index);
-        self.proxies.push((host, proxy.clone()));
+        self.sidecars.push(Sidecar {
+            owner: owner.to_string(),
+            host: self.hosts_name(host_index),
+            proxy: proxy.clone(),
+        });
         net.spawn(async move {
             // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
             // and its callers see connect failures, which the report shows.
@@ -202,14 +210,7 @@ pub fn simulate(
     mesh: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> RunStats {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .rng_seed(tokio::runtime::RngSeed::from_bytes(
-            &derive_seed(seed, "tokio").to_le_bytes(),
-        ))
-        .build()
-        .expect("a current-thread runtime builds");
+    let rt = crate::substrate::runtime(derive_seed(seed, "tokio"));
     rt.block_on(simulate_inner(loaded, seed, mesh, progress))
 }
 
@@ -310,8 +311,7 @@ async fn simulate_inner(
         direct: Arc::new(direct),
         modes: Arc::new(Mutex::new(Modes::default())),
         clock,
-        proxy_stats: Vec::new(),
-        proxies: Vec::new(),
+        sidecars: Vec::new(),
         host_names,
         policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
             services: s
@@ -412,8 +412,9 @@ async fn simulate_inner(
     let mut health = Vec::new();
     {
         let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
-        for (host, proxy) in &world.proxies {
-            for ev in proxy.health_events() {
+        for sc in &world.sidecars {
+            let host = &sc.host;
+            for ev in sc.proxy.health_events() {
                 // Subset-scoped balancer state is keyed `service@subset`, indexed within the subset.
                 let (svc, subset) = match ev.service.split_once('@') {
                     Some((svc, sub)) => (svc.to_string(), Some(sub.to_string())),
@@ -443,10 +444,16 @@ async fn simulate_inner(
         }
     }
     health.sort_by(|a, b| (a.at_ms, &a.proxy, &a.endpoint).cmp(&(b.at_ms, &b.proxy, &b.endpoint)));
+    // Each sidecar's counters, read once: (owning service or `clients`, counters).
+    let snapshots: Vec<(String, BTreeMap<String, u64>)> = world
+        .sidecars
+        .iter()
+        .map(|sc| (sc.owner.clone(), sc.proxy.stats().snapshot()))
+        .collect();
     let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
-    for (_, st) in &world.proxy_stats {
-        for (k, v) in st.snapshot() {
-            let Some((key, what)) = counter_parts(&k, "outbound.subset.") else {
+    for (_, counters) in &snapshots {
+        for (k, &v) in counters {
+            let Some((key, what)) = counter_parts(k, "outbound.subset.") else {
                 continue;
             };
             let Some((svc, sub)) = key.split_once('.') else {
@@ -484,9 +491,9 @@ async fn simulate_inner(
     }
     let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
-    for (owner, st) in &world.proxy_stats {
-        for (k, v) in st.snapshot() {
-            let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
+    for (owner, counters) in &snapshots {
+        for (k, &v) in counters {
+            let Some((callee, what)) = counter_parts(k, "outbound.svc.") else {
                 continue;
             };
             let e = edges.entry(format!("{owner}->{callee}")).or_default();
@@ -507,8 +514,9 @@ async fn simulate_inner(
     }
     // Per-second requests and attempts per edge, and the storms in them.
     let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
-    for (owner, st) in &world.proxy_stats {
-        for (k, series) in st.series() {
+    for sc in &world.sidecars {
+        let owner = &sc.owner;
+        for (k, series) in sc.proxy.stats().series() {
             let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
                 continue;
             };
@@ -579,11 +587,11 @@ async fn simulate_inner(
     let proxies =
         mesh.then(|| {
             let mut counters = BTreeMap::new();
-            for (_, st) in &world.proxy_stats {
-                for (k, v) in st.snapshot() {
+            for (_, snapshot) in &snapshots {
+                for (k, &v) in snapshot {
                     // Per-destination counters are reported per edge; keep the totals readable.
                     if !k.starts_with("outbound.svc.") {
-                        *counters.entry(k).or_insert(0) += v;
+                        *counters.entry(k.clone()).or_insert(0) += v;
                     }
                 }
             }

@@ -544,12 +544,7 @@ impl Harness {
         T: 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
-            .build()
-            .expect("a current-thread runtime builds");
+        let rt = runtime(seed);
         let (ids, infos): (Vec<_>, Vec<_>) = self.hosts.into_iter().unzip();
         let guard = self.net.enter();
         let mut fabric = Fabric::new(infos, 0, 0, seed);
@@ -572,6 +567,17 @@ impl Harness {
         drop(guard);
         out
     }
+}
+
+/// The runtime every simulation runs on: one thread, tokio's clock paused (the simulation drives
+/// it), tokio's own random choices seeded with `seed` (needs `--cfg tokio_unstable`).
+pub fn runtime(seed: u64) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+        .build()
+        .expect("a current-thread runtime builds")
 }
 
 /// TCP settings of every simulated host: retransmit after 200 ms without progress (Linux's
