@@ -4,14 +4,20 @@
 //! Semantics follow Envoy/Istio where the meshes agree:
 //! - the overall `timeout` includes every retry and backoff (Envoy's route timeout);
 //! - `per_try_timeout` bounds each attempt, and a per-try timeout is retryable;
-//! - retries are only for idempotent methods (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
-//!   unless `retry_non_idempotent` says otherwise (Linkerd and Envoy both refuse POST by default);
+//! - a request with a non-idempotent method (RFC 9110 idempotent: GET, HEAD, OPTIONS, TRACE, PUT,
+//!   DELETE) is retried only when the upstream never processed it (connect failure, refused
+//!   stream), or, for a gRPC call, on a listed gRPC status (gRPC's retry policy, gRFC A6, retries
+//!   its POSTs by status), unless `retry_non_idempotent` allows everything. Envoy itself retries
+//!   any method; we follow Linkerd, which will not replay a POST that may have taken effect;
 //! - backoff is "full jitter": retry *n* waits uniformly in `[0, min(base·2ⁿ, max))` (Envoy; 25 ms /
 //!   250 ms are Envoy's and Linkerd's defaults);
 //! - a retry budget, when set, allows retries up to `ratio` of recent requests plus `min_per_sec`,
 //!   over a `ttl` window (Linkerd/Finagle; tower's `TpsBudget` implements it);
-//! - the circuit breaker caps active requests and active retries per destination and fast-fails
-//!   overflow with 503 `circuit_open` (Envoy's `max_requests`, `max_retries`).
+//! - the circuit breaker caps connections, pending requests, active requests and active retries
+//!   per destination (Envoy's `max_connections`, `max_pending_requests`, `max_requests`,
+//!   `max_retries` or `retry_budget`). A first attempt over a limit fast-fails with 503
+//!   `circuit_open`; a retry over a limit is not sent and the caller gets the last attempt's
+//!   response (Envoy's `upstream_rq_retry_overflow`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,8 +35,15 @@ pub struct RetryOn {
     pub connect_failure: bool,
     /// The upstream reset the stream before answering (Envoy `reset`).
     pub reset: bool,
+    /// The upstream refused the HTTP/2 stream (`REFUSED_STREAM`): it never processed the request,
+    /// so even a non-idempotent one is safe to send again (Envoy `refused-stream`).
+    pub refused_stream: bool,
     /// These statuses (Envoy `retriable-status-codes`).
     pub statuses: Vec<u16>,
+    /// These gRPC status codes, read from a trailers-only response's `grpc-status` header
+    /// (Envoy `retry-grpc-on`: cancelled 1, deadline-exceeded 4, resource-exhausted 8,
+    /// internal 13, unavailable 14).
+    pub grpc: Vec<u16>,
 }
 
 /// A retry budget (Linkerd/Finagle): retries allowed as a share of recent requests plus a floor.
@@ -61,15 +74,54 @@ pub struct RetryPolicy {
     pub budget: Option<Budget>,
     /// Retry POST, PATCH and other non-idempotent methods too.
     pub retry_non_idempotent: bool,
+    /// Send a retry to an endpoint not tried yet for this request when one can be found within
+    /// [`HOST_SELECTION_ATTEMPTS`] picks (Envoy's `previous_hosts` predicate, which Istio sets).
+    pub avoid_previous_hosts: bool,
 }
 
+/// Picks a retry may make looking for an endpoint not tried yet (Istio's
+/// `host_selection_retry_max_attempts`).
+pub const HOST_SELECTION_ATTEMPTS: usize = 5;
+
 /// Envoy-style thresholds for one destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CircuitBreaker {
-    /// Requests in flight to the destination (Envoy `max_requests`).
+    /// Requests in flight to the destination, pending ones included (Envoy `max_requests`).
     pub max_requests: u32,
-    /// Retries in flight to the destination (Envoy `max_retries`).
+    /// Retries in flight to the destination (Envoy `max_retries`); ignored when `retry_budget` is set.
     pub max_retries: u32,
+    /// Connections to the destination's endpoints (Envoy `max_connections`). An HTTP/1.1
+    /// connection carries one exchange at a time, so this bounds concurrent HTTP/1.1 attempts;
+    /// an HTTP/2 destination multiplexes over one connection and is bounded by `max_requests`.
+    pub max_connections: u32,
+    /// Attempts waiting for a connection (Envoy `max_pending_requests`); beyond it they fast-fail.
+    pub max_pending: u32,
+    /// Envoy's retry budget, which replaces `max_retries` when set.
+    pub retry_budget: Option<ConcurrencyBudget>,
+}
+
+impl CircuitBreaker {
+    /// Envoy's defaults: 1024 connections, pending and requests, 3 retries, no budget.
+    pub fn envoy_defaults() -> Self {
+        Self {
+            max_requests: 1024,
+            max_retries: 3,
+            max_connections: 1024,
+            max_pending: 1024,
+            retry_budget: None,
+        }
+    }
+}
+
+/// Envoy's `retry_budget`: retries in flight may be `percent` of the requests in flight (active
+/// and pending), and never fewer than `min_concurrency`. Unlike Linkerd's budget, which counts
+/// requests over a time window, this one looks only at what is in flight now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConcurrencyBudget {
+    /// Percent of requests in flight (Envoy's default 20).
+    pub percent: f64,
+    /// Retries always allowed in flight (Envoy's default 3).
+    pub min_concurrency: u32,
 }
 
 /// Everything a sidecar applies to calls to one service.

@@ -19,17 +19,42 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 
 use crate::policy::{Budget, RetryOn};
 
-/// Whether an attempt that ended with `status` (and the proxy's failure reason, if the proxy
-/// answered itself) may be retried under `on`.
-pub fn retryable(on: &RetryOn, status: http::StatusCode, mesh_error: Option<&str>) -> bool {
-    let code = status.as_u16();
-    let connect = matches!(mesh_error, Some("connect_failed" | "connect_timeout"));
-    let reset = mesh_error == Some("upstream_reset");
+/// How an attempt ended, as far as retry conditions care.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttemptEnd<'a> {
+    /// The response status (the proxy's own when it answered itself).
+    pub status: u16,
+    /// The proxy's failure reason (`x-mesh-error`), if the proxy answered itself.
+    pub mesh_error: Option<&'a str>,
+    /// The `grpc-status` header of a trailers-only gRPC response, if any.
+    pub grpc_status: Option<u16>,
+}
+
+impl<'a> AttemptEnd<'a> {
+    /// Read from a response's status and headers.
+    pub fn of(status: http::StatusCode, headers: &'a http::HeaderMap) -> Self {
+        let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+        Self {
+            status: status.as_u16(),
+            mesh_error: text(crate::proxy::ERROR_HEADER),
+            grpc_status: text("grpc-status").and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+/// Whether an attempt that ended as `end` may be retried under `on`.
+pub fn retryable(on: &RetryOn, end: AttemptEnd<'_>) -> bool {
+    let code = end.status;
+    let connect = matches!(end.mesh_error, Some("connect_failed" | "connect_timeout"));
+    let reset = end.mesh_error == Some("upstream_reset");
+    let refused = end.mesh_error == Some("refused_stream");
     (on.status_5xx && code >= 500)
         || (on.gateway_error && matches!(code, 502..=504))
         || (on.connect_failure && connect)
         || (on.reset && reset)
+        || (on.refused_stream && refused)
         || on.statuses.contains(&code)
+        || end.grpc_status.is_some_and(|g| on.grpc.contains(&g))
 }
 
 /// Full-jitter exponential backoff before retry number `retry` (1-based).
@@ -97,36 +122,58 @@ mod tests {
             gateway_error: true,
             ..RetryOn::default()
         };
-        assert!(retryable(&on, http::StatusCode::BAD_GATEWAY, None));
-        assert!(!retryable(
-            &on,
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            None
-        ));
+        assert!(retryable(&on, end(502, None)));
+        assert!(!retryable(&on, end(500, None)));
         let on = RetryOn {
             connect_failure: true,
             ..RetryOn::default()
         };
-        assert!(retryable(
-            &on,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            Some("connect_failed")
-        ));
-        assert!(!retryable(
-            &on,
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            Some("no_endpoints")
-        ));
+        assert!(retryable(&on, end(503, Some("connect_failed"))));
+        assert!(!retryable(&on, end(503, Some("no_endpoints"))));
+        assert!(!retryable(&on, end(503, Some("refused_stream"))));
+        let on = RetryOn {
+            refused_stream: true,
+            ..RetryOn::default()
+        };
+        assert!(retryable(&on, end(503, Some("refused_stream"))));
+        assert!(!retryable(&on, end(502, Some("upstream_reset"))));
         let on = RetryOn {
             statuses: vec![429],
             ..RetryOn::default()
         };
-        assert!(retryable(&on, http::StatusCode::TOO_MANY_REQUESTS, None));
-        assert!(!retryable(
-            &RetryOn::default(),
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            None
+        assert!(retryable(&on, end(429, None)));
+        assert!(!retryable(&RetryOn::default(), end(500, None)));
+    }
+
+    #[test]
+    fn grpc_status_in_a_trailers_only_response() {
+        let on = RetryOn {
+            grpc: vec![14, 1],
+            ..RetryOn::default()
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert!(retryable(
+            &on,
+            AttemptEnd::of(http::StatusCode::OK, &headers)
         ));
+        headers.insert("grpc-status", http::HeaderValue::from_static("5"));
+        assert!(!retryable(
+            &on,
+            AttemptEnd::of(http::StatusCode::OK, &headers)
+        ));
+        assert!(!retryable(
+            &on,
+            AttemptEnd::of(http::StatusCode::OK, &http::HeaderMap::new())
+        ));
+    }
+
+    fn end(status: u16, mesh_error: Option<&str>) -> AttemptEnd<'_> {
+        AttemptEnd {
+            status,
+            mesh_error,
+            grpc_status: None,
+        }
     }
 
     proptest! {

@@ -105,6 +105,9 @@ pub struct RunStats {
     pub load_factor: BTreeMap<String, f64>,
     /// Every outlier ejection, probation and restoration, in time order (meshed runs only).
     pub health: Vec<HealthRecord>,
+    /// Every circuit-breaker refusal, in time order (meshed runs only; at most 100,000 per sidecar).
+    #[serde(default)]
+    pub breaker_events: Vec<BreakerRecord>,
     /// Requests, attempts and amplification per edge per second of simulated time.
     pub edge_timeline: BTreeMap<String, Vec<EdgeBucket>>,
     /// Windows in which an edge's amplification stayed above the scenario's storm threshold.
@@ -225,6 +228,27 @@ pub struct EdgeBucket {
     pub attempts: u64,
     /// Attempts per request.
     pub amplification: f64,
+    /// Requests that ended in a 5xx or a proxy failure, as the caller's sidecar answered.
+    #[serde(default)]
+    pub failures: u64,
+    /// failures / requests.
+    #[serde(default)]
+    pub error_ratio: f64,
+}
+
+/// One circuit-breaker refusal at one sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerRecord {
+    /// When, ms of simulated time.
+    pub at_ms: u64,
+    /// The sidecar's host.
+    pub proxy: String,
+    /// The destination service.
+    pub service: String,
+    /// The threshold: `max_requests`, `max_retries`, `retry_budget`, `max_pending`.
+    pub reason: String,
+    /// Whether the refused attempt was a retry (the caller then got the previous answer).
+    pub retry: bool,
 }
 
 /// A retry storm: consecutive seconds of amplification above the threshold on one edge.
@@ -272,6 +296,16 @@ pub struct EdgeStats {
     pub timeouts: u64,
     /// Attempts fast-failed by the circuit breaker.
     pub circuit_open: u64,
+    /// Retries the circuit breaker did not let out (the caller got the previous answer).
+    #[serde(default)]
+    pub retry_overflow: u64,
+    /// Requests that ended in a 5xx or a proxy failure.
+    #[serde(default)]
+    pub failures: u64,
+    /// How each attempt ended: `2xx`…`5xx`, or the proxy's reason (`connect_failed`,
+    /// `upstream_timeout`, …). Sums to `attempts`.
+    #[serde(default)]
+    pub attempt_outcomes: BTreeMap<String, u64>,
     /// Attempts per request.
     pub retry_amplification: f64,
 }

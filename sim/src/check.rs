@@ -48,11 +48,16 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
         },
         "in_flight" => books.in_flight as f64,
         "throughput_rps" if measured_s > 0.0 => books.ok as f64 / measured_s,
-        "retry_amplification" | "retries" | "budget_exhausted" | "circuit_open" => {
+        "retry_amplification"
+        | "retries"
+        | "budget_exhausted"
+        | "circuit_open"
+        | "retry_overflow" => {
             let pick = |e: &reports::EdgeStats| match a.metric.as_str() {
                 "retry_amplification" => e.retry_amplification,
                 "retries" => e.retries as f64,
                 "budget_exhausted" => e.budget_exhausted as f64,
+                "retry_overflow" => e.retry_overflow as f64,
                 _ => e.circuit_open as f64,
             };
             match &a.label {
@@ -91,6 +96,22 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 None => true,
             })
             .count() as f64,
+        "circuit_trips" => {
+            let of = |svc: &str| match &a.label {
+                Some((_, want)) => svc == want || svc.split('@').next() == Some(want.as_str()),
+                None => true,
+            };
+            (main
+                .breaker_events
+                .iter()
+                .filter(|b| of(&b.service))
+                .count()
+                + main
+                    .health
+                    .iter()
+                    .filter(|h| h.event == "ejected" && of(&h.service))
+                    .count()) as f64
+        }
         "load_factor" => match &a.label {
             Some((k, svc)) if k == "service" => *main.load_factor.get(svc)?,
             _ => main

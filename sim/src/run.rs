@@ -17,7 +17,8 @@ use mesh_core::proxy::{Proxy, ProxyConfig};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 use mesh_core::server::serve_http;
 use reports::{
-    EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm, SubsetStats,
+    BreakerRecord, EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm,
+    SubsetStats,
 };
 use turmoil_net::{HostId, Net};
 
@@ -444,6 +445,27 @@ async fn simulate_inner(
         }
     }
     health.sort_by(|a, b| (a.at_ms, &a.proxy, &a.endpoint).cmp(&(b.at_ms, &b.proxy, &b.endpoint)));
+    let mut breaker_events: Vec<BreakerRecord> = world
+        .sidecars
+        .iter()
+        .flat_map(|sc| {
+            sc.proxy
+                .breaker_events()
+                .into_iter()
+                .map(|ev| BreakerRecord {
+                    at_ms: ev
+                        .at
+                        .saturating_duration_since(world.clock.epoch())
+                        .as_millis() as u64,
+                    proxy: sc.host.clone(),
+                    service: ev.service,
+                    reason: ev.overflow.reason().to_string(),
+                    retry: ev.retry,
+                })
+        })
+        .collect();
+    // Stable: events of one sidecar at the same millisecond keep their order.
+    breaker_events.sort_by(|a, b| (a.at_ms, &a.proxy).cmp(&(b.at_ms, &b.proxy)));
     // Each sidecar's counters, read once: (owning service or `clients`, counters).
     let snapshots: Vec<(String, BTreeMap<String, u64>)> = world
         .sidecars
@@ -508,12 +530,18 @@ async fn simulate_inner(
                 "per_try_timeouts" => e.per_try_timeouts += v,
                 "timeouts" => e.timeouts += v,
                 "circuit_open" => e.circuit_open += v,
-                _ => {}
+                "retry_overflow" => e.retry_overflow += v,
+                "failures" => e.failures += v,
+                _ => {
+                    if let Some(outcome) = what.strip_prefix("attempt_") {
+                        *e.attempt_outcomes.entry(outcome.to_string()).or_insert(0) += v;
+                    }
+                }
             }
         }
     }
     // Per-second requests and attempts per edge, and the storms in them.
-    let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
+    let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64, u64)>> = BTreeMap::new();
     for sc in &world.sidecars {
         let owner = &sc.owner;
         for (k, series) in sc.proxy.stats().series() {
@@ -522,10 +550,11 @@ async fn simulate_inner(
             };
             let edge = per_sec.entry(format!("{owner}->{callee}")).or_default();
             for (sec, n) in series {
-                let b = edge.entry(sec).or_insert((0, 0));
+                let b = edge.entry(sec).or_insert((0, 0, 0));
                 match what {
                     "requests" => b.0 += n,
                     "attempts" => b.1 += n,
+                    "failures" => b.2 += n,
                     _ => {}
                 }
             }
@@ -537,15 +566,13 @@ async fn simulate_inner(
     for (edge, secs) in per_sec {
         let buckets: Vec<EdgeBucket> = secs
             .into_iter()
-            .map(|(t_s, (requests, attempts))| EdgeBucket {
+            .map(|(t_s, (requests, attempts, failures))| EdgeBucket {
                 t_s,
                 requests,
                 attempts,
-                amplification: if requests > 0 {
-                    round4(attempts as f64 / requests as f64)
-                } else {
-                    0.0
-                },
+                amplification: ratio(attempts, requests),
+                failures,
+                error_ratio: ratio(failures, requests),
             })
             .collect();
         let mut open: Option<Storm> = None;
@@ -623,6 +650,7 @@ async fn simulate_inner(
         edges,
         load_factor,
         health,
+        breaker_events,
         edge_timeline,
         storms,
         subsets,
@@ -632,6 +660,15 @@ async fn simulate_inner(
             dropped_crashed: fstats.dropped_crashed,
             held: fstats.held,
         },
+    }
+}
+
+/// `n / d` to four places; 0 when `d` is 0.
+fn ratio(n: u64, d: u64) -> f64 {
+    if d > 0 {
+        round4(n as f64 / d as f64)
+    } else {
+        0.0
     }
 }
 

@@ -29,6 +29,10 @@ pub enum ProxyError {
     /// The upstream closed or reset the stream before a complete response.
     #[error("upstream reset before response")]
     UpstreamReset,
+    /// The upstream refused the HTTP/2 stream unprocessed (`REFUSED_STREAM`, e.g. past its
+    /// `max_concurrent_streams` or while going away).
+    #[error("upstream refused the stream")]
+    RefusedStream,
     /// The upstream did not respond within the request timeout.
     #[error("upstream request timed out")]
     UpstreamTimeout,
@@ -48,7 +52,8 @@ impl ProxyError {
             ProxyError::NoEndpoints
             | ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
-            | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::CircuitOpen
+            | ProxyError::RefusedStream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -63,6 +68,7 @@ impl ProxyError {
             ProxyError::ConnectFailed => "connect_failed",
             ProxyError::ConnectTimeout => "connect_timeout",
             ProxyError::UpstreamReset => "upstream_reset",
+            ProxyError::RefusedStream => "refused_stream",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::CircuitOpen => "circuit_open",
             ProxyError::RateLimited => "rate_limited",

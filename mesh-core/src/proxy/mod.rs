@@ -29,14 +29,17 @@ use hyper::body::Incoming;
 
 use crate::balance::Balancer;
 use crate::body::{self, Body};
-use crate::breaker::Breakers;
+use crate::breaker::{Breakers, Slot};
 use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
-use crate::policy::{LbPolicy, Policies, ServicePolicy, is_idempotent};
+use crate::policy::{
+    CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, Policies, RetryOn, ServicePolicy,
+    is_idempotent,
+};
 use crate::ratelimit::{RateLimit, TokenBucket};
 use crate::registry::{Protocol, Registry, service_of_authority};
-use crate::retry::RetryBudget;
+use crate::retry::{AttemptEnd, RetryBudget};
 use crate::server::{ServeEvent, serve_http};
 pub use error::{ERROR_HEADER, ProxyError};
 use http_body_util::BodyExt;
@@ -230,7 +233,7 @@ impl<N: Network> Proxy<N> {
         }
         let calls = self.outbound_attempts(&service, &authority, req, &policy);
         // A zero timeout means none (Istio's and Linkerd's default).
-        match policy
+        let result = match policy
             .timeout
             .or(self.cfg.request_timeout)
             .filter(|t| !t.is_zero())
@@ -243,7 +246,14 @@ impl<N: Network> Proxy<N> {
                 }
             },
             None => calls.await,
+        };
+        if result
+            .as_ref()
+            .map_or(true, |r| r.status().is_server_error())
+        {
+            self.stats.incr_timed(&svc_key(&service, "failures"));
         }
+        result
     }
 
     /// The first attempt and any retries the policy allows.
@@ -254,19 +264,29 @@ impl<N: Network> Proxy<N> {
         req: Request<Incoming>,
         policy: &ServicePolicy,
     ) -> Result<Response<Body>, ProxyError> {
-        let retry = policy.retry.as_ref().filter(|r| {
-            r.max_retries > 0 && (r.retry_non_idempotent || is_idempotent(req.method()))
-        });
+        let cb = policy.circuit_breaker.as_ref();
+        let retry = policy.retry.as_ref().filter(|r| r.max_retries > 0);
         // Retries replay the request, so its body is buffered; bodies that may exceed 64 KiB
         // (Linkerd's limit) are streamed and never retried.
         let fits = http_body::Body::size_hint(req.body())
             .upper()
             .is_some_and(|n| n <= MAX_RETRY_BODY);
+        let first = self
+            .admit(service, cb, false)
+            .ok_or(ProxyError::CircuitOpen)?;
         let Some(retry) = retry.filter(|_| fits) else {
             let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
             let req = req.map(body::boxed);
             return self
-                .attempt(service, authority, req, policy, false, per_try)
+                .attempt(
+                    first,
+                    service,
+                    authority,
+                    req,
+                    policy,
+                    per_try,
+                    &mut Vec::new(),
+                )
                 .await;
         };
         let (parts, incoming) = req.into_parts();
@@ -279,6 +299,29 @@ impl<N: Network> Proxy<N> {
         if let Some(b) = &budget {
             b.deposit();
         }
+        // A non-idempotent request is sent again only when the upstream never processed it (the
+        // connect failed, the stream was refused) or, for a gRPC call, on a listed gRPC status
+        // (gRPC's own retry policy, gRFC A6, retries its POSTs by status code).
+        let retry_on = if retry.retry_non_idempotent || is_idempotent(&parts.method) {
+            retry.retry_on.clone()
+        } else {
+            let grpc_call = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            RetryOn {
+                connect_failure: retry.retry_on.connect_failure,
+                refused_stream: retry.retry_on.refused_stream,
+                grpc: if grpc_call {
+                    retry.retry_on.grpc.clone()
+                } else {
+                    Vec::new()
+                },
+                ..RetryOn::default()
+            }
+        };
+        let mut tried = Vec::new();
+        let mut slot = first;
         let mut retries = 0;
         loop {
             let mut req = Request::new(body::full(bytes.clone()));
@@ -288,27 +331,27 @@ impl<N: Network> Proxy<N> {
             *req.headers_mut() = parts.headers.clone();
             let result = self
                 .attempt(
+                    slot,
                     service,
                     authority,
                     req,
                     policy,
-                    retries > 0,
                     retry.per_try_timeout,
+                    &mut tried,
                 )
                 .await;
-            let (status, reason) = match &result {
-                Ok(r) => (
-                    r.status(),
-                    r.headers()
-                        .get(ERROR_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string),
-                ),
-                Err(e) => (e.status(), Some(e.reason().to_string())),
+            let again = {
+                let end = match &result {
+                    Ok(r) => AttemptEnd::of(r.status(), r.headers()),
+                    Err(e) => AttemptEnd {
+                        status: e.status().as_u16(),
+                        mesh_error: Some(e.reason()),
+                        grpc_status: None,
+                    },
+                };
+                crate::retry::retryable(&retry_on, end)
             };
-            if retries >= retry.max_retries
-                || !crate::retry::retryable(&retry.retry_on, status, reason.as_deref())
-            {
+            if retries >= retry.max_retries || !again {
                 return result;
             }
             if let Some(b) = &budget
@@ -317,6 +360,15 @@ impl<N: Network> Proxy<N> {
                 self.stats.incr(&svc_key(service, "budget_exhausted"));
                 return result;
             }
+            // The retry takes its breaker slot now and holds it through the backoff; refused,
+            // it is not sent and the caller gets this attempt's answer (Envoy's retry overflow).
+            slot = match self.admit(service, cb, true) {
+                Some(s) => s,
+                None => {
+                    self.stats.incr(&svc_key(service, "retry_overflow"));
+                    return result;
+                }
+            };
             retries += 1;
             self.stats.incr(&svc_key(service, "retries"));
             let delay = {
@@ -330,6 +382,21 @@ impl<N: Network> Proxy<N> {
         }
     }
 
+    /// A breaker slot for an attempt to `service`, counting a refusal.
+    fn admit(&self, service: &str, cb: Option<&CircuitBreaker>, retry: bool) -> Option<Slot> {
+        match self.breakers.admit(service, cb, retry) {
+            Ok(s) => Some(s),
+            Err(o) => {
+                if !retry {
+                    self.stats.incr(&svc_key(service, "circuit_open"));
+                }
+                self.stats
+                    .incr(&svc_key(service, &format!("overflow_{}", o.reason())));
+                None
+            }
+        }
+    }
+
     fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
         self.budgets
             .lock()
@@ -339,55 +406,40 @@ impl<N: Network> Proxy<N> {
             .clone()
     }
 
-    /// One attempt: breaker admission, endpoint pick, forward, bounded by the per-try timeout.
+    /// One attempt holding breaker `slot`: a connection (HTTP/1.1), endpoint pick, forward,
+    /// bounded by the per-try timeout. `tried` collects the endpoints this request has used.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
+        mut slot: Slot,
         service: &str,
         authority: &str,
         req: Request<Body>,
         policy: &ServicePolicy,
-        retry: bool,
         per_try: Option<Duration>,
+        tried: &mut Vec<SocketAddr>,
     ) -> Result<Response<Body>, ProxyError> {
-        let Some(_slot) = self
-            .breakers
-            .admit(service, policy.circuit_breaker.as_ref(), retry)
-        else {
-            self.stats.incr(&svc_key(service, "circuit_open"));
-            return Err(ProxyError::CircuitOpen);
-        };
-        self.stats.incr_timed(&svc_key(service, "attempts"));
-        let (addr, protocol, pick, subset) = {
+        let cb = policy.circuit_breaker.as_ref();
+        let protocol = {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-            let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
-            let key = match &policy.lb {
-                LbPolicy::RingHash { header } => req
-                    .headers()
-                    .get(header.as_str())
-                    .map(|v| v.as_bytes().to_vec()),
-                _ => None,
-            };
-            // A traffic split picks the subset first (weighted, from the seeded RNG); balancing
-            // and outlier state are then kept per subset.
-            let chosen = self.choose_subset(&policy.split);
-            let members: Vec<usize> = entry
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| chosen.as_ref().is_none_or(|s| &e.subset == s))
-                .map(|(i, _)| i)
-                .collect();
-            let lb_key = match &chosen {
-                Some(s) => format!("{service}@{s}"),
-                None => service.to_string(),
-            };
-            let pick = self
-                .balancer
-                .pick(&lb_key, members.len(), &policy.lb, key.as_deref())
-                .ok_or(ProxyError::NoEndpoints)?;
-            let ep = &entry.endpoints[members[pick.index]];
-            (ep.addr, entry.protocol, pick, ep.subset.clone())
+            registry.get(service).map(|e| e.protocol)
         };
+        if protocol == Some(Protocol::Http1) && slot.connection(cb).await.is_err() {
+            self.stats.incr(&svc_key(service, "circuit_open"));
+            self.stats.incr(&svc_key(service, "overflow_max_pending"));
+            return Err(ProxyError::CircuitOpen);
+        }
+        self.stats.incr_timed(&svc_key(service, "attempts"));
+        let (addr, protocol, pick, subset) = match self.pick_endpoint(service, &req, policy, tried)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats
+                    .incr(&svc_key(service, &format!("attempt_{}", e.reason())));
+                return Err(e);
+            }
+        };
+        tried.push(addr);
         let call = self.forward(req, addr, protocol, Some(authority));
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
@@ -396,10 +448,18 @@ impl<N: Network> Proxy<N> {
             }),
             None => call.await,
         };
+        drop(slot);
         let failed = match &result {
             Ok(r) => r.status().is_server_error(),
             Err(_) => true,
         };
+        // Every attempt ends in exactly one outcome: an HTTP status class or the proxy's reason.
+        let outcome = match &result {
+            Ok(r) => ATTEMPT_CLASSES[usize::from(r.status().as_u16() / 100).min(5)],
+            Err(e) => e.reason(),
+        };
+        self.stats
+            .incr(&svc_key(service, &format!("attempt_{outcome}")));
         pick.finish(failed, &policy.lb, policy.outlier.as_ref());
         if !subset.is_empty() {
             self.stats
@@ -410,6 +470,59 @@ impl<N: Network> Proxy<N> {
             }
         }
         result
+    }
+
+    /// The endpoint for an attempt: subset by the split, then the balancer, avoiding endpoints
+    /// already `tried` when the retry policy asks for it.
+    fn pick_endpoint(
+        &self,
+        service: &str,
+        req: &Request<Body>,
+        policy: &ServicePolicy,
+        tried: &[SocketAddr],
+    ) -> Result<(SocketAddr, Protocol, crate::balance::Pick, String), ProxyError> {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
+        let key = match &policy.lb {
+            LbPolicy::RingHash { header } => req
+                .headers()
+                .get(header.as_str())
+                .map(|v| v.as_bytes().to_vec()),
+            _ => None,
+        };
+        // A traffic split picks the subset first (weighted, from the seeded RNG); balancing
+        // and outlier state are then kept per subset.
+        let chosen = self.choose_subset(&policy.split);
+        let members: Vec<usize> = entry
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| chosen.as_ref().is_none_or(|s| &e.subset == s))
+            .map(|(i, _)| i)
+            .collect();
+        let lb_key = match &chosen {
+            Some(s) => format!("{service}@{s}"),
+            None => service.to_string(),
+        };
+        let picks = match &policy.retry {
+            Some(r) if r.avoid_previous_hosts && !tried.is_empty() => HOST_SELECTION_ATTEMPTS,
+            _ => 1,
+        };
+        let mut pick = None;
+        for _ in 0..picks {
+            let p = self
+                .balancer
+                .pick(&lb_key, members.len(), &policy.lb, key.as_deref())
+                .ok_or(ProxyError::NoEndpoints)?;
+            let fresh = !tried.contains(&entry.endpoints[members[p.index]].addr);
+            pick = Some(p);
+            if fresh {
+                break;
+            }
+        }
+        let pick = pick.ok_or(ProxyError::NoEndpoints)?;
+        let ep = &entry.endpoints[members[pick.index]];
+        Ok((ep.addr, entry.protocol, pick, ep.subset.clone()))
     }
 
     fn choose_subset(&self, split: &[(String, u32)]) -> Option<String> {
@@ -429,6 +542,11 @@ impl<N: Network> Proxy<N> {
             x -= u64::from(*w);
         }
         None
+    }
+
+    /// Every circuit-breaker refusal this proxy has made.
+    pub fn breaker_events(&self) -> Vec<crate::breaker::BreakerEvent> {
+        self.breakers.events()
     }
 
     /// Ejections, probations and restorations this proxy's outlier detection has made.
@@ -508,9 +626,23 @@ pub fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
             source = s.source();
         }
         ProxyError::ConnectFailed
+    } else if refused_stream(&e) {
+        ProxyError::RefusedStream
     } else {
         ProxyError::UpstreamReset
     }
+}
+
+/// Whether the HTTP/2 layer under `e` says the upstream refused the stream.
+fn refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The response the proxy sends for its own failure `e`.
@@ -521,6 +653,9 @@ pub fn error_response(e: ProxyError) -> Response<Body> {
         .insert(ERROR_HEADER, HeaderValue::from_static(e.reason()));
     resp
 }
+
+/// Attempt outcome names by status class (1xx..5xx; index 0 never used by a valid status).
+const ATTEMPT_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Largest request body buffered for retries (Linkerd's limit).
 const MAX_RETRY_BODY: u64 = 64 * 1024;

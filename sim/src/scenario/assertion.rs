@@ -70,6 +70,14 @@ pub const METRICS: &[(&str, &str)] = &[
         "attempts fast-failed by a circuit breaker (all edges, or {edge=...})",
     ),
     (
+        "retry_overflow",
+        "retries a circuit breaker held back (all edges, or {edge=...})",
+    ),
+    (
+        "circuit_trips",
+        "breaker refusals plus outlier ejections (all, or {service=\"db\"})",
+    ),
+    (
         "subset_share",
         "a subset's share of its service's attempts; {subset=\"reviews/v2\"}",
     ),
@@ -86,6 +94,8 @@ pub const EDGE_METRICS: &[&str] = &[
     "retries",
     "budget_exhausted",
     "circuit_open",
+    "retry_overflow",
+    "circuit_trips",
     "ejections",
     "retry_storms",
     "subset_share",
@@ -207,9 +217,13 @@ impl FromStr for Assertion {
                         | "retries"
                         | "budget_exhausted"
                         | "circuit_open"
+                        | "retry_overflow"
                         | "retry_storms"
                 ),
-                "service" => metric == "load_factor" || metric == "ejections",
+                "service" => matches!(
+                    metric.as_str(),
+                    "load_factor" | "ejections" | "circuit_trips"
+                ),
                 "subset" => metric.starts_with("subset_"),
                 "route" => {
                     !metric.starts_with("baseline_")

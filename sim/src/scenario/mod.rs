@@ -104,8 +104,8 @@ pub enum Preset {
     /// / 3 retries, round robin, no outlier detection.
     #[serde(rename = "envoy")]
     Envoy,
-    /// Istio 1.24+: 2 retries on connect-failure and refused-stream (modelled as `reset`; the
-    /// gRPC unavailable/cancelled conditions are not modelled yet) with 25–250 ms jittered backoff,
+    /// Istio 1.24+: 2 retries on connect-failure, refused-stream and gRPC unavailable/cancelled,
+    /// each retry to a host not tried yet (`previous_hosts`, 5 picks), 25–250 ms jittered backoff,
     /// no budget, no per-try or route timeout, effectively unlimited breakers, least request.
     #[serde(rename = "istio-1.24")]
     Istio124,
@@ -127,18 +127,27 @@ impl Preset {
         let envoy_breaker = Some(BreakerSpec {
             max_requests: 1024,
             max_retries: 3,
+            max_connections: 1024,
+            max_pending: 1024,
+            retry_budget: None,
         });
         let istio = |retry_503: bool| PolicySpec {
             timeout: Some(Dur::from_ms(0)),
             retry: Some(RetrySpec {
                 max_retries: 2,
                 per_try_timeout: None,
-                retry_on: vec![RetryOnSpec::ConnectFailure, RetryOnSpec::Reset],
+                retry_on: vec![
+                    RetryOnSpec::ConnectFailure,
+                    RetryOnSpec::RefusedStream,
+                    RetryOnSpec::GrpcUnavailable,
+                    RetryOnSpec::GrpcCancelled,
+                ],
                 retry_statuses: if retry_503 { vec![503] } else { vec![] },
                 backoff_base: Dur::from_ms(25),
                 backoff_max: Dur::from_ms(250),
                 budget: None,
                 retry_non_idempotent: false,
+                avoid_previous_hosts: true,
             }),
             lb: Some(LbSpec::LeastRequest),
             ..PolicySpec::default()
@@ -441,7 +450,9 @@ pub struct RetrySpec {
     pub max_retries: u32,
     /// Bound on each attempt.
     pub per_try_timeout: Option<Dur>,
-    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`.
+    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`, `refused-stream`, and the
+    /// gRPC statuses `cancelled`, `deadline-exceeded`, `resource-exhausted`, `internal`,
+    /// `unavailable`.
     #[serde(default = "default_retry_on")]
     pub retry_on: Vec<RetryOnSpec>,
     /// Extra statuses that are retryable (e.g. 429).
@@ -458,6 +469,10 @@ pub struct RetrySpec {
     /// Retry POST and other non-idempotent methods too.
     #[serde(default)]
     pub retry_non_idempotent: bool,
+    /// Send each retry to an endpoint not tried yet when one is found in 5 picks (Envoy's
+    /// `previous_hosts` predicate; Istio sets it).
+    #[serde(default)]
+    pub avoid_previous_hosts: bool,
 }
 
 fn default_retry_on() -> Vec<RetryOnSpec> {
@@ -489,6 +504,38 @@ pub enum RetryOnSpec {
     /// Upstream reset before responding.
     #[serde(rename = "reset")]
     Reset,
+    /// HTTP/2 stream refused unprocessed (`REFUSED_STREAM`); retried even for POST.
+    #[serde(rename = "refused-stream")]
+    RefusedStream,
+    /// gRPC status CANCELLED (1).
+    #[serde(rename = "cancelled")]
+    GrpcCancelled,
+    /// gRPC status DEADLINE_EXCEEDED (4).
+    #[serde(rename = "deadline-exceeded")]
+    GrpcDeadlineExceeded,
+    /// gRPC status RESOURCE_EXHAUSTED (8).
+    #[serde(rename = "resource-exhausted")]
+    GrpcResourceExhausted,
+    /// gRPC status INTERNAL (13).
+    #[serde(rename = "internal")]
+    GrpcInternal,
+    /// gRPC status UNAVAILABLE (14).
+    #[serde(rename = "unavailable")]
+    GrpcUnavailable,
+}
+
+impl RetryOnSpec {
+    /// The gRPC status code this condition names, if it is a gRPC one.
+    pub fn grpc_code(self) -> Option<u16> {
+        match self {
+            RetryOnSpec::GrpcCancelled => Some(1),
+            RetryOnSpec::GrpcDeadlineExceeded => Some(4),
+            RetryOnSpec::GrpcResourceExhausted => Some(8),
+            RetryOnSpec::GrpcInternal => Some(13),
+            RetryOnSpec::GrpcUnavailable => Some(14),
+            _ => None,
+        }
+    }
 }
 
 /// A retry budget.
@@ -519,9 +566,35 @@ pub struct BreakerSpec {
     /// Requests in flight to the service from one sidecar (Envoy's default 1024).
     #[serde(default = "envoy_1024")]
     pub max_requests: u32,
-    /// Retries in flight (Envoy's default 3).
+    /// Retries in flight (Envoy's default 3); ignored when `retry_budget` is set.
     #[serde(default = "three")]
     pub max_retries: u32,
+    /// Connections to the service's endpoints from one sidecar (Envoy's default 1024). HTTP/1.1
+    /// carries one exchange per connection, so this bounds concurrent HTTP/1.1 attempts; an
+    /// HTTP/2 service multiplexes and is bounded by `max_requests`.
+    #[serde(default = "envoy_1024")]
+    pub max_connections: u32,
+    /// Attempts waiting for a connection (Envoy's default 1024); beyond it they fast-fail.
+    #[serde(default = "envoy_1024")]
+    pub max_pending: u32,
+    /// Envoy's retry budget (replaces `max_retries`).
+    pub retry_budget: Option<ConcurrencyBudgetSpec>,
+}
+
+/// Envoy's `retry_budget`: retries in flight up to a percent of requests in flight.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyBudgetSpec {
+    /// Percent of active and pending requests (Envoy's default 20).
+    #[serde(default = "twenty")]
+    pub percent: f64,
+    /// Retries always allowed in flight (Envoy's default 3).
+    #[serde(default = "three")]
+    pub min_concurrency: u32,
+}
+
+fn twenty() -> f64 {
+    20.0
 }
 
 fn envoy_1024() -> u32 {
@@ -542,7 +615,9 @@ fn retry_policy(r: &RetrySpec) -> mesh_core::policy::RetryPolicy {
             gateway_error: r.retry_on.contains(&RetryOnSpec::GatewayError),
             connect_failure: r.retry_on.contains(&RetryOnSpec::ConnectFailure),
             reset: r.retry_on.contains(&RetryOnSpec::Reset),
+            refused_stream: r.retry_on.contains(&RetryOnSpec::RefusedStream),
             statuses: r.retry_statuses.clone(),
+            grpc: r.retry_on.iter().filter_map(|c| c.grpc_code()).collect(),
         },
         backoff_base: r.backoff_base.0,
         backoff_max: r.backoff_max.0,
@@ -552,6 +627,7 @@ fn retry_policy(r: &RetrySpec) -> mesh_core::policy::RetryPolicy {
             ttl: b.window.0,
         }),
         retry_non_idempotent: r.retry_non_idempotent,
+        avoid_previous_hosts: r.avoid_previous_hosts,
     }
 }
 
@@ -565,6 +641,14 @@ impl PolicySpec {
             circuit_breaker: self.circuit_breaker.as_ref().map(|c| CircuitBreaker {
                 max_requests: c.max_requests,
                 max_retries: c.max_retries,
+                max_connections: c.max_connections,
+                max_pending: c.max_pending,
+                retry_budget: c.retry_budget.as_ref().map(|b| {
+                    mesh_core::policy::ConcurrencyBudget {
+                        percent: b.percent,
+                        min_concurrency: b.min_concurrency,
+                    }
+                }),
             }),
             lb: match self.lb.unwrap_or_default() {
                 LbSpec::RoundRobin => LbPolicy::RoundRobin,
@@ -1250,14 +1334,28 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                 "expected a rate above 0".into(),
             ));
         }
-        if let Some(c) = &p.circuit_breaker
-            && c.max_requests == 0
-        {
-            return Err(err_at(
-                svc.name.span(),
-                field("circuit_breaker.max_requests"),
-                "expected at least 1".into(),
-            ));
+        if let Some(c) = &p.circuit_breaker {
+            for (name, v) in [
+                ("max_requests", c.max_requests),
+                ("max_connections", c.max_connections),
+            ] {
+                if v == 0 {
+                    return Err(err_at(
+                        svc.name.span(),
+                        field(&format!("circuit_breaker.{name}")),
+                        "expected at least 1".into(),
+                    ));
+                }
+            }
+            if let Some(b) = &c.retry_budget
+                && !(0.0..=100.0).contains(&b.percent)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("circuit_breaker.retry_budget.percent"),
+                    "expected a percent between 0 and 100".into(),
+                ));
+            }
         }
     }
     let total_pods: u64 = s.services.iter().map(|s| s.pods().len() as u64).sum();

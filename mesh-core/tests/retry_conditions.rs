@@ -1,0 +1,183 @@
+//! Retry conditions that only an HTTP/2 upstream can produce, on real loopback sockets: a stream
+//! the upstream refuses (`REFUSED_STREAM`) and a trailers-only gRPC error (`grpc-status: 14`).
+//! The upstream is a bare `h2` server so the test controls every frame.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use mesh_core::body;
+use mesh_core::client::HttpClients;
+use mesh_core::net::TokioNet;
+use mesh_core::policy::{Policies, RetryOn, RetryPolicy, ServicePolicy};
+use mesh_core::proxy::{ERROR_HEADER, Proxy, ProxyConfig, ProxyStats};
+use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+
+/// How the upstream answers the first `bad` requests; later ones get 200 `grpc-status: 0`.
+#[derive(Clone, Copy)]
+enum Bad {
+    Refuse,
+    GrpcUnavailable,
+}
+
+async fn upstream(addr: SocketAddr, bad: Bad, first_bad: u32) -> Arc<AtomicU32> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let seen = Arc::new(AtomicU32::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(sock).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    if n < first_bad && matches!(bad, Bad::Refuse) {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let code = if n < first_bad { "14" } else { "0" };
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", code)
+                        .body(())
+                        .unwrap();
+                    let _ = respond.send_response(resp, true);
+                }
+            });
+        }
+    });
+    seen
+}
+
+async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) {
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
+    let mut registry = Registry::new();
+    registry.insert(
+        "grpc",
+        ServiceEntry {
+            protocol: Protocol::Http2,
+            endpoints: vec![Endpoint {
+                addr: a(9),
+                pod: "grpc-0".into(),
+                zone: "a".into(),
+                subset: String::new(),
+            }],
+        },
+    );
+    let mut policies = Policies::default();
+    policies.services.insert(
+        "grpc".into(),
+        ServicePolicy {
+            retry: Some(RetryPolicy {
+                max_retries: 2,
+                per_try_timeout: None,
+                retry_on,
+                backoff_base: Duration::from_millis(1),
+                backoff_max: Duration::from_millis(2),
+                budget: None,
+                retry_non_idempotent: false,
+                avoid_previous_hosts: false,
+            }),
+            ..ServicePolicy::default()
+        },
+    );
+    let cfg = ProxyConfig {
+        outbound_addr: a(0),
+        inbound_addr: a(1),
+        app_addr: a(2),
+        app_protocol: Protocol::Http1,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Some(Duration::from_secs(2)),
+        seed: 7,
+        inbound_rate_limit: None,
+        stats_epoch: None,
+    };
+    let proxy = Proxy::with_policies(
+        TokioNet,
+        cfg,
+        Arc::new(RwLock::new(registry)),
+        Arc::new(RwLock::new(policies)),
+        None,
+    );
+    let stats = proxy.stats();
+    tokio::spawn(async move {
+        let _ = proxy.run().await;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (a(0), stats)
+}
+
+async fn post(outbound: SocketAddr) -> http::Response<hyper::body::Incoming> {
+    let req = Request::post(format!("http://{outbound}/pkg.Svc/Call"))
+        .header(http::header::HOST, "grpc")
+        .header("content-type", "application/grpc")
+        .body(body::full("\0\0\0\0\0"))
+        .unwrap();
+    HttpClients::new(TokioNet, Duration::from_secs(1))
+        .get(Protocol::Http1)
+        .request(req)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_is_its_own_reason_and_retried_even_for_post() {
+    let retry_on = RetryOn {
+        refused_stream: true,
+        ..RetryOn::default()
+    };
+    let (outbound, stats) = sidecar(41_300, retry_on).await;
+    let seen = upstream(SocketAddr::from(([127, 0, 0, 1], 41_309)), Bad::Refuse, 1).await;
+    let resp = post(outbound).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "one refusal, one retry");
+    assert_eq!(stats.get("outbound.svc.grpc.attempt_refused_stream"), 1);
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+
+    // Without the condition the refusal reaches the caller as 503 refused_stream.
+    let (outbound, _) = sidecar(41_320, RetryOn::default()).await;
+    upstream(SocketAddr::from(([127, 0, 0, 1], 41_329)), Bad::Refuse, 1).await;
+    let resp = post(outbound).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[ERROR_HEADER], "refused_stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unavailable_is_retried_for_a_grpc_call() {
+    // gRPC calls are POSTs; a listed gRPC status retries them anyway, as gRPC's own retry policy
+    // (gRFC A6) and Envoy's `retry-grpc-on` do.
+    let retry_on = RetryOn {
+        grpc: vec![14],
+        ..RetryOn::default()
+    };
+    let (outbound, stats) = sidecar(41_340, retry_on).await;
+    let seen = upstream(
+        SocketAddr::from(([127, 0, 0, 1], 41_349)),
+        Bad::GrpcUnavailable,
+        2,
+    )
+    .await;
+    let resp = post(outbound).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["grpc-status"], "0");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "two UNAVAILABLE, then OK");
+    assert_eq!(stats.get("outbound.svc.grpc.attempt_2xx"), 3);
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 2);
+
+    // Without the condition the first UNAVAILABLE is the answer.
+    let (outbound, stats) = sidecar(41_360, RetryOn::default()).await;
+    upstream(
+        SocketAddr::from(([127, 0, 0, 1], 41_369)),
+        Bad::GrpcUnavailable,
+        2,
+    )
+    .await;
+    let resp = post(outbound).await;
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
+}
