@@ -106,6 +106,7 @@ pub async fn start<N: Network>(
         request_timeout: Some(pods.request_timeout),
         seed: 1,
         inbound_rate_limit: None,
+        inbound_route_limits: Vec::new(),
         stats_epoch: None,
     };
     let server_proxy = Proxy::new(

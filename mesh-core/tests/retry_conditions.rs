@@ -95,6 +95,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         request_timeout: Some(Duration::from_secs(2)),
         seed: 7,
         inbound_rate_limit: None,
+        inbound_route_limits: Vec::new(),
         stats_epoch: None,
     };
     let proxy = Proxy::with_policies(

@@ -1,6 +1,7 @@
 //! `summary.md`: verdict first, then the few numbers that matter, then tables. Plain Markdown that
 //! reads the same in a terminal and in a pull-request comment.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::model::{Latency, Report, RunStats, Verdict};
@@ -156,20 +157,22 @@ pub fn render(report: &Report) -> String {
     if let Some(m) = report.mesh.as_ref().filter(|m| !m.edges.is_empty()) {
         let _ = writeln!(
             s,
-            "\n## Mesh edges\n\n| edge | requests | attempts | amplification | retries | budget denied | per-try timeouts | timeouts | breaker fast-fails |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "\n## Mesh edges\n\n| edge | requests | attempts | amplification | retries | budget denied | retry overflow | per-try timeouts | timeouts | breaker fast-fails | failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for (name, e) in &m.edges {
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {:.2}x | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {:.2}x | {} | {} | {} | {} | {} | {} | {} |",
                 e.requests,
                 e.attempts,
                 e.retry_amplification,
                 e.retries,
                 e.budget_exhausted,
+                e.retry_overflow,
                 e.per_try_timeouts,
                 e.timeouts,
-                e.circuit_open
+                e.circuit_open,
+                e.failures
             );
         }
         if !m.storms.is_empty() {
@@ -225,6 +228,36 @@ pub fn render(report: &Report) -> String {
                 h.proxy,
                 h.endpoint,
                 h.event
+            );
+        }
+    }
+    if let Some(m) = report
+        .mesh
+        .as_ref()
+        .filter(|m| !m.breaker_events.is_empty())
+    {
+        // Refusals come in bursts; one row per sidecar, destination and reason says more than
+        // thousands of timestamps (every one is in report.json).
+        let mut bursts: BTreeMap<(&str, &str, &str), (u64, u64, u64)> = BTreeMap::new();
+        for b in &m.breaker_events {
+            let e = bursts
+                .entry((&b.service, &b.reason, &b.proxy))
+                .or_insert((b.at_ms, b.at_ms, 0));
+            e.0 = e.0.min(b.at_ms);
+            e.1 = e.1.max(b.at_ms);
+            e.2 += 1;
+        }
+        let _ = writeln!(
+            s,
+            "\n## Circuit breakers\n\n{} refusals.\n\n| destination | threshold | sidecar | first (s) | last (s) | refusals |\n|---|---|---|---:|---:|---:|",
+            m.breaker_events.len()
+        );
+        for ((svc, reason, proxy), (first, last, n)) in bursts.iter().take(30) {
+            let _ = writeln!(
+                s,
+                "| {svc} | {reason} | {proxy} | {:.3} | {:.3} | {n} |",
+                *first as f64 / 1000.0,
+                *last as f64 / 1000.0
             );
         }
     }

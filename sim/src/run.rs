@@ -89,6 +89,13 @@ impl World<'_> {
             })
             .clone();
         let request_timeout = (m.request_timeout.0 > Duration::ZERO).then_some(m.request_timeout.0);
+        let own_policy = self
+            .loaded
+            .scenario
+            .services
+            .iter()
+            .position(|s| s.name.get_ref() == owner)
+            .and_then(|i| self.loaded.scenario.effective_policy(i));
         let cfg = ProxyConfig {
             outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
             inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
@@ -98,21 +105,11 @@ impl World<'_> {
             request_timeout,
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
             stats_epoch: Some(self.clock.epoch()),
-            inbound_rate_limit: self
-                .loaded
-                .scenario
-                .services
-                .iter()
-                .position(|s| s.name.get_ref() == owner)
-                .and_then(|i| self.loaded.scenario.effective_policy(i)?.rate_limit)
-                .map(|r| mesh_core::ratelimit::RateLimit {
-                    rps: r.rps,
-                    burst: if r.burst == 0 {
-                        r.rps.ceil() as u32
-                    } else {
-                        r.burst
-                    },
-                }),
+            inbound_rate_limit: own_policy
+                .as_ref()
+                .and_then(|p| p.rate_limit.as_ref())
+                .map(|r| r.to_limit()),
+            inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
         };
         let proxy = Proxy::with_policies(
             net.clone(),

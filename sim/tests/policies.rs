@@ -390,3 +390,23 @@ mod every_attempt_one_outcome {
         }
     }
 }
+
+#[test]
+fn a_route_rate_limit_applies_to_its_route_only() {
+    let s = run(
+        "[services.policy]\nrate_limit = { rps = 1000 }\n[[services.policy.routes]]\nname = \"search\"\npath_prefix = \"/search\"\nrate_limit = { rps = 5, burst = 1 }",
+        "routes = [{ path = \"/search\", weight = 1 }, { path = \"/home\", weight = 1 }]",
+    );
+    let search = &s.routes["GET /search"].books;
+    let home = &s.routes["GET /home"].books;
+    assert!(
+        search
+            .failed_by_reason
+            .get("rate_limited")
+            .copied()
+            .unwrap_or(0)
+            > search.ok,
+        "{search:?}"
+    );
+    assert_eq!(home.failed, 0, "{home:?}");
+}

@@ -80,6 +80,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
         request_timeout: None,
         seed: 1,
         inbound_rate_limit: None,
+        inbound_route_limits: Vec::new(),
         stats_epoch: None,
     };
     for (out, inb) in [(base, base + 1), (base + 3, base + 2)] {

@@ -34,8 +34,8 @@ use crate::client::HttpClients;
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
 use crate::policy::{
-    CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, Policies, RetryOn, ServicePolicy,
-    is_idempotent,
+    CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, Policies, RetryOn, RouteMatch,
+    ServicePolicy, is_idempotent,
 };
 use crate::ratelimit::{RateLimit, TokenBucket};
 use crate::registry::{Protocol, Registry, service_of_authority};
@@ -67,6 +67,9 @@ pub struct ProxyConfig {
     pub seed: u64,
     /// Local rate limit on inbound requests, if any.
     pub inbound_rate_limit: Option<RateLimit>,
+    /// Per-route local rate limits on inbound requests: the first route that matches takes
+    /// its own bucket instead of the service-wide one (Envoy's per-route `local_ratelimit`).
+    pub inbound_route_limits: Vec<RouteLimit>,
     /// Where the per-second counter series start (default: when the proxy is built).
     pub stats_epoch: Option<tokio::time::Instant>,
 }
@@ -83,9 +86,21 @@ impl ProxyConfig {
             request_timeout: Some(Duration::from_secs(15)),
             seed: 0,
             inbound_rate_limit: None,
+            inbound_route_limits: Vec::new(),
             stats_epoch: None,
         }
     }
+}
+
+/// A rate limit for the inbound requests one route matches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteLimit {
+    /// Name, for counters.
+    pub name: String,
+    /// Which requests.
+    pub matcher: RouteMatch,
+    /// The bucket's settings.
+    pub limit: RateLimit,
 }
 
 /// A running sidecar's shared state.
@@ -102,6 +117,7 @@ pub struct Proxy<N: Network> {
     budgets: Mutex<BTreeMap<String, Arc<RetryBudget>>>,
     breakers: Breakers,
     inbound_bucket: Option<TokenBucket>,
+    route_buckets: Vec<(RouteLimit, TokenBucket)>,
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -130,6 +146,11 @@ impl<N: Network> Proxy<N> {
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
         let inbound_bucket = cfg.inbound_rate_limit.clone().map(TokenBucket::new);
+        let route_buckets = cfg
+            .inbound_route_limits
+            .iter()
+            .map(|r| (r.clone(), TokenBucket::new(r.limit.clone())))
+            .collect();
         let stats = Arc::new(cfg.stats_epoch.map(ProxyStats::new).unwrap_or_default());
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
@@ -138,6 +159,7 @@ impl<N: Network> Proxy<N> {
             budgets: Mutex::default(),
             breakers: Breakers::default(),
             inbound_bucket,
+            route_buckets,
             clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
@@ -555,9 +577,19 @@ impl<N: Network> Proxy<N> {
     }
 
     async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-        if let Some(bucket) = &self.inbound_bucket
-            && !bucket.try_acquire()
-        {
+        let route = self
+            .route_buckets
+            .iter()
+            .find(|(r, _)| r.matcher.matches(&req));
+        let bucket = match route {
+            Some((_, b)) => Some(b),
+            None => self.inbound_bucket.as_ref(),
+        };
+        if bucket.is_some_and(|b| !b.try_acquire()) {
+            if let Some((r, _)) = route {
+                self.stats
+                    .incr(&format!("inbound.route.{}.rate_limited", r.name));
+            }
             return Err(ProxyError::RateLimited);
         }
         let call = self.forward(

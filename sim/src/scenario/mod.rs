@@ -384,6 +384,9 @@ pub struct RouteRuleSpec {
     pub retry: Option<RetrySpec>,
     /// Split for these requests.
     pub split: Option<Vec<SplitSpec>>,
+    /// Local rate limit for these requests at each of the service's sidecars, in place of the
+    /// service-wide one.
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// A token bucket per sidecar.
@@ -395,6 +398,20 @@ pub struct RateLimitSpec {
     /// Requests allowed at once on a full bucket (default: one second's worth).
     #[serde(default)]
     pub burst: u32,
+}
+
+impl RateLimitSpec {
+    /// The mesh-core bucket settings (a zero burst means one second's worth).
+    pub fn to_limit(&self) -> mesh_core::ratelimit::RateLimit {
+        mesh_core::ratelimit::RateLimit {
+            rps: self.rps,
+            burst: if self.burst == 0 {
+                self.rps.ceil() as u32
+            } else {
+                self.burst
+            },
+        }
+    }
 }
 
 /// A load-balancing algorithm.
@@ -701,6 +718,23 @@ impl PolicySpec {
                 })
                 .collect(),
         }
+    }
+
+    /// The per-route rate limits this policy's routes set, for the service's own sidecars.
+    pub fn route_limits(&self) -> Vec<mesh_core::proxy::RouteLimit> {
+        let policy = self.to_policy();
+        self.routes
+            .iter()
+            .flatten()
+            .zip(policy.routes)
+            .filter_map(|(spec, route)| {
+                Some(mesh_core::proxy::RouteLimit {
+                    name: route.name,
+                    matcher: route.matcher,
+                    limit: spec.rate_limit.as_ref()?.to_limit(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -1279,6 +1313,15 @@ fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
                     svc.name.span(),
                     field(&format!("routes[{k}].split")),
                     format!("no subset {:?}; expected one of {versions:?}", b.subset),
+                ));
+            }
+            if let Some(rl) = &r.rate_limit
+                && !(rl.rps > 0.0 && rl.rps <= 1e6)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].rate_limit.rps")),
+                    "expected a rate above 0".into(),
                 ));
             }
         }
