@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "meshsim",
     version,
-    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +49,51 @@ enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
+    /// Measure the real proxy on loopback sockets: direct, one and two meshsim sidecars, nginx and
+    /// HAProxy, HTTP/1.1 and HTTP/2, at several rates; writes report.json, summary.md, .hgrm
+    /// files and a calibration file for the simulator.
+    ///
+    /// Takes minutes (about 6 s per point); nginx and HAProxy are skipped with a message when
+    /// absent (bench/install-peers.sh installs them).
+    Bench(bench::cli::BenchArgs),
+    /// Open-loop load at a fixed rate against an HTTP server, latency corrected for coordinated
+    /// omission; prints percentiles and optionally writes the .hgrm distribution.
+    Load(LoadArgs),
+    /// Run one sidecar proxy on real sockets with static routes (what the bench measures).
+    Sidecar(bench::sidecar::SidecarArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// Where to send, ip:port (loopback).
+    target: std::net::SocketAddr,
+    /// Host header / :authority (a sidecar routes by it).
+    #[arg(long, default_value = "bench")]
+    host: String,
+    /// Request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// http1 or http2 (h2c).
+    #[arg(long, default_value = "http1")]
+    protocol: String,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of sending, warm-up included.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Stop after this many requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Write the percentile distribution (HdrHistogram text format) here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -86,7 +131,85 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench(args) => match bench_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Load(args) => match load_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Sidecar(args) => match bench::sidecar::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: sidecar: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+#[allow(clippy::disallowed_methods)] // wall time of a real-socket bench, for progress lines only
+fn bench_cmd(args: &bench::cli::BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding meshsim's own binary")?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let started = std::time::Instant::now();
+    let report = bench::cli::run(args, (exe, vec!["sidecar".into()]), command, &mut |m| {
+        eprintln!("  [{:>4.0}s] {m}", started.elapsed().as_secs_f64());
+    })?;
+    print!("{}", reports::bench::markdown(&report));
+    eprintln!(
+        "  wrote {}/report.json, summary.md, calibration.toml and {} .hgrm files",
+        args.out.display(),
+        report.points.len()
+    );
+    Ok(())
+}
+
+fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
+    let protocol = match a.protocol.as_str() {
+        "http1" => mesh_core::registry::Protocol::Http1,
+        "http2" => mesh_core::registry::Protocol::Http2,
+        p => anyhow::bail!("unknown protocol {p:?}; expected http1 or http2"),
+    };
+    let spec = bench::load::LoadSpec {
+        target: a.target,
+        host: a.host.clone(),
+        path: a.path.clone(),
+        protocol,
+        rate_rps: a.rate,
+        connections: a.connections,
+        duration: std::time::Duration::from_secs_f64(a.duration.max(0.0)),
+        warmup: std::time::Duration::from_secs_f64(a.warmup.max(0.0)),
+        max_requests: a.requests,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let r = bench::load::run(&spec)?;
+    let s = r.summary(a.rate);
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!(
+        "{} rps target, {:.1} achieved; {} due, {} ok, errors {:?}",
+        a.rate, s.achieved_rps, s.due, s.ok, s.errors
+    );
+    println!(
+        "latency ms (from intended send time): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
+        ms(s.p50_us),
+        ms(s.p90_us),
+        ms(s.p99_us),
+        ms(s.p999_us),
+        ms(s.p9999_us),
+        ms(s.max_us)
+    );
+    if let Some(p) = &a.hgrm {
+        std::fs::write(p, r.hgrm()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn run(

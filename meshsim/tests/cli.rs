@@ -110,3 +110,83 @@ fn help_reads_well() {
     assert!(text.contains("Simulate a service mesh"), "{text}");
     assert!(text.contains("run") && text.contains("check"));
 }
+
+/// The real-socket bench end to end, small: direct and one meshsim sidecar (a separate
+/// `meshsim sidecar` process), HTTP/1.1 and HTTP/2, one rate. Peers are left out here (CI may not
+/// have them); `meshsim bench` runs them when installed.
+#[test]
+fn bench_measures_the_real_sidecar_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = meshsim()
+        .args([
+            "bench",
+            "--configs",
+            "direct,meshsim-1hop,meshsim-2hop",
+            "--rates",
+            "300",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.5",
+            "--base-port",
+            "44000",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["kind"], "bench");
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 6, "3 configs x 2 protocols");
+    for p in points {
+        let l = &p["load"];
+        // 300 rps for 1 s measured: every request answered, none failed.
+        assert!(l["ok"].as_u64().unwrap() >= 250, "{p}");
+        assert_eq!(l["errors"], serde_json::json!({}), "{p}");
+        assert!(l["p50_us"].as_u64().unwrap() > 0);
+        assert!(dir.path().join(p["hgrm"].as_str().unwrap()).is_file());
+        if p["config"] != "direct" {
+            // The sidecar is a process of its own: its memory and CPU were read.
+            assert!(!p["rss_kib"].as_array().unwrap().is_empty(), "{p}");
+            assert!(p["cpu_ms_per_1000"].as_f64().is_some(), "{p}");
+        }
+    }
+    let added = report["added"].as_array().unwrap();
+    assert_eq!(added.len(), 4);
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(summary.contains("## Goals"), "{summary}");
+    let cal = std::fs::read_to_string(dir.path().join("calibration.toml")).unwrap();
+    assert!(
+        cal.contains("[hop.http1]") && cal.contains("[footprint]"),
+        "{cal}"
+    );
+}
+
+#[test]
+fn load_generator_reports_connect_errors_instead_of_hanging() {
+    // Nothing listens on this port: every request is a connect error, counted.
+    let out = meshsim()
+        .args([
+            "load",
+            "127.0.0.1:1",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"connect\""), "{text}");
+    assert!(text.contains(" 0 ok"), "{text}");
+}

@@ -9,6 +9,7 @@
 //! - [`summary`]: `summary.md`, verdict first, fit for a terminal or a pull-request comment.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod model;
 pub mod summary;
 

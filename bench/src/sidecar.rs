@@ -1,0 +1,113 @@
+//! One meshsim sidecar on real sockets, as its own process: what the benches start (so its CPU
+//! and memory are its own) and what `meshsim sidecar` runs for anyone who wants to try the proxy
+//! by hand. Routes are static (`--route echo=127.0.0.1:9000@http2`); there is no control plane
+//! on this path.
+#![allow(clippy::disallowed_methods)] // real sockets, real clock
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mesh_core::net::TokioNet;
+use mesh_core::proxy::{Proxy, ProxyConfig};
+use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+
+/// Where the sidecar listens and where it sends.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SidecarArgs {
+    /// Where the local app sends outbound calls.
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    pub outbound: SocketAddr,
+    /// Where other sidecars reach this pod.
+    #[arg(long, default_value = "127.0.0.1:15006")]
+    pub inbound: SocketAddr,
+    /// The local app, for inbound requests.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub app: SocketAddr,
+    /// The local app's protocol: http1 or http2.
+    #[arg(long, default_value = "http1", value_parser = parse_protocol)]
+    pub app_protocol: Protocol,
+    /// A destination service: `name=ip:port[,ip:port...]@http1|http2` (repeatable).
+    #[arg(long = "route", value_parser = parse_route)]
+    pub routes: Vec<(String, Vec<SocketAddr>, Protocol)>,
+    /// Tokio worker threads (Envoy's and Linkerd's sidecars commonly run 1 or 2).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "http1" | "h1" => Ok(Protocol::Http1),
+        "http2" | "h2" | "h2c" => Ok(Protocol::Http2),
+        _ => Err(format!("expected http1 or http2, found {s:?}")),
+    }
+}
+
+fn parse_route(s: &str) -> Result<(String, Vec<SocketAddr>, Protocol), String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or("expected name=ip:port[,ip:port]@protocol")?;
+    let (addrs, proto) = rest.rsplit_once('@').unwrap_or((rest, "http1"));
+    let addrs = addrs
+        .split(',')
+        .map(|a| a.parse().map_err(|_| format!("{a:?} is not ip:port")))
+        .collect::<Result<Vec<SocketAddr>, String>>()?;
+    Ok((name.to_string(), addrs, parse_protocol(proto)?))
+}
+
+/// Run the sidecar until the process is killed.
+pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
+    let mut registry = Registry::new();
+    for (name, addrs, protocol) in &args.routes {
+        registry.insert(
+            name.clone(),
+            ServiceEntry {
+                protocol: *protocol,
+                endpoints: addrs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| Endpoint {
+                        addr: *a,
+                        pod: format!("{name}-{i}"),
+                        zone: "local".into(),
+                        subset: String::new(),
+                    })
+                    .collect(),
+            },
+        );
+    }
+    let cfg = ProxyConfig {
+        outbound_addr: args.outbound,
+        inbound_addr: args.inbound,
+        app_addr: args.app,
+        app_protocol: args.app_protocol,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Some(Duration::from_secs(15)),
+        seed: 1,
+        inbound_rate_limit: None,
+        inbound_route_limits: Vec::new(),
+        stats_epoch: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let proxy = Proxy::new(TokioNet, cfg, Arc::new(RwLock::new(registry)), None);
+        proxy.run().await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        let (n, a, p) = parse_route("echo=127.0.0.1:1,127.0.0.1:2@http2").unwrap();
+        assert_eq!((n.as_str(), a.len(), p), ("echo", 2, Protocol::Http2));
+        assert!(parse_route("echo").is_err());
+        assert!(parse_route("echo=nope@http1").is_err());
+        assert!(parse_route("echo=127.0.0.1:1@h3").is_err());
+    }
+}
