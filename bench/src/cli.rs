@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Seconds of warm-up discarded per point.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
-    /// Configurations: direct, meshsim-1hop, meshsim-2hop, nginx, haproxy (default: all).
+    /// Configurations: direct, meshsim-1hop, meshsim-2hop, meshsim-2hop-mtls, nginx, haproxy (default: all).
     #[arg(long, value_delimiter = ',')]
     pub configs: Vec<String>,
     /// Protocols: http1, http2.
@@ -77,7 +77,7 @@ pub fn run(
             .map(|c| {
                 Config::parse(c).ok_or_else(|| {
                     BenchError::Usage(format!(
-                        "unknown config {c:?}; expected one of direct, meshsim-1hop, meshsim-2hop, nginx, haproxy"
+                        "unknown config {c:?}; expected one of direct, meshsim-1hop, meshsim-2hop, meshsim-2hop-mtls, nginx, haproxy"
                     ))
                 })
             })
@@ -160,12 +160,17 @@ pub fn calibration(r: &BenchReport) -> String {
          source = \"meshsim bench: open-loop {rate} rps, (two sidecars - direct)/2 per percentile, {} s per point, on {} ({} cores)\"\n",
         r.settings.duration_s, r.machine.cpu, r.machine.cores
     );
-    for proto in ["http1", "http2"] {
+    for (proto, config, key) in [
+        ("http1", "meshsim-2hop", "http1"),
+        ("http2", "meshsim-2hop", "http2"),
+        ("http1", "meshsim-2hop-mtls", "\"http1+mtls\""),
+        ("http2", "meshsim-2hop-mtls", "\"http2+mtls\""),
+    ] {
         let (Some(d), Some(m)) = (
             point(r, "direct", proto, rate),
-            point(r, "meshsim-2hop", proto, rate),
+            point(r, config, proto, rate),
         ) else {
-            out.push_str(&format!("\n# [hop.{proto}] not measured in this run\n"));
+            out.push_str(&format!("\n# [hop.{key}] not measured in this run\n"));
             continue;
         };
         let hop = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 2.0;
@@ -174,7 +179,7 @@ pub fn calibration(r: &BenchReport) -> String {
         let p99 = hop(d.p99_us, m.p99_us).max(p90);
         let p999 = hop(d.p999_us, m.p999_us).max(p99);
         out.push_str(&format!(
-            "\n# direct P50 {} us, P99 {} us; two sidecars P50 {} us, P99 {} us\n[hop.{proto}]\np50_us = {p50:.1}\np90_us = {p90:.1}\np99_us = {p99:.1}\np999_us = {p999:.1}\n",
+            "\n# direct P50 {} us, P99 {} us; two sidecars P50 {} us, P99 {} us\n[hop.{key}]\np50_us = {p50:.1}\np90_us = {p90:.1}\np99_us = {p99:.1}\np999_us = {p999:.1}\n",
             d.p50_us, d.p99_us, m.p50_us, m.p99_us
         ));
     }

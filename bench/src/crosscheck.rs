@@ -53,7 +53,6 @@ pub fn oha(spec: &MatrixSpec, report: &BenchReport) -> Result<CrossCheck, String
             "--output-format",
             "json",
             "--latency-correction",
-            "--disable-keepalive=false",
         ])
         .arg("-q")
         .arg(format!("{rate}"))
@@ -67,7 +66,10 @@ pub fn oha(spec: &MatrixSpec, report: &BenchReport) -> Result<CrossCheck, String
     if !out.status.success() {
         return Err(format!(
             "oha failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or_default()
         ));
     }
     let v: serde_json::Value =

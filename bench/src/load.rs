@@ -66,7 +66,8 @@ pub struct LoadResult {
     pub ok: u64,
     /// Failures by kind (`connect`, `http_503`, `timeout`, `io`).
     pub errors: BTreeMap<String, u64>,
-    /// The measured window.
+    /// The measured window: from the end of warm-up to the last answer (at least the scheduled
+    /// time).
     pub window: Duration,
 }
 
@@ -141,6 +142,8 @@ struct Tally {
     due: u64,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    /// When the last measured request finished.
+    last_done: Option<Instant>,
 }
 
 impl Tally {
@@ -149,6 +152,8 @@ impl Tally {
             return;
         }
         self.due += 1;
+        let now = Instant::now();
+        self.last_done = Some(self.last_done.map_or(now, |t| t.max(now)));
         match outcome {
             Ok(lat) => {
                 self.ok += 1;
@@ -231,9 +236,14 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult, LoadError> {
     drop(senders);
     let _ = worker.join();
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    let window = Duration::from_secs_f64(
+    // Throughput is what finished per second of the time it took: a target that falls behind
+    // drains its backlog after the schedule ends, and that time counts.
+    let scheduled = Duration::from_secs_f64(
         (i as f64 * interval.as_secs_f64() - spec.warmup.as_secs_f64()).max(1e-3),
     );
+    let window = t.last_done.map_or(scheduled, |d| {
+        scheduled.max(d.saturating_duration_since(measure_from))
+    });
     Ok(LoadResult {
         histogram: t.hist.take().expect("histogram"),
         due: t.due,

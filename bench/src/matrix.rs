@@ -31,6 +31,8 @@ pub enum Config {
     Meshsim1,
     /// Client sidecar → server sidecar → test server.
     Meshsim2,
+    /// The same with mutual TLS between the sidecars.
+    Meshsim2Mtls,
     /// nginx reverse proxy.
     Nginx,
     /// HAProxy reverse proxy.
@@ -39,10 +41,11 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in report order.
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::Direct,
         Config::Meshsim1,
         Config::Meshsim2,
+        Config::Meshsim2Mtls,
         Config::Nginx,
         Config::Haproxy,
     ];
@@ -53,6 +56,7 @@ impl Config {
             Config::Direct => "direct",
             Config::Meshsim1 => "meshsim-1hop",
             Config::Meshsim2 => "meshsim-2hop",
+            Config::Meshsim2Mtls => "meshsim-2hop-mtls",
             Config::Nginx => "nginx",
             Config::Haproxy => "haproxy",
         }
@@ -155,20 +159,34 @@ fn start(
             let a = peers::start_sidecar(exe, prefix, &args, addr(port))?;
             Ok((addr(port), vec![a]))
         }
-        Config::Meshsim2 => {
-            let server = sidecar(
+        Config::Meshsim2 | Config::Meshsim2Mtls => {
+            let mut server = sidecar(
                 port + 3,
                 port + 2,
                 upstream,
                 format!("unused={upstream}@{p}"),
             );
-            let b = peers::start_sidecar(exe, prefix, &server, addr(port + 2))?;
-            let client = sidecar(
+            let mut client = sidecar(
                 port,
                 port + 1,
                 upstream,
                 format!("bench={}@{p}", addr(port + 2)),
             );
+            if config == Config::Meshsim2Mtls {
+                let dir = std::env::temp_dir()
+                    .join(format!("meshsim-bench-{}-tls-{port}", std::process::id()));
+                let ca = mesh_core::tls::TestCa::new("cluster.local").map_err(|e| {
+                    PeerError::Io("test CA".into(), std::io::Error::other(e.to_string()))
+                })?;
+                for (sa, args) in [("bench-client", &mut client), ("bench", &mut server)] {
+                    let d = dir.join(sa);
+                    crate::sidecar::write_tls(&ca, sa, &d)
+                        .map_err(|e| PeerError::Io("certificates".into(), e))?;
+                    args.push("--tls-dir".into());
+                    args.push(d.display().to_string());
+                }
+            }
+            let b = peers::start_sidecar(exe, prefix, &server, addr(port + 2))?;
             let a = peers::start_sidecar(exe, prefix, &client, addr(port))?;
             Ok((addr(port), vec![a, b]))
         }
@@ -306,7 +324,7 @@ pub fn run(spec: &MatrixSpec, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                     rss_kib: rss,
                     hgrm,
                 });
-                if spec.saturate && i + 1 == rates.len() && sustained && rate < 200_000.0 {
+                if spec.saturate && i + 1 == rates.len() && sustained && rate < 64_000.0 {
                     rates.push(rate * 2.0);
                 }
                 i += 1;

@@ -33,6 +33,34 @@ pub struct SidecarArgs {
     /// Tokio worker threads (Envoy's and Linkerd's sidecars commonly run 1 or 2).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Mutual TLS with other sidecars: a folder with `ca.pem`, `cert.pem` and `key.pem`.
+    #[arg(long)]
+    pub tls_dir: Option<std::path::PathBuf>,
+}
+
+/// Read `ca.pem`, `cert.pem` and `key.pem` from `dir`.
+pub fn load_tls(dir: &std::path::Path) -> std::io::Result<mesh_core::tls::MeshTls> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.join(f).display())))
+    };
+    mesh_core::tls::MeshTls::from_pem(&read("ca.pem")?, &read("cert.pem")?, &read("key.pem")?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Write a fresh workload identity for `sa` from `ca` into `dir` (for [`load_tls`]).
+pub fn write_tls(
+    ca: &mesh_core::tls::TestCa,
+    sa: &str,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let issued = ca
+        .issue(sa)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca.ca_pem())?;
+    std::fs::write(dir.join("cert.pem"), issued.cert_pem)?;
+    std::fs::write(dir.join("key.pem"), issued.key_pem)
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -57,6 +85,7 @@ fn parse_route(s: &str) -> Result<(String, Vec<SocketAddr>, Protocol), String> {
 
 /// Run the sidecar until the process is killed.
 pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
+    let tls = args.tls_dir.as_deref().map(load_tls).transpose()?;
     let mut registry = Registry::new();
     for (name, addrs, protocol) in &args.routes {
         registry.insert(
@@ -87,6 +116,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         inbound_rate_limit: None,
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
+        tls,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))

@@ -20,7 +20,19 @@ pub struct HttpClients<N: Network> {
 impl<N: Network> HttpClients<N> {
     /// Clients on `net` whose connects give up after `connect_timeout`.
     pub fn new(net: N, connect_timeout: Duration) -> Self {
-        let connector = Connector::new(net.clone(), connect_timeout);
+        Self::with_connector(net.clone(), Connector::new(net, connect_timeout))
+    }
+
+    /// Clients that speak TLS with `tls` on every connection (mTLS between sidecars).
+    pub fn with_tls(
+        net: N,
+        connect_timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
+        Self::with_connector(net.clone(), Connector::with_tls(net, connect_timeout, tls))
+    }
+
+    fn with_connector(net: N, connector: Connector<N>) -> Self {
         let build = |http2: bool| {
             let mut b = Client::builder(NetExecutor(net.clone()));
             // With a pool timer the pool reads time from it (tokio's clock, which the simulator

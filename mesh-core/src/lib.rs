@@ -40,3 +40,4 @@ pub mod registry;
 pub mod retry;
 pub mod server;
 pub mod testkit;
+pub mod tls;

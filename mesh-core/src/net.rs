@@ -126,12 +126,25 @@ where
     }
 }
 
-/// A `tower::Service<Uri>` connector for hyper-util's client: connects to the URI's
-/// `ip:port` authority through the [`Network`], bounded by a connect timeout.
-#[derive(Clone, Debug)]
+/// A `tower::Service<http::Uri>` connector for hyper-util's client: connects to the URI's
+/// `ip:port` authority through the [`Network`], bounded by a connect timeout, and wraps the
+/// connection in TLS when configured (mTLS between sidecars; the handshake counts towards the
+/// connect timeout).
+#[derive(Clone)]
 pub struct Connector<N> {
     net: N,
     connect_timeout: std::time::Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl<N: std::fmt::Debug> std::fmt::Debug for Connector<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("net", &self.net)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl<N: Network> Connector<N> {
@@ -140,6 +153,20 @@ impl<N: Network> Connector<N> {
         Self {
             net,
             connect_timeout,
+            tls: None,
+        }
+    }
+
+    /// The same, speaking TLS with `config` on every connection.
+    pub fn with_tls(
+        net: N,
+        connect_timeout: std::time::Duration,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
+        Self {
+            net,
+            connect_timeout,
+            tls: Some(tokio_rustls::TlsConnector::from(config)),
         }
     }
 }
@@ -156,10 +183,13 @@ pub enum ConnectError {
     /// The network refused or reset the connect.
     #[error("connect failed: {0}")]
     Io(#[from] io::Error),
+    /// The TLS handshake failed (bad or untrusted certificate, protocol error).
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
 }
 
 impl<N: Network> tower::Service<http::Uri> for Connector<N> {
-    type Response = hyper_util::rt::TokioIo<NetStream<N::Stream>>;
+    type Response = hyper_util::rt::TokioIo<NetStream<crate::tls::MaybeTls<N::Stream>>>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -170,12 +200,24 @@ impl<N: Network> tower::Service<http::Uri> for Connector<N> {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let net = self.net.clone();
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
             let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
             let addr: SocketAddr = authority
                 .parse()
                 .map_err(|_| ConnectError::BadAddress(authority.to_string()))?;
-            match tokio::time::timeout(timeout, net.connect(addr)).await {
+            let connect = async {
+                let stream = net.connect(addr).await?;
+                match tls {
+                    None => Ok(crate::tls::MaybeTls::Plain(stream)),
+                    Some(tls) => tls
+                        .connect(crate::tls::server_name(), stream)
+                        .await
+                        .map(|s| crate::tls::MaybeTls::Tls(Box::new(s)))
+                        .map_err(ConnectError::Tls),
+                }
+            };
+            match tokio::time::timeout(timeout, connect).await {
                 Ok(stream) => Ok(hyper_util::rt::TokioIo::new(NetStream(stream?))),
                 Err(_) => Err(ConnectError::Timeout(timeout)),
             }

@@ -22,6 +22,8 @@ pub enum ServeEvent {
     AcceptError,
     /// A connection ended with a protocol or IO error (malformed request, reset).
     ConnectionError,
+    /// A TLS handshake failed (no client certificate, untrusted CA, not TLS at all).
+    TlsHandshakeError,
 }
 
 /// Accept on `listener` forever, serving each connection with `handler`.
@@ -35,12 +37,44 @@ pub async fn serve_http<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve(net, listener, None, handler, on_event).await
+}
+
+/// As [`serve_http`], over TLS: each connection's handshake first (a failed handshake is a
+/// [`ServeEvent::TlsHandshakeError`] and closes only that connection).
+pub async fn serve_https<N, F, Fut>(
+    net: N,
+    listener: N::Listener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: F,
+    on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
+) where
+    N: Network,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve(net, listener, Some(acceptor), handler, on_event).await
+}
+
+async fn serve<N, F, Fut>(
+    net: N,
+    listener: N::Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: F,
+    on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
+) where
+    N: Network,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     loop {
         match net.accept(&listener).await {
             Ok((stream, _peer)) => {
                 let handler = handler.clone();
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
+                let tls = tls.clone();
                 net.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let handler = handler.clone();
@@ -49,11 +83,17 @@ pub async fn serve_http<N, F, Fut>(
                     let mut builder = auto::Builder::new(exec);
                     builder.http1().timer(TokioTimer::new());
                     builder.http2().timer(TokioTimer::new());
-                    if builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                        .is_err()
-                    {
+                    let served = match tls {
+                        None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
+                            Err(_) => {
+                                on_event(ServeEvent::TlsHandshakeError);
+                                return;
+                            }
+                        },
+                    };
+                    if served.is_err() {
                         on_event(ServeEvent::ConnectionError);
                     }
                 });

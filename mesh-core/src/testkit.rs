@@ -108,6 +108,7 @@ pub async fn start<N: Network>(
         inbound_rate_limit: None,
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
+        tls: None,
     };
     let server_proxy = Proxy::new(
         server.clone(),

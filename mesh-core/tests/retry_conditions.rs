@@ -97,6 +97,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         inbound_rate_limit: None,
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
+        tls: None,
     };
     let proxy = Proxy::with_policies(
         TokioNet,

@@ -121,7 +121,7 @@ fn bench_measures_the_real_sidecar_and_writes_its_report() {
         .args([
             "bench",
             "--configs",
-            "direct,meshsim-1hop,meshsim-2hop",
+            "direct,meshsim-2hop,meshsim-2hop-mtls",
             "--rates",
             "300",
             "--duration",
@@ -153,7 +153,7 @@ fn bench_measures_the_real_sidecar_and_writes_its_report() {
         assert!(l["p50_us"].as_u64().unwrap() > 0);
         assert!(dir.path().join(p["hgrm"].as_str().unwrap()).is_file());
         if p["config"] != "direct" {
-            // The sidecar is a process of its own: its memory and CPU were read.
+            // Each sidecar is a process of its own: its memory and CPU were read.
             assert!(!p["rss_kib"].as_array().unwrap().is_empty(), "{p}");
             assert!(p["cpu_ms_per_1000"].as_f64().is_some(), "{p}");
         }

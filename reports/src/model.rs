@@ -202,6 +202,40 @@ pub struct ProxyTotals {
     pub cpu_us: u64,
     /// The proxies' own counters, summed by name.
     pub counters: BTreeMap<String, u64>,
+    /// What this fleet of sidecars would cost to run, from the calibration's measured footprint.
+    #[serde(default)]
+    pub fleet: Option<FleetCost>,
+}
+
+/// The mesh's running cost: memory and CPU of its sidecars at the scenario's request rates,
+/// beside what published figures for other meshes would give for the same traffic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetCost {
+    /// Sidecars.
+    pub proxies: u64,
+    /// Requests through sidecars per second (each sidecar a request passes counts once).
+    pub proxy_rps: f64,
+    /// proxies × measured resident memory under load, MiB.
+    pub memory_mib: f64,
+    /// Measured CPU per request × requests through sidecars, in cores.
+    pub cpu_cores: f64,
+    /// Where the per-proxy figures come from (the calibration file's source).
+    pub source: String,
+    /// The same fleet and traffic priced with published figures of other meshes.
+    pub published: Vec<PublishedFleet>,
+}
+
+/// A fleet priced with another mesh's published per-proxy figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishedFleet {
+    /// Mesh and version.
+    pub mesh: String,
+    /// proxies × its published memory per proxy, MiB.
+    pub memory_mib: f64,
+    /// Its published CPU per 1,000 rps × this traffic, cores (when published as a number).
+    pub cpu_cores: Option<f64>,
+    /// The figure and its source.
+    pub basis: String,
 }
 
 /// Traffic to one subset (version) of a service.

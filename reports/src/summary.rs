@@ -270,6 +270,32 @@ pub fn render(report: &Report) -> String {
             p.queued_hops,
             ms(p.cpu_us)
         );
+        if let Some(f) = &p.fleet {
+            let _ = writeln!(
+                s,
+                "\n**What this mesh costs to run** ({} sidecars, {:.0} requests/s through them):\n\n| mesh | memory (MiB) | CPU (cores) |\n|---|---:|---:|\n| meshsim (measured) | {:.1} | {:.3} |",
+                f.proxies, f.proxy_rps, f.memory_mib, f.cpu_cores
+            );
+            for p in &f.published {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.1} | {} |",
+                    p.mesh,
+                    p.memory_mib,
+                    p.cpu_cores.map_or("—".into(), |c| format!("{c:.3}"))
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\nmeshsim figures from: {}. Published figures: {}.",
+                f.source,
+                f.published
+                    .iter()
+                    .map(|p| format!("{}: {}", p.mesh, p.basis))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -78,8 +78,23 @@ impl CostDist {
 pub struct Calibration {
     /// Where the numbers come from (command, machine, date).
     pub source: String,
-    /// Per-hop cost by leg: `http1`, `http2` (and later `http1+mtls`, `http2+mtls`).
+    /// Per-hop cost by leg: `http1`, `http2`, and with mutual TLS `http1+mtls`, `http2+mtls`.
     pub hop: BTreeMap<String, CostDist>,
+    /// What one sidecar costs to run, when the bench measured it.
+    #[serde(default)]
+    pub footprint: Option<Footprint>,
+}
+
+/// One sidecar's measured running cost (real-socket bench, one worker thread).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Footprint {
+    /// CPU per request through one sidecar, µs.
+    pub cpu_us_per_request: f64,
+    /// Resident memory with no traffic, MiB.
+    pub rss_idle_mib: f64,
+    /// Largest resident memory seen under the bench's load, MiB.
+    pub rss_load_mib: f64,
 }
 
 impl Calibration {
@@ -114,6 +129,52 @@ impl Calibration {
             mesh_core::registry::Protocol::Http2 => "http2",
         };
         &self.hop[key]
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// What `proxies` sidecars carrying `hops` requests in `sim_time_ms` cost, by our measured
+/// footprint and by published figures (sources: `shared/reference/mesh-defaults.md` §5).
+pub fn fleet_cost(
+    f: &Footprint,
+    source: &str,
+    proxies: u64,
+    hops: u64,
+    sim_time_ms: u64,
+) -> reports::FleetCost {
+    let secs = (sim_time_ms as f64 / 1000.0).max(1e-3);
+    let proxy_rps = hops as f64 / secs;
+    let n = proxies as f64;
+    let published = vec![
+        reports::PublishedFleet {
+            mesh: "Istio 1.24 sidecar".into(),
+            memory_mib: round3(n * 60.0),
+            cpu_cores: Some(round3(proxy_rps / 1000.0 * 0.20)),
+            basis: "0.20 vCPU and 60 MB per sidecar at 1,000 rps, 2 workers (istio.io performance and scalability page)".into(),
+        },
+        reports::PublishedFleet {
+            mesh: "Istio 1.9-1.16 sidecar".into(),
+            memory_mib: round3(n * 40.0),
+            cpu_cores: Some(round3(proxy_rps / 1000.0 * 0.35)),
+            basis: "0.35 vCPU and 40 MB per 1,000 rps through the proxy (istio.io v1.9-v1.16)".into(),
+        },
+        reports::PublishedFleet {
+            mesh: "Linkerd 2.11.1 proxy".into(),
+            memory_mib: round3(n * 26.3),
+            cpu_cores: None,
+            basis: "26.3 MB max proxy memory at 2,000 rps (Buoyant benchmark, 2021-11-29); no CPU per rps published as a number".into(),
+        },
+    ];
+    reports::FleetCost {
+        proxies,
+        proxy_rps: round3(proxy_rps),
+        memory_mib: round3(n * f.rss_load_mib),
+        cpu_cores: round3(hops as f64 * f.cpu_us_per_request / 1e6 / secs),
+        source: source.to_string(),
+        published,
     }
 }
 

@@ -105,6 +105,7 @@ impl World<'_> {
             request_timeout,
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
             stats_epoch: Some(self.clock.epoch()),
+            tls: None,
             inbound_rate_limit: own_policy
                 .as_ref()
                 .and_then(|p| p.rate_limit.as_ref())
@@ -627,12 +628,17 @@ async fn simulate_inner(
                     busy_us: a.busy_us + t.busy_us,
                 },
             );
+            let proxies = world.hop_costs.len() as u64;
+            let fleet = loaded.cost.footprint.as_ref().map(|f| {
+                crate::cost::fleet_cost(f, &loaded.cost.source, proxies, tally.hops, sim_time_ms)
+            });
             ProxyTotals {
-                proxies: world.hop_costs.len() as u64,
+                proxies,
                 hops: tally.hops,
                 queued_hops: tally.queued_hops,
                 cpu_us: tally.busy_us,
                 counters,
+                fleet,
             }
         });
     RunStats {

@@ -82,6 +82,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
         inbound_rate_limit: None,
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
+        tls: None,
     };
     for (out, inb) in [(base, base + 1), (base + 3, base + 2)] {
         let p = Proxy::new(TokioNet, cfg(out, inb), reg.clone(), None);

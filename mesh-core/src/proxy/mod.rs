@@ -40,7 +40,7 @@ use crate::policy::{
 use crate::ratelimit::{RateLimit, TokenBucket};
 use crate::registry::{Protocol, Registry, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
-use crate::server::{ServeEvent, serve_http};
+use crate::server::{ServeEvent, serve_http, serve_https};
 pub use error::{ERROR_HEADER, ProxyError};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
@@ -72,6 +72,9 @@ pub struct ProxyConfig {
     pub inbound_route_limits: Vec<RouteLimit>,
     /// Where the per-second counter series start (default: when the proxy is built).
     pub stats_epoch: Option<tokio::time::Instant>,
+    /// Mutual TLS with other sidecars (inbound listener and outbound calls to sidecars); the
+    /// app legs stay plain, as on a pod's loopback.
+    pub tls: Option<crate::tls::MeshTls>,
 }
 
 impl ProxyConfig {
@@ -88,6 +91,7 @@ impl ProxyConfig {
             inbound_rate_limit: None,
             inbound_route_limits: Vec::new(),
             stats_epoch: None,
+            tls: None,
         }
     }
 }
@@ -109,7 +113,10 @@ pub struct Proxy<N: Network> {
     cfg: ProxyConfig,
     registry: Arc<RwLock<Registry>>,
     balancer: Balancer,
+    /// To other sidecars (TLS when configured).
     clients: HttpClients<N>,
+    /// To the local app (always plain).
+    app_clients: HttpClients<N>,
     stats: Arc<ProxyStats>,
     hop: Option<Arc<dyn HopCost>>,
     policies: Arc<RwLock<Policies>>,
@@ -160,7 +167,13 @@ impl<N: Network> Proxy<N> {
             breakers: Breakers::default(),
             inbound_bucket,
             route_buckets,
-            clients: HttpClients::new(net.clone(), cfg.connect_timeout),
+            clients: match &cfg.tls {
+                Some(t) => {
+                    HttpClients::with_tls(net.clone(), cfg.connect_timeout, t.client.clone())
+                }
+                None => HttpClients::new(net.clone(), cfg.connect_timeout),
+            },
+            app_clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
             registry,
@@ -191,13 +204,26 @@ impl<N: Network> Proxy<N> {
             ServeEvent::AcceptError => stats.incr(dir_key(dir, "accept_errors")),
             // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
             ServeEvent::ConnectionError => stats.incr(dir_key(dir, "downstream_errors")),
+            ServeEvent::TlsHandshakeError => stats.incr(dir_key(dir, "tls_handshake_errors")),
         });
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
             let this = this.clone();
             async move { this.handle(dir, req).await }
         };
-        serve_http(self.net.clone(), listener, handler, on_event).await;
+        match (&self.cfg.tls, dir) {
+            (Some(tls), Direction::Inbound) => {
+                serve_https(
+                    self.net.clone(),
+                    listener,
+                    tls.server.clone(),
+                    handler,
+                    on_event,
+                )
+                .await
+            }
+            _ => serve_http(self.net.clone(), listener, handler, on_event).await,
+        }
     }
 
     async fn handle(&self, dir: Direction, req: Request<Incoming>) -> Response<Body> {
@@ -462,7 +488,7 @@ impl<N: Network> Proxy<N> {
             }
         };
         tried.push(addr);
-        let call = self.forward(req, addr, protocol, Some(authority));
+        let call = self.forward(&self.clients, req, addr, protocol, Some(authority));
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
                 self.stats.incr(&svc_key(service, "per_try_timeouts"));
@@ -593,6 +619,7 @@ impl<N: Network> Proxy<N> {
             return Err(ProxyError::RateLimited);
         }
         let call = self.forward(
+            &self.app_clients,
             req.map(body::boxed),
             self.cfg.app_addr,
             self.cfg.app_protocol,
@@ -609,6 +636,7 @@ impl<N: Network> Proxy<N> {
     /// Send `req` to `addr` on `protocol`, rewriting what changes between legs.
     async fn forward(
         &self,
+        clients: &HttpClients<N>,
         req: Request<Body>,
         addr: SocketAddr,
         protocol: Protocol,
@@ -637,12 +665,7 @@ impl<N: Network> Proxy<N> {
             Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
         parts.version = protocol.version();
         let req = Request::from_parts(parts, req_body);
-        let resp = self
-            .clients
-            .get(protocol)
-            .request(req)
-            .await
-            .map_err(classify)?;
+        let resp = clients.get(protocol).request(req).await.map_err(classify)?;
         Ok(resp.map(body::boxed))
     }
 }
@@ -710,6 +733,8 @@ fn dir_key(dir: Direction, what: &str) -> &'static str {
         (Direction::Inbound, "requests") => "inbound.requests",
         (Direction::Outbound, "accept_errors") => "outbound.accept_errors",
         (Direction::Inbound, "accept_errors") => "inbound.accept_errors",
+        (Direction::Outbound, "tls_handshake_errors") => "outbound.tls_handshake_errors",
+        (Direction::Inbound, "tls_handshake_errors") => "inbound.tls_handshake_errors",
         (Direction::Outbound, _) => "outbound.downstream_errors",
         (Direction::Inbound, _) => "inbound.downstream_errors",
     }
