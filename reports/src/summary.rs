@@ -287,7 +287,7 @@ pub fn render(report: &Report) -> String {
             }
             let _ = writeln!(
                 s,
-                "\nmeshsim figures from: {}. Published figures: {}.",
+                "\nmeshsim figures from: {} (CPU measured on that machine, where nginx and HAProxy cost about as much per request; published figures are from the meshes' own, faster, test beds). Published figures: {}.",
                 f.source,
                 f.published
                     .iter()

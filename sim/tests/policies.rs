@@ -410,3 +410,26 @@ fn a_route_rate_limit_applies_to_its_route_only() {
     );
     assert_eq!(home.failed, 0, "{home:?}");
 }
+
+#[test]
+fn fleet_cost_prices_the_sidecars_with_the_measured_footprint() {
+    let s = run("", "");
+    let p = s.proxies.as_ref().expect("meshed run");
+    let f = p
+        .fleet
+        .as_ref()
+        .expect("the default calibration carries a footprint");
+    let footprint = Calibration::builtin().footprint.expect("footprint");
+    assert_eq!(f.proxies, p.proxies);
+    assert!((f.memory_mib - p.proxies as f64 * footprint.rss_load_mib).abs() < 0.01);
+    // Two sidecars per request (client's, server's), 50 rps: about 100 requests/s through them.
+    assert!((80.0..120.0).contains(&f.proxy_rps), "{f:?}");
+    let expect_cores = f.proxy_rps * footprint.cpu_us_per_request / 1e6;
+    assert!((f.cpu_cores - expect_cores).abs() < 0.002, "{f:?}");
+    let istio = f
+        .published
+        .iter()
+        .find(|m| m.mesh.starts_with("Istio 1.24"))
+        .unwrap();
+    assert!((istio.memory_mib - p.proxies as f64 * 60.0).abs() < 0.01);
+}

@@ -144,7 +144,7 @@ async fn main() {
         "# Regenerate: cargo run --release -p bench --bin calibrate > scenarios/calibration/default.toml"
     );
     println!(
-        "source = \"cargo run --release -p bench --bin calibrate: closed-loop loopback, (two-sidecar minus direct)/2 per percentile, {REQUESTS} requests per leg, on {host}; first cut, replaced by the open-loop bench of issue #4\""
+        "source = \"cargo run --release -p bench --bin calibrate: closed-loop loopback, (two-sidecar minus direct)/2 per percentile, {REQUESTS} requests per leg, on {host}; closed loop; the open-loop bench is meshsim bench\""
     );
     print!("{out}");
 }
