@@ -125,7 +125,7 @@ pub fn run(
             Err(why) => report.skipped.push(format!("cross-check: {why}")),
         }
     }
-    matrix::write(&report, &args.out)?;
+    matrix::write(&mut report, &args.out)?;
     let cal = calibration(&report);
     let p = args.out.join("calibration.toml");
     std::fs::write(&p, &cal).map_err(|e| MatrixError::Write(p, e))?;

@@ -90,6 +90,16 @@ impl LoadResult {
         }
     }
 
+    /// Latency at fixed percentiles, (fraction, µs), for a percentile-spectrum plot.
+    pub fn spectrum(&self) -> Vec<[f64; 2]> {
+        [
+            0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999,
+        ]
+        .into_iter()
+        .map(|q| [q, self.histogram.value_at_quantile(q) as f64])
+        .collect()
+    }
+
     /// The percentile distribution in HdrHistogram's text format (`.hgrm`, values in ms), as
     /// wrk2 and HdrHistogram's plotter read it.
     pub fn hgrm(&self) -> String {

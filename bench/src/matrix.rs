@@ -323,6 +323,7 @@ pub fn run(spec: &MatrixSpec, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                     cpu_ms_per_1000,
                     rss_kib: rss,
                     hgrm,
+                    spectrum: result.spectrum(),
                 });
                 if spec.saturate && i + 1 == rates.len() && sustained && rate < 64_000.0 {
                     rates.push(rate * 2.0);
@@ -409,8 +410,19 @@ pub fn machine() -> Machine {
     }
 }
 
-/// Write `report.json`, `summary.md` into `dir`.
-pub fn write(report: &BenchReport, dir: &Path) -> Result<(), MatrixError> {
+/// Write the plots, `report.json` and `summary.md` into `dir`.
+pub fn write(report: &mut BenchReport, dir: &Path) -> Result<(), MatrixError> {
+    match reports::plot::bench_plots(report) {
+        Ok(plots) => {
+            report.plots.clear();
+            for (name, svg) in plots {
+                let p = dir.join(&name);
+                std::fs::write(&p, svg).map_err(|e| MatrixError::Write(p, e))?;
+                report.plots.push(name);
+            }
+        }
+        Err(e) => report.skipped.push(format!("plots: {e}")),
+    }
     let json = serde_json::to_string_pretty(report).expect("the bench model serialises") + "\n";
     let p = dir.join("report.json");
     std::fs::write(&p, json).map_err(|e| MatrixError::Write(p, e))?;

@@ -35,6 +35,9 @@ pub struct BenchReport {
     pub skipped: Vec<String>,
     /// The generator checked against an independent one, if that ran.
     pub cross_check: Option<CrossCheck>,
+    /// SVG plots written beside the report.
+    #[serde(default)]
+    pub plots: Vec<String>,
 }
 
 /// The machine.
@@ -121,6 +124,9 @@ pub struct BenchPoint {
     pub rss_kib: Vec<u64>,
     /// The `.hgrm` file beside the report.
     pub hgrm: String,
+    /// (percentile as a fraction, latency µs) at fixed percentiles from 0.5 to 1, for plots.
+    #[serde(default)]
+    pub spectrum: Vec<[f64; 2]>,
 }
 
 /// Proxy minus direct, same protocol and rate, µs.
@@ -366,6 +372,12 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     for why in &r.skipped {
         let _ = writeln!(s, "\nSkipped: {why}");
+    }
+    if !r.plots.is_empty() {
+        let _ = writeln!(s, "\n## Plots\n");
+        for p in &r.plots {
+            let _ = writeln!(s, "![{p}]({p})");
+        }
     }
     s
 }

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod model;
+pub mod plot;
 pub mod summary;
 
 pub use model::*;

@@ -1,0 +1,274 @@
+//! Plots as SVG, with plotters' SVG backend (text is SVG `<text>`, so no font files are needed
+//! and the output is the same on every machine). Axes carry units; a legend names every line.
+//!
+//! Bench plots: added latency against rate per proxy configuration, and the percentile spectrum
+//! (latency against percentile on HdrHistogram's 1/(1−p) axis) per configuration.
+
+use plotters::prelude::*;
+
+use crate::bench::BenchReport;
+
+/// Why a plot could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("plotting {0}: {1}")]
+pub struct PlotError(pub String, pub String);
+
+const COLORS: [RGBColor; 7] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
+];
+
+/// One named line.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// (x, y) points, x ascending.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart on a log x axis (and log y if `log_y`), as an SVG document.
+pub fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+    x_ticks: Option<&dyn Fn(&f64) -> String>,
+) -> Result<String, PlotError> {
+    let err = |e: &dyn std::fmt::Display| PlotError(title.to_string(), e.to_string());
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if x0 > x1 {
+        return Err(err(&"no data"));
+    }
+    let x0 = x0.max(1e-9);
+    let x1 = if x1 > x0 { x1 * 1.15 } else { x0 * 2.0 };
+    let (y0, y1) = if log_y {
+        (y0.max(1e-3) / 1.5, y1.max(1e-3) * 1.5)
+    } else {
+        (y0.min(0.0), if y1 > 0.0 { y1 * 1.1 } else { 1.0 })
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut b = ChartBuilder::on(&root);
+        b.caption(title, ("sans-serif", 22))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(70);
+        macro_rules! draw {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                let mut mesh = chart.configure_mesh();
+                mesh.x_desc(x_label)
+                    .y_desc(y_label)
+                    .axis_desc_style(("sans-serif", 16))
+                    .label_style(("sans-serif", 13));
+                if let Some(f) = x_ticks {
+                    mesh.x_label_formatter(f);
+                }
+                mesh.draw().map_err(|e| err(&e))?;
+                for (i, s) in series.iter().enumerate() {
+                    let color = COLORS[i % COLORS.len()];
+                    chart
+                        .draw_series(LineSeries::new(
+                            s.points.iter().copied(),
+                            color.stroke_width(2),
+                        ))
+                        .map_err(|e| err(&e))?
+                        .label(s.name.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                    chart
+                        .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                        .map_err(|e| err(&e))?;
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .draw()
+                    .map_err(|e| err(&e))?;
+            }};
+        }
+        if log_y {
+            draw!(
+                b.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(|e| err(&e))?
+            );
+        } else {
+            draw!(
+                b.build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                    .map_err(|e| err(&e))?
+            );
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+/// The bench's plots: `(file name, SVG)`.
+pub fn bench_plots(r: &BenchReport) -> Result<Vec<(String, String)>, PlotError> {
+    let mut out = Vec::new();
+    let protocols: std::collections::BTreeSet<&str> =
+        r.points.iter().map(|p| p.protocol.as_str()).collect();
+    for proto in protocols {
+        for (q, label) in [("p50", "P50"), ("p99", "P99")] {
+            let mut series = Vec::new();
+            let mut configs: Vec<&str> = r
+                .added
+                .iter()
+                .filter(|a| a.protocol == proto)
+                .map(|a| a.config.as_str())
+                .collect();
+            configs.dedup();
+            for c in configs {
+                let points = r
+                    .added
+                    .iter()
+                    .filter(|a| a.protocol == proto && a.config == c)
+                    .map(|a| {
+                        let us = if q == "p50" { a.p50_us } else { a.p99_us };
+                        (a.rate_rps, us as f64 / 1000.0)
+                    })
+                    .collect();
+                series.push(Series {
+                    name: c.to_string(),
+                    points,
+                });
+            }
+            if series.is_empty() {
+                continue;
+            }
+            out.push((
+                format!("added-{q}-{proto}.svg"),
+                line_chart(
+                    &format!("Added {label} latency over direct, {proto}"),
+                    "request rate (requests/s, log scale)",
+                    &format!("added {label} latency (ms)"),
+                    &series,
+                    false,
+                    None,
+                )?,
+            ));
+        }
+        // Percentile spectrum at the rate nearest 2,000 rps.
+        let rate = r
+            .points
+            .iter()
+            .filter(|p| p.protocol == proto)
+            .map(|p| p.load.rate_rps)
+            .min_by(|a, b| (a - 2000.0).abs().total_cmp(&(b - 2000.0).abs()));
+        let Some(rate) = rate else { continue };
+        let series: Vec<Series> = r
+            .points
+            .iter()
+            .filter(|p| p.protocol == proto && p.load.rate_rps == rate && !p.spectrum.is_empty())
+            .map(|p| Series {
+                name: p.config.clone(),
+                points: p
+                    .spectrum
+                    .iter()
+                    .map(|[pct, us]| (1.0 / (1.0 - pct.min(0.99999)), (*us).max(1.0) / 1000.0))
+                    .collect(),
+            })
+            .collect();
+        if !series.is_empty() {
+            let ticks = |x: &f64| {
+                let p = 100.0 * (1.0 - 1.0 / x);
+                if p < 99.0 {
+                    format!("{p:.0}%")
+                } else {
+                    format!("{p}%")
+                }
+            };
+            out.push((
+                format!("spectrum-{proto}-{}.svg", rate as u64),
+                line_chart(
+                    &format!("Latency by percentile, {proto}, {rate} rps"),
+                    "percentile (log scale of 1/(1-p))",
+                    "latency (ms, log scale)",
+                    &series,
+                    true,
+                    Some(&ticks),
+                )?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{AddedLatency, BenchPoint, LoadStats};
+
+    #[test]
+    fn bench_plots_have_units_legends_and_every_configuration() {
+        let mut r = BenchReport::default();
+        for (config, extra) in [("direct", 0u64), ("meshsim-1hop", 150), ("nginx", 110)] {
+            for rate in [500.0, 2000.0, 8000.0] {
+                r.points.push(BenchPoint {
+                    config: config.into(),
+                    protocol: "http1".into(),
+                    load: LoadStats {
+                        rate_rps: rate,
+                        ..LoadStats::default()
+                    },
+                    spectrum: vec![[0.5, 200.0 + extra as f64], [0.99, 900.0], [0.999, 3000.0]],
+                    ..BenchPoint::default()
+                });
+                if extra > 0 {
+                    r.added.push(AddedLatency {
+                        config: config.into(),
+                        protocol: "http1".into(),
+                        rate_rps: rate,
+                        p50_us: extra as i64,
+                        p99_us: 3 * extra as i64,
+                        p999_us: 0,
+                    });
+                }
+            }
+        }
+        let plots = bench_plots(&r).unwrap();
+        let names: Vec<&str> = plots.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "added-p50-http1.svg",
+                "added-p99-http1.svg",
+                "spectrum-http1-2000.svg"
+            ]
+        );
+        let (_, added) = &plots[0];
+        assert!(added.starts_with("<svg"));
+        for text in [
+            "request rate (requests/s, log scale)",
+            "added P50 latency (ms)",
+            "meshsim-1hop",
+            "nginx",
+        ] {
+            assert!(added.contains(text), "{text} missing");
+        }
+        let (_, spectrum) = &plots[2];
+        for text in ["latency (ms, log scale)", "direct", "meshsim-1hop"] {
+            assert!(spectrum.contains(text), "{text} missing");
+        }
+    }
+}
