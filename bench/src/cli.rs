@@ -146,13 +146,7 @@ fn point<'a>(r: &'a BenchReport, config: &str, protocol: &str, rate: f64) -> Opt
 /// at each percentile, at the tested rate nearest 2,000 rps; CPU per request per hop and memory
 /// per proxy from the two-hop configuration.
 pub fn calibration(r: &BenchReport) -> String {
-    let rate = r
-        .settings
-        .rates_rps
-        .iter()
-        .copied()
-        .min_by(|a, b| (a - 2000.0).abs().total_cmp(&(b - 2000.0).abs()))
-        .unwrap_or(2000.0);
+    let rate = r.rate_nearest(2000.0);
     let mut out = format!(
         "# Per-hop processing cost of one meshsim sidecar, in microseconds of added latency, and its footprint.\n\
          # The simulator charges one draw per sidecar a request passes (client sidecar, server sidecar).\n\

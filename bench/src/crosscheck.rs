@@ -24,13 +24,7 @@ fn find_oha() -> Option<std::path::PathBuf> {
 /// HTTP/1.1.
 pub fn oha(spec: &MatrixSpec, report: &BenchReport) -> Result<CrossCheck, String> {
     let exe = find_oha().ok_or("oha is not installed (cargo install oha)")?;
-    let rate = report
-        .settings
-        .rates_rps
-        .iter()
-        .copied()
-        .min_by(|a, b| (a - 2000.0).abs().total_cmp(&(b - 2000.0).abs()))
-        .unwrap_or(2000.0);
+    let rate = report.rate_nearest(2000.0);
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], spec.base_port));
     let secs = spec.duration.as_secs_f64().max(2.0);
     let ours = load::run(&LoadSpec {

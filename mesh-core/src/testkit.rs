@@ -187,3 +187,21 @@ pub async fn call<N: Network>(
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
+
+/// A registry with one service of one endpoint (pod `<name>-0`), shared as the proxy wants it.
+pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> Arc<RwLock<Registry>> {
+    let mut registry = Registry::new();
+    registry.insert(
+        name,
+        ServiceEntry {
+            protocol,
+            endpoints: vec![Endpoint {
+                addr,
+                pod: format!("{name}-0"),
+                zone: "a".into(),
+                subset: String::new(),
+            }],
+        },
+    );
+    Arc::new(RwLock::new(registry))
+}

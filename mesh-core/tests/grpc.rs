@@ -6,13 +6,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mesh_core::net::TokioNet;
 use mesh_core::proxy::{Proxy, ProxyConfig};
-use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+use mesh_core::registry::Protocol;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
 
@@ -106,20 +106,7 @@ async fn mesh(base: u16) {
         .add_service(Echo)
         .serve(a(base + 4));
     tokio::spawn(server);
-    let mut reg = Registry::new();
-    reg.insert(
-        "echo",
-        ServiceEntry {
-            protocol: Protocol::Http2,
-            endpoints: vec![Endpoint {
-                addr: a(base + 2),
-                pod: "echo-0".into(),
-                zone: "a".into(),
-                subset: String::new(),
-            }],
-        },
-    );
-    let reg = Arc::new(RwLock::new(reg));
+    let reg = mesh_core::testkit::one_service("echo", a(base + 2), Protocol::Http2);
     let cfg = |out, inb| ProxyConfig {
         outbound_addr: a(out),
         inbound_addr: a(inb),

@@ -3,13 +3,13 @@
 //! counted, and the proxy keeps serving.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use mesh_core::net::{Network, TokioNet};
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
-use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+use mesh_core::registry::Protocol;
 use mesh_core::server::serve_http;
 use mesh_core::testkit;
 use mesh_core::tls::{MeshTls, TestCa};
@@ -27,20 +27,7 @@ async fn mesh(
 ) -> (Arc<ProxyStats>, Arc<ProxyStats>) {
     let app = TokioNet.bind(a(base + 4)).await.unwrap();
     tokio::spawn(serve_http(TokioNet, app, testkit::echo, Arc::new(|_| {})));
-    let mut reg = Registry::new();
-    reg.insert(
-        "echo",
-        ServiceEntry {
-            protocol,
-            endpoints: vec![Endpoint {
-                addr: a(base + 2),
-                pod: "echo-0".into(),
-                zone: "a".into(),
-                subset: String::new(),
-            }],
-        },
-    );
-    let reg = Arc::new(RwLock::new(reg));
+    let reg = testkit::one_service("echo", a(base + 2), protocol);
     let cfg = |out: u16, inb: u16, tls: MeshTls| ProxyConfig {
         outbound_addr: a(out),
         inbound_addr: a(inb),

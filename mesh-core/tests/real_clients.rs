@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use mesh_core::body;
 use mesh_core::net::{Network, TokioNet};
 use mesh_core::proxy::{Proxy, ProxyConfig};
-use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+use mesh_core::registry::Protocol;
 use mesh_core::server::serve_http;
 
 fn a(p: u16) -> SocketAddr {
@@ -56,20 +56,7 @@ fn start(base: u16, mesh: Protocol) {
         rt.block_on(async move {
             let l = TokioNet.bind(a(base + 4)).await.unwrap();
             tokio::spawn(serve_http(TokioNet, l, app, Arc::new(|_| {})));
-            let mut reg = Registry::new();
-            reg.insert(
-                "echo",
-                ServiceEntry {
-                    protocol: mesh,
-                    endpoints: vec![Endpoint {
-                        addr: a(base + 2),
-                        pod: "echo-0".into(),
-                        zone: "a".into(),
-                        subset: String::new(),
-                    }],
-                },
-            );
-            let reg = Arc::new(RwLock::new(reg));
+            let reg = mesh_core::testkit::one_service("echo", a(base + 2), mesh);
             let cfg = |out, inb| ProxyConfig {
                 outbound_addr: a(out),
                 inbound_addr: a(inb),

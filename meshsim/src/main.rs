@@ -49,11 +49,11 @@ enum Command {
         /// The scenario file.
         scenario: PathBuf,
     },
-    /// Measure the real proxy on loopback sockets: direct, one and two meshsim sidecars, nginx and
-    /// HAProxy, HTTP/1.1 and HTTP/2, at several rates; writes report.json, summary.md, .hgrm
-    /// files and a calibration file for the simulator.
+    /// Measure the real proxy on loopback sockets: direct, one and two meshsim sidecars (plain
+    /// and mTLS), nginx and HAProxy, HTTP/1.1 and HTTP/2, at several rates; writes report.json,
+    /// summary.md, SVG plots, .hgrm files and a calibration file for the simulator.
     ///
-    /// Takes minutes (about 6 s per point); nginx and HAProxy are skipped with a message when
+    /// Takes minutes (about 5 s per point); nginx and HAProxy are skipped with a message when
     /// absent (bench/install-peers.sh installs them).
     Bench(bench::cli::BenchArgs),
     /// Open-loop load at a fixed rate against an HTTP server, latency corrected for coordinated

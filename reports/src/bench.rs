@@ -97,6 +97,18 @@ pub struct LoadStats {
     pub max_us: u64,
 }
 
+impl BenchReport {
+    /// The tested rate nearest `rps` (the goals and the calibration are stated at 2,000 rps).
+    pub fn rate_nearest(&self, rps: f64) -> f64 {
+        self.settings
+            .rates_rps
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - rps).abs().total_cmp(&(b - rps).abs()))
+            .unwrap_or(rps)
+    }
+}
+
 impl LoadStats {
     /// Whether the target kept up: ≥ 95% of the rate achieved, < 0.1% errors and P99 under
     /// [`SUSTAINED_P99_US`] (an open-loop generator charges queueing to latency, so a target
