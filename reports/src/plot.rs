@@ -41,6 +41,13 @@ pub fn line_chart(
     log_y: bool,
     x_ticks: Option<&dyn Fn(&f64) -> String>,
 ) -> Result<String, PlotError> {
+    // Tick at every x the data has (rates, percentiles): a log axis alone labels only powers of 10.
+    let mut keys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    keys.sort_by(f64::total_cmp);
+    keys.dedup();
     let err = |e: &dyn std::fmt::Display| PlotError(title.to_string(), e.to_string());
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -77,9 +84,12 @@ pub fn line_chart(
                     .y_desc(y_label)
                     .axis_desc_style(("sans-serif", 16))
                     .label_style(("sans-serif", 13));
-                if let Some(f) = x_ticks {
-                    mesh.x_label_formatter(f);
-                }
+                let plain = |x: &f64| format!("{x:.0}");
+                match x_ticks {
+                    Some(f) => mesh.x_label_formatter(f),
+                    None => mesh.x_label_formatter(&plain),
+                };
+                mesh.x_labels(keys.len().max(2));
                 mesh.draw().map_err(|e| err(&e))?;
                 for (i, s) in series.iter().enumerate() {
                     let color = COLORS[i % COLORS.len()];
@@ -102,7 +112,11 @@ pub fn line_chart(
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
                     .label_font(("sans-serif", 13))
-                    .position(SeriesLabelPosition::UpperLeft)
+                    .position(if log_y {
+                        SeriesLabelPosition::UpperLeft
+                    } else {
+                        SeriesLabelPosition::LowerRight
+                    })
                     .draw()
                     .map_err(|e| err(&e))?;
             }};
@@ -139,15 +153,28 @@ pub fn bench_plots(r: &BenchReport) -> Result<Vec<(String, String)>, PlotError> 
                 .collect();
             configs.dedup();
             for c in configs {
+                // Past saturation the added latency is queueing, not the proxy's cost, and one
+                // such point would flatten every other line: plot sustained rates only.
                 let points = r
                     .added
                     .iter()
                     .filter(|a| a.protocol == proto && a.config == c)
+                    .filter(|a| {
+                        r.points.iter().any(|p| {
+                            p.config == a.config
+                                && p.protocol == a.protocol
+                                && p.load.rate_rps == a.rate_rps
+                                && p.load.sustained()
+                        })
+                    })
                     .map(|a| {
                         let us = if q == "p50" { a.p50_us } else { a.p99_us };
-                        (a.rate_rps, us as f64 / 1000.0)
+                        (a.rate_rps, us as f64)
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                if points.is_empty() {
+                    continue;
+                }
                 series.push(Series {
                     name: c.to_string(),
                     points,
@@ -159,9 +186,9 @@ pub fn bench_plots(r: &BenchReport) -> Result<Vec<(String, String)>, PlotError> 
             out.push((
                 format!("added-{q}-{proto}.svg"),
                 line_chart(
-                    &format!("Added {label} latency over direct, {proto}"),
+                    &format!("Added {label} latency over direct, {proto} (sustained rates only)"),
                     "request rate (requests/s, log scale)",
-                    &format!("added {label} latency (ms)"),
+                    &format!("added {label} latency (µs)"),
                     &series,
                     false,
                     None,
@@ -191,12 +218,8 @@ pub fn bench_plots(r: &BenchReport) -> Result<Vec<(String, String)>, PlotError> 
             .collect();
         if !series.is_empty() {
             let ticks = |x: &f64| {
-                let p = 100.0 * (1.0 - 1.0 / x);
-                if p < 99.0 {
-                    format!("{p:.0}%")
-                } else {
-                    format!("{p}%")
-                }
+                let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+                format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
             };
             out.push((
                 format!("spectrum-{proto}-{}.svg", rate as u64),
@@ -229,6 +252,10 @@ mod tests {
                     protocol: "http1".into(),
                     load: LoadStats {
                         rate_rps: rate,
+                        achieved_rps: rate,
+                        due: 1000,
+                        ok: 1000,
+                        p99_us: 900,
                         ..LoadStats::default()
                     },
                     spectrum: vec![[0.5, 200.0 + extra as f64], [0.99, 900.0], [0.999, 3000.0]],
@@ -260,7 +287,7 @@ mod tests {
         assert!(added.starts_with("<svg"));
         for text in [
             "request rate (requests/s, log scale)",
-            "added P50 latency (ms)",
+            "added P50 latency (µs)",
             "meshsim-1hop",
             "nginx",
         ] {
