@@ -118,10 +118,18 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         stats_epoch: None,
         tls,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
+    // One thread: tokio's current-thread runtime, which polls IO and tasks on the same thread
+    // without the multi-thread scheduler's handoffs; more: the work-stealing runtime.
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let proxy = Proxy::new(TokioNet, cfg, Arc::new(RwLock::new(registry)), None);
         proxy.run().await

@@ -245,11 +245,8 @@ impl<N: Network> Proxy<N> {
                 error_response(e)
             }
         };
-        self.stats.incr(&format!(
-            "{}.responses.{}xx",
-            dir_name(dir),
-            resp.status().as_u16() / 100
-        ));
+        self.stats
+            .incr(response_key(dir, resp.status().as_u16() / 100));
         headers::strip_hop_by_hop(resp.headers_mut());
         *resp.version_mut() = downstream_version;
         hop::add_residual(resp.headers_mut(), residual_us);
@@ -718,6 +715,31 @@ const MAX_RETRY_BODY: u64 = 64 * 1024;
 /// The counter `outbound.svc.<service>.<what>`.
 pub fn svc_key(service: &str, what: &str) -> String {
     format!("outbound.svc.{service}.{what}")
+}
+
+/// `<direction>.responses.<class>xx`, without formatting a string per request.
+fn response_key(dir: Direction, class: u16) -> &'static str {
+    const OUT: [&str; 6] = [
+        "outbound.responses.0xx",
+        "outbound.responses.1xx",
+        "outbound.responses.2xx",
+        "outbound.responses.3xx",
+        "outbound.responses.4xx",
+        "outbound.responses.5xx",
+    ];
+    const IN: [&str; 6] = [
+        "inbound.responses.0xx",
+        "inbound.responses.1xx",
+        "inbound.responses.2xx",
+        "inbound.responses.3xx",
+        "inbound.responses.4xx",
+        "inbound.responses.5xx",
+    ];
+    let i = usize::from(class).min(5);
+    match dir {
+        Direction::Outbound => OUT[i],
+        Direction::Inbound => IN[i],
+    }
 }
 
 fn dir_name(dir: Direction) -> &'static str {

@@ -38,11 +38,13 @@ impl ProxyStats {
             .saturating_duration_since(self.epoch)
             .as_secs();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        *series
-            .entry(name.to_string())
-            .or_default()
-            .entry(sec)
-            .or_insert(0) += 1;
+        // Look up before inserting: the name is allocated once, not on every request.
+        match series.get_mut(name) {
+            Some(s) => *s.entry(sec).or_insert(0) += 1,
+            None => {
+                series.insert(name.to_string(), BTreeMap::from([(sec, 1)]));
+            }
+        }
     }
 
     /// Per-second series of the timed counters: name → second → count.
