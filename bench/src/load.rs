@@ -349,6 +349,11 @@ async fn connection(
     while let Some(due) = rx.recv().await {
         while streams.try_join_next().is_some() {}
         let measured = due >= measure_from;
+        // A peer may close an HTTP/2 connection whenever it likes (nginx sends GOAWAY after
+        // 1,000 requests by default); the next request then opens a new one.
+        if matches!(&conn, Some(Conn::H2(s)) if s.is_closed()) {
+            conn = None;
+        }
         if conn.is_none() {
             match connect(&spec).await {
                 Ok(c) => conn = Some(c),

@@ -134,6 +134,7 @@ pub fn start_nginx(
          events {{ worker_connections 8192; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            upstream app {{ server {upstream}; keepalive 128; }}\n\
+           keepalive_requests 1000000;\n  http2_max_requests 1000000;\n\
            server {{\n    listen {listen}{};\n    location / {{\n      proxy_pass http://app;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
         if h2 { " http2" } else { "" }
     );

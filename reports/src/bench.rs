@@ -211,16 +211,25 @@ fn find<'a>(
 pub fn goals(r: &BenchReport) -> Vec<(String, String, Option<bool>)> {
     let mut out = Vec::new();
     let rate = 2000.0;
+    // A point whose requests failed has no latency to compare.
+    let clean = |config: &str, proto: &str| {
+        r.points.iter().any(|p| {
+            p.config == config
+                && p.protocol == proto
+                && p.load.rate_rps == rate
+                && p.load.errors.values().sum::<u64>() * 1000 < p.load.due.max(1)
+        })
+    };
     for proto in ["http1", "http2"] {
-        let ours = find(r, "meshsim-1hop", proto, rate);
+        let ours = find(r, "meshsim-1hop", proto, rate).filter(|_| clean("meshsim-1hop", proto));
         for peer in ["haproxy", "nginx"] {
-            let theirs = find(r, peer, proto, rate);
+            let theirs = find(r, peer, proto, rate).filter(|_| clean(peer, proto));
             let (text, met) = match (ours, theirs) {
                 (Some(o), Some(t)) => (
                     format!("meshsim +{} µs vs {peer} +{} µs", o.p99_us, t.p99_us),
                     Some(o.p99_us <= t.p99_us),
                 ),
-                _ => ("not measured".into(), None),
+                _ => ("not measured (absent, or its requests failed)".into(), None),
             };
             out.push((
                 format!("one hop added P99 ≤ {peer}'s ({proto}, 2,000 rps)"),
