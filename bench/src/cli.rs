@@ -46,8 +46,9 @@ pub struct BenchArgs {
     /// Cross-check the load generator against oha (if installed) on the direct target.
     #[arg(long)]
     pub cross_check: bool,
-    /// First loopback port to use.
-    #[arg(long, default_value_t = 43_000)]
+    /// First loopback port to use (below Linux's ephemeral range, 32768 up, so no outgoing
+    /// connection holds one of ours).
+    #[arg(long, default_value_t = 23_000)]
     pub base_port: u16,
 }
 

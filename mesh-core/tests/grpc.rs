@@ -123,7 +123,7 @@ async fn mesh(base: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_streaming_and_errors_through_two_sidecars() {
-    let base = 41_600;
+    let base = 21_600;
     mesh(base).await;
     // The channel dials the client sidecar; :authority names the service, as a mesh app's would.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", a(base)))

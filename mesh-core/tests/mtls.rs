@@ -54,7 +54,7 @@ async fn mesh(
 async fn requests_cross_mtls_on_both_protocols() {
     let ca = TestCa::new("cluster.local").unwrap();
     for (i, protocol) in [Protocol::Http1, Protocol::Http2].into_iter().enumerate() {
-        let base = 41_400 + 10 * i as u16;
+        let base = 21_400 + 10 * i as u16;
         let (client, server) = mesh(
             base,
             ca.mesh_tls("client").unwrap(),
@@ -81,7 +81,7 @@ async fn requests_cross_mtls_on_both_protocols() {
 async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
     let ca = TestCa::new("cluster.local").unwrap();
     let rogue = TestCa::new("cluster.local").unwrap();
-    let base = 41_440;
+    let base = 21_440;
     let (client, server) = mesh(
         base,
         rogue.mesh_tls("client").unwrap(),

@@ -37,7 +37,7 @@ async fn up(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_to_h2_to_h1_with_hop_headers_stripped() {
-    let p = pods(41_100, Protocol::Http2);
+    let p = pods(21_100, Protocol::Http2);
     let (client, server) = up(&p).await;
     let seen = testkit::call(
         TokioNet,
@@ -60,7 +60,7 @@ async fn h1_to_h2_to_h1_with_hop_headers_stripped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_client_through_h1_mesh() {
-    let p = pods(41_110, Protocol::Http1);
+    let p = pods(21_110, Protocol::Http1);
     up(&p).await;
     let seen = testkit::call(
         TokioNet,
@@ -81,7 +81,7 @@ async fn h2_client_through_h1_mesh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_service_is_503_no_endpoints() {
-    let p = pods(41_120, Protocol::Http2);
+    let p = pods(21_120, Protocol::Http2);
     let (client, _) = up(&p).await;
     let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "nope", "/").await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -91,7 +91,7 @@ async fn unknown_service_is_503_no_endpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_is_504_and_dead_app_is_503() {
-    let p = pods(41_130, Protocol::Http2);
+    let p = pods(21_130, Protocol::Http2);
     let (client, _) = up(&p).await;
     let seen = testkit::call(
         TokioNet,
@@ -108,7 +108,7 @@ async fn slow_upstream_is_504_and_dead_app_is_503() {
     // The app is down: the server sidecar cannot reach it and says so with a 503.
     let dead = TwoPods {
         start_app: false,
-        ..pods(41_140, Protocol::Http2)
+        ..pods(21_140, Protocol::Http2)
     };
     let (_, server) = up(&dead).await;
     let seen = testkit::call(TokioNet, dead.client_outbound, Protocol::Http1, "echo", "/").await;
@@ -121,8 +121,8 @@ async fn slow_upstream_is_504_and_dead_app_is_503() {
 async fn refused_connect_is_503_connect_failed() {
     // The registry points at a port nobody listens on: connects are refused.
     let p = TwoPods {
-        endpoint: SocketAddr::from(([127, 0, 0, 1], 41_159)),
-        ..pods(41_150, Protocol::Http2)
+        endpoint: SocketAddr::from(([127, 0, 0, 1], 21_159)),
+        ..pods(21_150, Protocol::Http2)
     };
     let (client, _) = up(&p).await;
     let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "echo", "/").await;
@@ -137,7 +137,7 @@ async fn refused_connect_is_503_connect_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_request_gets_400_and_the_proxy_survives() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let p = pods(41_160, Protocol::Http2);
+    let p = pods(21_160, Protocol::Http2);
     let (client, _) = up(&p).await;
     let mut s = tokio::net::TcpStream::connect(p.client_outbound)
         .await

@@ -100,7 +100,7 @@ fn curl_through_two_sidecars() {
         return;
     }
     for (i, mesh) in [Protocol::Http1, Protocol::Http2].into_iter().enumerate() {
-        let base = 41_500 + 10 * i as u16;
+        let base = 21_500 + 10 * i as u16;
         start(base, mesh);
         let url = |p: &str| format!("http://{}{p}", a(base));
 

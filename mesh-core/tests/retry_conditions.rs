@@ -133,8 +133,8 @@ async fn refused_stream_is_its_own_reason_and_retried_even_for_post() {
         refused_stream: true,
         ..RetryOn::default()
     };
-    let (outbound, stats) = sidecar(41_300, retry_on).await;
-    let seen = upstream(SocketAddr::from(([127, 0, 0, 1], 41_309)), Bad::Refuse, 1).await;
+    let (outbound, stats) = sidecar(21_300, retry_on).await;
+    let seen = upstream(SocketAddr::from(([127, 0, 0, 1], 21_309)), Bad::Refuse, 1).await;
     let resp = post(outbound).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(seen.load(Ordering::SeqCst), 2, "one refusal, one retry");
@@ -142,8 +142,8 @@ async fn refused_stream_is_its_own_reason_and_retried_even_for_post() {
     assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
 
     // Without the condition the refusal reaches the caller as 503 refused_stream.
-    let (outbound, _) = sidecar(41_320, RetryOn::default()).await;
-    upstream(SocketAddr::from(([127, 0, 0, 1], 41_329)), Bad::Refuse, 1).await;
+    let (outbound, _) = sidecar(21_320, RetryOn::default()).await;
+    upstream(SocketAddr::from(([127, 0, 0, 1], 21_329)), Bad::Refuse, 1).await;
     let resp = post(outbound).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()[ERROR_HEADER], "refused_stream");
@@ -157,9 +157,9 @@ async fn grpc_unavailable_is_retried_for_a_grpc_call() {
         grpc: vec![14],
         ..RetryOn::default()
     };
-    let (outbound, stats) = sidecar(41_340, retry_on).await;
+    let (outbound, stats) = sidecar(21_340, retry_on).await;
     let seen = upstream(
-        SocketAddr::from(([127, 0, 0, 1], 41_349)),
+        SocketAddr::from(([127, 0, 0, 1], 21_349)),
         Bad::GrpcUnavailable,
         2,
     )
@@ -172,9 +172,9 @@ async fn grpc_unavailable_is_retried_for_a_grpc_call() {
     assert_eq!(stats.get("outbound.svc.grpc.retries"), 2);
 
     // Without the condition the first UNAVAILABLE is the answer.
-    let (outbound, stats) = sidecar(41_360, RetryOn::default()).await;
+    let (outbound, stats) = sidecar(21_360, RetryOn::default()).await;
     upstream(
-        SocketAddr::from(([127, 0, 0, 1], 41_369)),
+        SocketAddr::from(([127, 0, 0, 1], 21_369)),
         Bad::GrpcUnavailable,
         2,
     )

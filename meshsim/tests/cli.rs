@@ -129,7 +129,7 @@ fn bench_measures_the_real_sidecar_and_writes_its_report() {
             "--warmup",
             "0.5",
             "--base-port",
-            "44000",
+            "24000",
             "--out",
         ])
         .arg(dir.path())

@@ -74,7 +74,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
     let cfg = |out: u16, inb: u16| ProxyConfig {
         outbound_addr: addr(out),
         inbound_addr: addr(inb),
-        app_addr: addr(42_009),
+        app_addr: addr(22_009),
         app_protocol: Protocol::Http1,
         connect_timeout: Duration::from_secs(1),
         request_timeout: None,
@@ -100,7 +100,7 @@ fn q(h: &Histogram<u64>, q: f64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let app = addr(42_009);
+    let app = addr(22_009);
     let l = TokioNet.bind(app).await.expect("bind app");
     tokio::spawn(serve_http(
         TokioNet,
@@ -119,8 +119,8 @@ async fn main() {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     for (i, protocol) in [Protocol::Http1, Protocol::Http2].into_iter().enumerate() {
-        let entry = start_mesh(42_000 + 20 * (i as u16 + 1), protocol).await;
-        // The mesh's app_addr is the shared echo app on 42_009.
+        let entry = start_mesh(22_000 + 20 * (i as u16 + 1), protocol).await;
+        // The mesh's app_addr is the shared echo app on 22_009.
         let meshed = measure(entry, "echo").await;
         let hop = |quant: f64| (q(&meshed, quant).saturating_sub(q(&direct, quant))) as f64 / 2.0;
         let name = if protocol == Protocol::Http1 {
