@@ -11,13 +11,9 @@ use crate::load::{self, LoadSpec};
 use crate::matrix::MatrixSpec;
 
 fn find_oha() -> Option<std::path::PathBuf> {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(home.map(|h| h.join(".cargo/bin")))
-        .chain(std::env::var_os("OHA_DIR").map(std::path::PathBuf::from))
-        .map(|d| d.join("oha"))
-        .find(|p| p.is_file())
+    let home = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo/bin"));
+    let dir = std::env::var_os("OHA_DIR").map(std::path::PathBuf::from);
+    crate::peers::find_program_in("oha", home.into_iter().chain(dir))
 }
 
 /// Run ours, then oha, at 2,000 rps (or the rate nearest it) against the direct target over

@@ -60,9 +60,17 @@ pub enum PeerError {
 /// Where a program is, from `PATH` or the usual sbin directories (Debian puts nginx and haproxy
 /// in /usr/sbin, which is not on every user's `PATH`).
 pub fn find_program(name: &str) -> Option<PathBuf> {
+    find_program_in(
+        name,
+        ["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from),
+    )
+}
+
+/// Where a program is, from `PATH` and then the folders `extra`.
+pub fn find_program_in(name: &str, extra: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .chain(extra)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }

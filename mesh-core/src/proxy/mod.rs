@@ -435,11 +435,16 @@ impl<N: Network> Proxy<N> {
                 if !retry {
                     self.stats.incr(&svc_key(service, "circuit_open"));
                 }
-                self.stats
-                    .incr(&svc_key(service, &format!("overflow_{}", o.reason())));
+                self.count_overflow(service, o);
                 None
             }
         }
+    }
+
+    /// Count a breaker refusal by threshold (`overflow_<reason>`).
+    fn count_overflow(&self, service: &str, o: crate::breaker::Overflow) {
+        self.stats
+            .incr(&svc_key(service, &format!("overflow_{}", o.reason())));
     }
 
     fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
@@ -469,9 +474,12 @@ impl<N: Network> Proxy<N> {
             let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
             registry.get(service).map(|e| e.protocol)
         };
-        if protocol == Some(Protocol::Http1) && slot.connection(cb).await.is_err() {
+        if protocol == Some(Protocol::Http1)
+            && let Err(o) = slot.connection(cb).await
+        {
+            // Refused while holding a slot: a fast-fail whether first try or retry.
             self.stats.incr(&svc_key(service, "circuit_open"));
-            self.stats.incr(&svc_key(service, "overflow_max_pending"));
+            self.count_overflow(service, o);
             return Err(ProxyError::CircuitOpen);
         }
         self.stats.incr_timed(&svc_key(service, "attempts"));
