@@ -4,7 +4,7 @@
 //! Exit codes: 0 the run passed its assertions, 1 an assertion failed (or the books did not
 //! balance), 2 bad input (the message names file, line and field).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "meshsim",
     version,
-    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a scenario with and without the mesh, check its assertions, write report.json and summary.md.
+    /// Run a scenario with and without the mesh, check its assertions, write report.json,
+    /// summary.md, plots (SVG and PNG) and index.html.
     ///
     /// Exit status: 0 assertions held, 1 an assertion failed, 2 bad input.
     Run {
@@ -35,7 +36,7 @@ enum Command {
         /// Seed for every random choice (default: the scenario's `seed`). Same seed, same report, byte for byte.
         #[arg(long)]
         seed: Option<u64>,
-        /// Directory for report.json and summary.md (created if missing).
+        /// Directory for report.json, summary.md, plots/ and index.html (created if missing).
         #[arg(long, default_value = "out")]
         out: PathBuf,
         /// Print nothing but errors.
@@ -61,6 +62,30 @@ enum Command {
     Load(LoadArgs),
     /// Run one sidecar proxy on real sockets with static routes (what the bench measures).
     Sidecar(bench::sidecar::SidecarArgs),
+    /// Render summary.md, the plots (SVG and PNG) and index.html again from a run directory's
+    /// report.json (or a report.json given directly).
+    Report {
+        /// A run directory (holding report.json) or the report.json itself.
+        dir: PathBuf,
+        /// Where to write (default: the report's own directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare two runs side by side: every metric both reports hold, with the change.
+    ///
+    /// Prints Markdown; exit status 0 whatever differs (gating against baselines is separate).
+    Diff {
+        /// The first run (directory or report.json).
+        a: PathBuf,
+        /// The second run.
+        b: PathBuf,
+        /// List unchanged metrics too.
+        #[arg(long)]
+        all: bool,
+        /// Also write the comparison to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -145,6 +170,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Report { dir, out } => match report_cmd(&dir, out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Diff { a, b, all, out } => match diff_cmd(&a, &b, all, out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Sidecar(args) => match bench::sidecar::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -169,6 +208,63 @@ fn bench_cmd(args: &bench::cli::BenchArgs) -> anyhow::Result<()> {
         args.out.display(),
         report.points.len()
     );
+    Ok(())
+}
+
+/// `dir/report.json`, or `dir` itself when it names a file.
+fn report_path(dir: &std::path::Path) -> std::path::PathBuf {
+    if dir.is_dir() {
+        dir.join("report.json")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+fn report_cmd(dir: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let path = report_path(dir);
+    let report = reports::render::read_report(&path)?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let rendered = reports::render::render_dir(&report, &out)?;
+    if let Some(why) = &rendered.png_skipped {
+        eprintln!("  PNGs skipped: {why}");
+    }
+    println!(
+        "rendered {} files from {} into {} (open {})",
+        rendered.files.len(),
+        path.display(),
+        out.display(),
+        out.join("index.html").display()
+    );
+    Ok(())
+}
+
+fn diff_cmd(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    all: bool,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let (pa, pb) = (report_path(a), report_path(b));
+    let ra = reports::render::read_report(&pa)?;
+    let rb = reports::render::read_report(&pb)?;
+    let md = reports::diff::render(
+        &ra,
+        &a.display().to_string(),
+        &rb,
+        &b.display().to_string(),
+        all,
+    );
+    print!("{md}");
+    if let Some(o) = out {
+        std::fs::write(o, &md).with_context(|| format!("writing {}", o.display()))?;
+    }
     Ok(())
 }
 
@@ -230,18 +326,31 @@ fn run(
         seed,
         scenario_arg: scenario.display().to_string(),
     };
-    let tty = std::io::stderr().is_terminal() && !quiet;
+    // A bar on a terminal; nothing in CI or with --quiet (indicatif hides itself when stderr
+    // is not a terminal, and `hidden` covers --quiet).
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "  {prefix:<8} [{bar:30}] {msg} simulated  ({elapsed})",
+        )
+        .expect("a fixed template parses")
+        .progress_chars("=> "),
+    );
     let mut progress = |phase: &str, now_ms: u64, end_ms: u64| {
-        if tty {
-            let mut err = std::io::stderr();
-            let _ = write!(
-                err,
-                "\r  {phase:<8} {:>6.1}s / {:.1}s simulated",
-                now_ms as f64 / 1000.0,
-                end_ms as f64 / 1000.0
-            );
-            let _ = err.flush();
+        if bar.prefix() != phase {
+            bar.set_prefix(phase.to_string());
         }
+        bar.set_length(end_ms);
+        bar.set_position(now_ms.min(end_ms));
+        bar.set_message(format!(
+            "{:.1}s / {:.1}s",
+            now_ms as f64 / 1000.0,
+            end_ms as f64 / 1000.0
+        ));
     };
     if !quiet {
         eprintln!("meshsim: {} (seed {seed})", loaded.scenario.name);
@@ -250,23 +359,27 @@ fn run(
     // wall time for the user's information only; never in the report
     let started = std::time::Instant::now();
     let report = sim::run_scenario(&loaded, &opts, &mut progress);
-    if tty {
-        eprint!("\r{:60}\r", "");
-    }
+    bar.finish_and_clear();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = reports::to_json(&report);
     std::fs::write(out.join("report.json"), &json)
         .with_context(|| format!("writing {}", out.join("report.json").display()))?;
-    let summary = reports::summary::render(&report);
-    std::fs::write(out.join("summary.md"), &summary)
-        .with_context(|| format!("writing {}", out.join("summary.md").display()))?;
+    let rendered = reports::render::render_dir(&report, out)?;
     if !quiet {
         print_short(&report);
         println!(
-            "  wrote {} and {}",
+            "  wrote {}, summary.md, index.html and {} plots in {}",
             out.join("report.json").display(),
-            out.join("summary.md").display()
+            rendered
+                .files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+                .count(),
+            out.display()
         );
+        if let Some(why) = &rendered.png_skipped {
+            println!("  PNGs skipped: {why}");
+        }
         println!("  wall time {:.1}s", started.elapsed().as_secs_f64());
         println!("  reproduce: {}", report.run.repro);
     }

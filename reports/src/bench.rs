@@ -13,7 +13,7 @@ pub const SUSTAINED_P99_US: u64 = 10_000;
 pub const BENCH_SCHEMA_VERSION: u32 = 1;
 
 /// One bench run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BenchReport {
     /// [`BENCH_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -41,7 +41,7 @@ pub struct BenchReport {
 }
 
 /// The machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Machine {
     /// CPU model.
     pub cpu: String,
@@ -54,7 +54,7 @@ pub struct Machine {
 }
 
 /// Load settings shared by every point.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BenchSettings {
     /// Sending time per point, warm-up included, seconds.
     pub duration_s: f64,
@@ -71,7 +71,7 @@ pub struct BenchSettings {
 }
 
 /// What an open-loop run measured (latency from intended send time, µs).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LoadStats {
     /// Target rate.
     pub rate_rps: f64,
@@ -122,7 +122,7 @@ impl LoadStats {
 }
 
 /// One configuration at one protocol and rate.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BenchPoint {
     /// `direct`, `meshsim-1hop`, `meshsim-2hop`, `meshsim-2hop-mtls`, `nginx`, `haproxy`.
     pub config: String,
@@ -142,7 +142,7 @@ pub struct BenchPoint {
 }
 
 /// Proxy minus direct, same protocol and rate, µs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AddedLatency {
     /// Configuration.
     pub config: String,
@@ -159,7 +159,7 @@ pub struct AddedLatency {
 }
 
 /// A configuration's capacity and footprint at one protocol.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConfigSummary {
     /// Configuration.
     pub config: String,
@@ -180,7 +180,7 @@ pub struct ConfigSummary {
 }
 
 /// Our generator and an independent one on the same target.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CrossCheck {
     /// The other tool and how it ran.
     pub tool: String,

@@ -7,11 +7,26 @@
 //! # Layout
 //! - [`model`]: the report types (schema version [`model::SCHEMA_VERSION`]).
 //! - [`summary`]: `summary.md`, verdict first, fit for a terminal or a pull-request comment.
+//! - [`plot`]: SVG plots (plotters) and their PNGs (resvg).
+//! - [`html`]: `index.html`, one self-contained page.
+//! - [`render`]: all of the above into a run directory, from a report alone.
+//! - [`diff`]: two runs side by side.
+//! - [`schema`]: the JSON Schema of `report.json` (and of the bench's), generated from the types.
+//!
+//! # Library choices
+//! plotters for charts (pure Rust, SVG without font files); resvg for PNG (renders exactly the
+//! SVG, pure Rust); pulldown-cmark to turn `summary.md` into the page's HTML (CommonMark with
+//! tables); schemars to derive the JSON Schema from the very types serde writes, so the schema
+//! cannot drift from the writer (a test compares it with the committed file).
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod diff;
+pub mod html;
 pub mod model;
 pub mod plot;
+pub mod render;
+pub mod schema;
 pub mod summary;
 
 pub use model::*;

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the report schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A whole run: the meshed run, the unmeshed baseline, the overhead between them and the verdict.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// [`SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
@@ -30,7 +31,7 @@ pub struct Report {
 }
 
 /// Pass or fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every assertion held.
@@ -40,7 +41,7 @@ pub enum Verdict {
 }
 
 /// Run metadata: enough to reproduce the run anywhere.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunMeta {
     /// Scenario name.
     pub scenario: String,
@@ -67,7 +68,7 @@ pub struct RunMeta {
 }
 
 /// A scheduled fault.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FaultWindow {
     /// Kind (`latency`, `partition`, `hold`, `crash`, `slow`, `errors`).
     pub kind: String,
@@ -80,7 +81,7 @@ pub struct FaultWindow {
 }
 
 /// One simulated run's measurements.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunStats {
     /// Whether sidecars were in the path.
     pub mesh: bool,
@@ -92,6 +93,10 @@ pub struct RunStats {
     pub latency: Latency,
     /// Latency of successful requests only.
     pub latency_ok: Latency,
+    /// The latency distribution of all completed requests: latency at fixed percentiles from
+    /// 0 to 100 (HdrHistogram's percentile spectrum).
+    #[serde(default)]
+    pub spectrum: Vec<SpectrumPoint>,
     /// The same, per route (`GET /api`).
     pub routes: BTreeMap<String, RouteStats>,
     /// One bucket per second of simulated time.
@@ -116,10 +121,62 @@ pub struct RunStats {
     pub subsets: BTreeMap<String, SubsetStats>,
     /// What the network did to packets.
     pub network: NetworkStats,
+    /// The slowest traces the sidecars recorded (meshed runs only), slowest first.
+    #[serde(default)]
+    pub slowest_traces: Vec<TraceSummary>,
+}
+
+/// One point of a latency distribution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SpectrumPoint {
+    /// Percentile, 0 to 100.
+    pub percentile: f64,
+    /// Latency at that percentile, µs.
+    pub latency_us: u64,
+}
+
+/// A distributed trace: one request from the workload through every sidecar hop it took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceSummary {
+    /// W3C trace id, 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The request that started it (`GET frontend/api`).
+    pub root: String,
+    /// When the root span started, ms of simulated time.
+    pub start_ms: u64,
+    /// The root span's duration, µs.
+    pub duration_us: u64,
+    /// The root span's status code.
+    pub status: u16,
+    /// Every span, in start order.
+    pub spans: Vec<SpanSummary>,
+}
+
+/// One proxy hop of a trace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SpanSummary {
+    /// W3C span id, 16 lowercase hex digits.
+    pub span_id: String,
+    /// The parent span's id (empty for the root).
+    pub parent_id: String,
+    /// The sidecar's host.
+    pub proxy: String,
+    /// `outbound` (the caller's sidecar) or `inbound` (the callee's).
+    pub direction: String,
+    /// The destination service.
+    pub service: String,
+    /// Start, µs after the trace's start.
+    pub offset_us: u64,
+    /// Duration, µs.
+    pub duration_us: u64,
+    /// Status the hop answered.
+    pub status: u16,
+    /// The proxy's failure reason, when it failed the request itself.
+    pub reason: String,
 }
 
 /// The books: sent = ok + failed + in flight, with failures by reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Books {
     /// Requests sent after warm-up.
     pub sent: u64,
@@ -147,7 +204,7 @@ impl Books {
 }
 
 /// Latency percentiles, microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Latency {
     /// Requests measured.
     pub count: u64,
@@ -166,7 +223,7 @@ pub struct Latency {
 }
 
 /// One route's books and latency.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RouteStats {
     /// Where this route's requests ended up.
     pub books: Books,
@@ -175,7 +232,7 @@ pub struct RouteStats {
 }
 
 /// One second of simulated time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Bucket {
     /// Start of the bucket, seconds of simulated time.
     pub t_s: u64,
@@ -185,12 +242,18 @@ pub struct Bucket {
     pub ok: u64,
     /// Requests failed in it.
     pub failed: u64,
+    /// Median latency of requests completed in it.
+    #[serde(default)]
+    pub p50_us: u64,
+    /// 90th percentile latency of requests completed in it.
+    #[serde(default)]
+    pub p90_us: u64,
     /// P99 latency of requests completed in it.
     pub p99_us: u64,
 }
 
 /// Totals over every sidecar.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProxyTotals {
     /// Sidecars in the run.
     pub proxies: u64,
@@ -209,7 +272,7 @@ pub struct ProxyTotals {
 
 /// The mesh's running cost: memory and CPU of its sidecars at the scenario's request rates,
 /// beside what published figures for other meshes would give for the same traffic.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FleetCost {
     /// Sidecars.
     pub proxies: u64,
@@ -226,7 +289,7 @@ pub struct FleetCost {
 }
 
 /// A fleet priced with another mesh's published per-proxy figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PublishedFleet {
     /// Mesh and version.
     pub mesh: String,
@@ -239,7 +302,7 @@ pub struct PublishedFleet {
 }
 
 /// Traffic to one subset (version) of a service.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SubsetStats {
     /// Attempts sent to its pods.
     pub attempts: u64,
@@ -252,7 +315,7 @@ pub struct SubsetStats {
 }
 
 /// One second of one edge.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EdgeBucket {
     /// Start of the second.
     pub t_s: u64,
@@ -271,7 +334,7 @@ pub struct EdgeBucket {
 }
 
 /// One circuit-breaker refusal at one sidecar.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BreakerRecord {
     /// When, ms of simulated time.
     pub at_ms: u64,
@@ -286,7 +349,7 @@ pub struct BreakerRecord {
 }
 
 /// A retry storm: consecutive seconds of amplification above the threshold on one edge.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Storm {
     /// The edge.
     pub edge: String,
@@ -299,7 +362,7 @@ pub struct Storm {
 }
 
 /// One outlier-detection event at one sidecar.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthRecord {
     /// When, ms of simulated time.
     pub at_ms: u64,
@@ -314,7 +377,7 @@ pub struct HealthRecord {
 }
 
 /// What the sidecars of one caller did on calls to one callee.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EdgeStats {
     /// Requests the callers' apps sent on this edge.
     pub requests: u64,
@@ -345,7 +408,7 @@ pub struct EdgeStats {
 }
 
 /// Packet counts from the simulated network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NetworkStats {
     /// Packets delivered between hosts.
     pub delivered: u64,
@@ -358,7 +421,7 @@ pub struct NetworkStats {
 }
 
 /// Meshed minus unmeshed latency, microseconds (negative when the mesh was faster).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Overhead {
     /// Difference of medians.
     pub p50_us: i64,
@@ -373,7 +436,7 @@ pub struct Overhead {
 }
 
 /// One route's overhead.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RouteOverhead {
     /// Difference of medians, µs.
     pub p50_us: i64,
@@ -410,7 +473,7 @@ impl Overhead {
 }
 
 /// An assertion and what the run showed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AssertionResult {
     /// As written in the scenario.
     pub text: String,

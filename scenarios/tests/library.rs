@@ -1,5 +1,5 @@
 //! Every scenario in the library runs, with and without the mesh, and meets its own assertions;
-//! every request is accounted for in both runs.
+//! every request is accounted for in both runs; every report validates against the JSON Schema.
 
 use reports::Verdict;
 
@@ -10,6 +10,9 @@ fn every_scenario_meets_its_assertions() {
         files.len() >= 5,
         "the library ships at least five scenarios, found {files:?}"
     );
+    let schema: serde_json::Value =
+        serde_json::from_str(reports::schema::COMMITTED_REPORT_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
     let mut failures = Vec::new();
     for path in files {
         let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -23,6 +26,17 @@ fn every_scenario_meets_its_assertions() {
             scenario_arg: path.display().to_string(),
         };
         let report = sim::run_scenario(&loaded, &opts, &mut |_, _, _| {});
+        // The report.json we write validates against the committed JSON Schema.
+        let json: serde_json::Value = serde_json::from_str(&reports::to_json(&report)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}: report.json does not match reports/schema/report.schema.json: {errors:?}",
+            path.display()
+        );
         for run in [&report.mesh, &report.baseline].into_iter().flatten() {
             let b = &run.books;
             assert!(

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use reports::{Books, Bucket, Latency, RouteStats};
+use reports::{Books, Bucket, Latency, RouteStats, SpectrumPoint};
 
 /// How a request ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,16 +178,14 @@ impl Collector {
             .buckets
             .into_values()
             .map(|(mut b, h)| {
-                b.p99_us = if h.is_empty() {
-                    0
-                } else {
-                    h.value_at_quantile(0.99)
-                };
+                let l = summarize(&h);
+                (b.p50_us, b.p90_us, b.p99_us) = (l.p50_us, l.p90_us, l.p99_us);
                 b
             })
             .collect();
         Finished {
             books: self.books,
+            spectrum: spectrum(&self.all),
             latency: summarize(&self.all),
             latency_ok: summarize(&self.ok),
             routes,
@@ -209,6 +207,33 @@ pub struct Finished {
     pub routes: BTreeMap<String, RouteStats>,
     /// Per second.
     pub timeline: Vec<Bucket>,
+    /// The latency distribution at [`SPECTRUM_PERCENTILES`].
+    pub spectrum: Vec<SpectrumPoint>,
+}
+
+/// The percentiles a report's latency distribution is given at: dense in the tail, where a
+/// mesh's cost and a fault's damage show.
+pub const SPECTRUM_PERCENTILES: [f64; 17] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995,
+    99.999, 100.0,
+];
+
+/// Latency at each of [`SPECTRUM_PERCENTILES`] (empty for an empty histogram).
+pub fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    SPECTRUM_PERCENTILES
+        .iter()
+        .map(|&p| SpectrumPoint {
+            percentile: p,
+            latency_us: if p >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_percentile(p)
+            },
+        })
+        .collect()
 }
 
 /// Percentiles of a histogram.

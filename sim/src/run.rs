@@ -647,6 +647,7 @@ async fn simulate_inner(
         books: finished.books,
         latency: finished.latency,
         latency_ok: finished.latency_ok,
+        spectrum: finished.spectrum,
         routes: finished.routes,
         timeline: finished.timeline,
         proxies,
@@ -663,6 +664,7 @@ async fn simulate_inner(
             dropped_crashed: fstats.dropped_crashed,
             held: fstats.held,
         },
+        slowest_traces: Vec::new(),
     }
 }
 

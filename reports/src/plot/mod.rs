@@ -1,12 +1,20 @@
 //! Plots as SVG, with plotters' SVG backend (text is SVG `<text>`, so no font files are needed
 //! and the output is the same on every machine). Axes carry units; a legend names every line.
 //!
+//! Simulation plots are in [`run_plots`]; [`png_from_svg`] rasterises any of them.
+//!
 //! Bench plots: added latency against rate per proxy configuration, and the percentile spectrum
 //! (latency against percentile on HdrHistogram's 1/(1−p) axis) per configuration.
 
 use plotters::prelude::*;
 
 use crate::bench::BenchReport;
+
+mod png;
+mod run;
+
+pub use png::{PngError, png_from_svg};
+pub use run::run_plots;
 
 /// Why a plot could not be drawn.
 #[derive(Debug, thiserror::Error)]
