@@ -36,6 +36,38 @@ pub struct SidecarArgs {
     /// Mutual TLS with other sidecars: a folder with `ca.pem`, `cert.pem` and `key.pem`.
     #[arg(long)]
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Serve the admin endpoint here: Prometheus metrics at `/metrics`, `/ready`.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Write one JSON access-log line per request here (`-` for standard output).
+    #[arg(long)]
+    pub access_log: Option<std::path::PathBuf>,
+    /// This pod's service name (labels inbound metrics and access logs).
+    #[arg(long, default_value = "local")]
+    pub service: String,
+    /// This workload's SPIFFE ID, for access logs.
+    #[arg(long)]
+    pub identity: Option<String>,
+}
+
+/// An access-log sink writing JSON lines to `path` (`-`: standard output).
+pub fn access_log_to(
+    path: &std::path::Path,
+) -> std::io::Result<mesh_core::telemetry::access::AccessLog> {
+    use std::io::Write;
+    let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(path)?)
+    };
+    let out = std::sync::Mutex::new(std::io::LineWriter::new(out));
+    Ok(mesh_core::telemetry::access::AccessLog(
+        std::sync::Arc::new(move |r| {
+            let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+            // A full disk must not take the proxy down; the line is lost.
+            let _ = writeln!(w, "{}", r.to_json());
+        }),
+    ))
 }
 
 /// Read `ca.pem`, `cert.pem` and `key.pem` from `dir`.
@@ -117,6 +149,16 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
         tls,
+        admin_addr: args.admin,
+        telemetry: mesh_core::telemetry::TelemetryConfig {
+            service: args.service.clone(),
+            identity: args.identity.clone(),
+            record_spans: false,
+            access_log: match &args.access_log {
+                Some(p) => Some(access_log_to(p)?),
+                None => None,
+            },
+        },
     };
     // One thread: tokio's current-thread runtime, which polls IO and tasks on the same thread
     // without the multi-thread scheduler's handoffs; more: the work-stealing runtime.

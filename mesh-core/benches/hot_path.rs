@@ -100,6 +100,8 @@ fn stack(c: &mut Criterion) {
         );
         let reg = Arc::new(RwLock::new(reg));
         let cfg = |out: u16, inb: u16| ProxyConfig {
+            admin_addr: None,
+            telemetry: Default::default(),
             outbound_addr: a(out),
             inbound_addr: a(inb),
             app_addr: a(8080),

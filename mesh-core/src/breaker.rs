@@ -153,6 +153,15 @@ impl Breakers {
             .unwrap_or_default()
     }
 
+    /// What is in flight to every destination seen so far, by name.
+    pub fn all_in_flight(&self) -> BTreeMap<String, InFlight> {
+        self.lock()
+            .dests
+            .iter()
+            .map(|(k, d)| (k.clone(), d.now))
+            .collect()
+    }
+
     /// Every refusal so far, in order (at most [`MAX_EVENTS`]).
     pub fn events(&self) -> Vec<BreakerEvent> {
         self.lock().events.clone()

@@ -20,6 +20,8 @@
 //! - [`ratelimit`]: local token-bucket rate limiting (429).
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
+//! - [`telemetry`]: golden-signal metrics (Prometheus text on the admin listener), W3C trace
+//!   context and a span per hop, JSON access logs.
 //!
 //! # Library choices
 //! hyper 1.x for HTTP (the de-facto Rust HTTP implementation, used by linkerd2-proxy) and hyper-util's
@@ -39,5 +41,6 @@ pub mod ratelimit;
 pub mod registry;
 pub mod retry;
 pub mod server;
+pub mod telemetry;
 pub mod testkit;
 pub mod tls;

@@ -70,13 +70,14 @@ async fn serve<N, F, Fut>(
 {
     loop {
         match net.accept(&listener).await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let handler = handler.clone();
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
                 let tls = tls.clone();
                 net.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
+                    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(crate::proxy::PeerAddr(peer));
                         let handler = handler.clone();
                         async move { Ok::<_, Infallible>(handler(req).await) }
                     });

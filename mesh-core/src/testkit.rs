@@ -98,6 +98,8 @@ pub async fn start<N: Network>(
     );
     let registry = Arc::new(RwLock::new(registry));
     let cfg = |outbound, inbound| ProxyConfig {
+        admin_addr: None,
+        telemetry: Default::default(),
         outbound_addr: outbound,
         inbound_addr: inbound,
         app_addr: pods.app,

@@ -108,6 +108,8 @@ async fn mesh(base: u16) {
     tokio::spawn(server);
     let reg = mesh_core::testkit::one_service("echo", a(base + 2), Protocol::Http2);
     let cfg = |out, inb| ProxyConfig {
+        admin_addr: None,
+        telemetry: Default::default(),
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),

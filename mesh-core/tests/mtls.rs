@@ -29,6 +29,8 @@ async fn mesh(
     tokio::spawn(serve_http(TokioNet, app, testkit::echo, Arc::new(|_| {})));
     let reg = testkit::one_service("echo", a(base + 2), protocol);
     let cfg = |out: u16, inb: u16, tls: MeshTls| ProxyConfig {
+        admin_addr: None,
+        telemetry: Default::default(),
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),

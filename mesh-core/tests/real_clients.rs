@@ -58,6 +58,8 @@ fn start(base: u16, mesh: Protocol) {
             tokio::spawn(serve_http(TokioNet, l, app, Arc::new(|_| {})));
             let reg = mesh_core::testkit::one_service("echo", a(base + 2), mesh);
             let cfg = |out, inb| ProxyConfig {
+                admin_addr: None,
+                telemetry: Default::default(),
                 outbound_addr: a(out),
                 inbound_addr: a(inb),
                 app_addr: a(base + 4),

@@ -87,6 +87,8 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         },
     );
     let cfg = ProxyConfig {
+        admin_addr: None,
+        telemetry: Default::default(),
         outbound_addr: a(0),
         inbound_addr: a(1),
         app_addr: a(2),

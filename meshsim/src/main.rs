@@ -42,6 +42,10 @@ enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Also write every sidecar's JSON access log (one line per request per hop) to
+        /// access.log.jsonl; off by default, as in Istio, because it is large.
+        #[arg(long)]
+        access_log: bool,
     },
     /// Check a scenario file and print what it describes, without running it.
     ///
@@ -129,7 +133,8 @@ fn main() -> ExitCode {
             seed,
             out,
             quiet,
-        } => match run(&scenario, seed, &out, quiet) {
+            access_log,
+        } => match run(&scenario, seed, &out, quiet, access_log) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -313,6 +318,7 @@ fn run(
     seed: Option<u64>,
     out: &std::path::Path,
     quiet: bool,
+    access_log: bool,
 ) -> anyhow::Result<ExitCode> {
     let loaded = match sim::scenario::load(scenario) {
         Ok(l) => l,
@@ -358,13 +364,17 @@ fn run(
     #[allow(clippy::disallowed_methods)]
     // wall time for the user's information only; never in the report
     let started = std::time::Instant::now();
-    let report = sim::run_scenario(&loaded, &opts, &mut progress);
+    let (report, telemetry) =
+        sim::run_scenario_with_telemetry(&loaded, &opts, access_log, &mut progress);
     bar.finish_and_clear();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = reports::to_json(&report);
     std::fs::write(out.join("report.json"), &json)
         .with_context(|| format!("writing {}", out.join("report.json").display()))?;
     let rendered = reports::render::render_dir(&report, out)?;
+    if let Some(t) = &telemetry {
+        write_telemetry(t, out, access_log)?;
+    }
     if !quiet {
         print_short(&report);
         println!(
@@ -387,6 +397,38 @@ fn run(
         reports::Verdict::Pass => ExitCode::SUCCESS,
         reports::Verdict::Fail => ExitCode::from(1),
     })
+}
+
+/// The meshed run's own telemetry: `metrics/<pod>.prom`, `traces.otlp.json` and, when asked,
+/// `access.log.jsonl`.
+fn write_telemetry(
+    t: &sim::telemetry::Telemetry,
+    out: &std::path::Path,
+    access_log: bool,
+) -> anyhow::Result<()> {
+    let dir = out.join("metrics");
+    // A re-run into the same directory must not leave pods of an earlier scenario behind.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (host, text) in &t.metrics {
+        let p = dir.join(format!("{host}.prom"));
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let p = out.join("traces.otlp.json");
+    std::fs::write(
+        &p,
+        sim::telemetry::otlp_json(&t.spans, sim::telemetry::EXPORTED_TRACES),
+    )
+    .with_context(|| format!("writing {}", p.display()))?;
+    let p = out.join("access.log.jsonl");
+    if access_log {
+        let mut text = t.access_log.join("\n");
+        text.push('\n');
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    } else {
+        let _ = std::fs::remove_file(&p);
+    }
+    Ok(())
 }
 
 fn print_short(report: &reports::Report) {

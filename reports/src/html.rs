@@ -29,6 +29,8 @@ pub fn escape(s: &str) -> String {
 /// Markdown to HTML; raw HTML in the source (a scenario's description) is shown as text.
 pub fn markdown_to_html(md: &str) -> String {
     let parser = Parser::new_ext(md, Options::ENABLE_TABLES).map(|e| match e {
+        // summary.md's footnote is the one tag we write ourselves.
+        Event::InlineHtml(h) if matches!(h.as_ref(), "<sub>" | "</sub>") => Event::InlineHtml(h),
         Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
         e => e,
     });

@@ -261,6 +261,48 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    if let Some(m) = report
+        .mesh
+        .as_ref()
+        .filter(|m| !m.slowest_traces.is_empty())
+    {
+        let _ = writeln!(
+            s,
+            "\n## Slowest traces\n\nOne span per sidecar hop (W3C trace context); the slowest {} of the run are in `traces.otlp.json` (OTLP-JSON, opens in Jaeger).\n\n| trace | request | at (s) | duration (ms) | status | hops: sidecar direction → service, ms after start + duration |\n|---|---|---:|---:|---:|---|",
+            200
+        );
+        for t in &m.slowest_traces {
+            let hops = t
+                .spans
+                .iter()
+                .map(|sp| {
+                    format!(
+                        "{} {} → {} +{}+{}{}",
+                        sp.proxy,
+                        sp.direction,
+                        sp.service,
+                        ms(sp.offset_us),
+                        ms(sp.duration_us),
+                        if sp.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", sp.reason)
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.3} | {} | {} | {hops} |",
+                &t.trace_id[..t.trace_id.len().min(12)],
+                t.root,
+                t.start_ms as f64 / 1000.0,
+                ms(t.duration_us),
+                t.status
+            );
+        }
+    }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
             s,

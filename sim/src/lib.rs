@@ -12,6 +12,7 @@
 //! - [`workload`]: open- and closed-loop generators.
 //! - [`cost`]: the proxy's processing-cost model with queueing, at microsecond precision.
 //! - [`collect`]: outcomes and hdrhistogram latencies; the books.
+//! - [`telemetry`]: the sidecars' own metrics, spans (OTLP-JSON) and access logs from a run.
 //! - [`run`]: one run start to finish. [`check`]: assertions.
 //! - [`run_scenario`]: meshed run + unmeshed baseline + overhead + verdict = a `reports::Report`.
 //!
@@ -48,6 +49,7 @@ pub mod model;
 pub mod run;
 pub mod scenario;
 pub mod substrate;
+pub mod telemetry;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -87,6 +89,23 @@ pub struct RunOptions {
     pub scenario_arg: String,
 }
 
+/// Run a loaded scenario as [`run_scenario`] does, also handing back the meshed run's telemetry
+/// (each sidecar's metrics, spans, and access-log lines when `access_log` is set).
+pub fn run_scenario_with_telemetry(
+    loaded: &scenario::Loaded,
+    opts: &RunOptions,
+    access_log: bool,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> (Report, Option<telemetry::Telemetry>) {
+    let mut tel = None;
+    let report = run_inner(loaded, opts, progress, &mut |loaded, seed, p| {
+        let (stats, t) = run::simulate_with(loaded, seed, true, access_log, p);
+        tel = Some(t);
+        stats
+    });
+    (report, tel)
+}
+
 /// Run a loaded scenario: the meshed run and the unmeshed baseline (as the scenario asks), the
 /// overhead between them, the assertions and the verdict. `progress` hears (phase, now, end).
 pub fn run_scenario(
@@ -94,11 +113,25 @@ pub fn run_scenario(
     opts: &RunOptions,
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Report {
+    run_inner(loaded, opts, progress, &mut |loaded, seed, p| {
+        run::simulate(loaded, seed, true, p)
+    })
+}
+
+type MeshRun<'a> =
+    dyn FnMut(&scenario::Loaded, u64, &mut dyn FnMut(u64, u64)) -> reports::RunStats + 'a;
+
+fn run_inner(
+    loaded: &scenario::Loaded,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(&str, u64, u64),
+    mesh_run: &mut MeshRun<'_>,
+) -> Report {
     let s = &loaded.scenario;
     let mesh = s
         .mesh
         .enabled
-        .then(|| run::simulate(loaded, opts.seed, true, &mut |n, e| progress("mesh", n, e)));
+        .then(|| mesh_run(loaded, opts.seed, &mut |n, e| progress("mesh", n, e)));
     let baseline = (s.mesh.baseline || !s.mesh.enabled).then(|| {
         run::simulate(loaded, opts.seed, false, &mut |n, e| {
             progress("no mesh", n, e)

@@ -239,7 +239,19 @@ pub struct App {
 
 impl App {
     /// Serve one request.
-    pub async fn handle(self: Arc<Self>, _req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        // Apps copy the trace context onto their own calls, as every mesh asks of them.
+        let mut propagate = BTreeMap::new();
+        if let Some(tp) = req
+            .headers()
+            .get(mesh_core::telemetry::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            propagate.insert(
+                mesh_core::telemetry::trace::TRACEPARENT.to_string(),
+                tp.to_string(),
+            );
+        }
         {
             let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
             if *admitted >= self.capacity {
@@ -247,12 +259,12 @@ impl App {
             }
             *admitted += 1;
         }
-        let resp = self.clone().work().await;
+        let resp = self.clone().work(&propagate).await;
         *self.admitted.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
         resp
     }
 
-    async fn work(self: Arc<Self>) -> Response<Body> {
+    async fn work(self: Arc<Self>, propagate: &BTreeMap<String, String>) -> Response<Body> {
         let Ok(_permit) = self.workers.clone().acquire_owned().await else {
             return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
         };
@@ -286,13 +298,12 @@ impl App {
                 residual_us,
             );
         }
-        let none = BTreeMap::new();
         for (i, fanout) in plan {
             let call = &self.calls[i];
             let results = if call.parallel {
                 let futs = (0..fanout).map(|_| {
                     self.caller
-                        .call(call.service.get_ref(), &call.method, &call.path, &none)
+                        .call(call.service.get_ref(), &call.method, &call.path, propagate)
                 });
                 futures_util::future::join_all(futs).await
             } else {
@@ -300,7 +311,7 @@ impl App {
                 for _ in 0..fanout {
                     out.push(
                         self.caller
-                            .call(call.service.get_ref(), &call.method, &call.path, &none)
+                            .call(call.service.get_ref(), &call.method, &call.path, propagate)
                             .await,
                     );
                 }

@@ -28,6 +28,7 @@ use crate::derive_seed;
 use crate::model::{APP_PORT, App, Caller, Modes, Route, pod_rng};
 use crate::scenario::{FaultSpec, LoadModel, Loaded};
 use crate::substrate::{Fabric, HostInfo, RuleKind, SimNet, TICK};
+use crate::telemetry::{HostSpan, Telemetry};
 use crate::workload::{Clock, Generator};
 
 /// Ports of the sidecar, as Istio numbers them.
@@ -71,6 +72,8 @@ struct World<'a> {
     hosts_net: BTreeMap<usize, SimNet>,
     incarnation: BTreeMap<usize, u64>,
     host_names: Vec<String>,
+    /// Access-log lines of every sidecar, when the run keeps them.
+    access_log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl World<'_> {
@@ -106,6 +109,22 @@ impl World<'_> {
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
             stats_epoch: Some(self.clock.epoch()),
             tls: None,
+            admin_addr: None,
+            telemetry: mesh_core::telemetry::TelemetryConfig {
+                service: owner.to_string(),
+                identity: Some(format!("spiffe://cluster.local/ns/default/sa/{owner}")),
+                record_spans: true,
+                access_log: self.access_log.as_ref().map(|lines| {
+                    let lines = lines.clone();
+                    let host = self.hosts_name(host_index);
+                    mesh_core::telemetry::access::AccessLog(Arc::new(move |r| {
+                        // The sidecar's host first, then the record's own fields.
+                        let json = r.to_json();
+                        let line = format!("{{\"proxy\":\"{host}\",{}", &json[1..]);
+                        lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                    }))
+                }),
+            },
             inbound_rate_limit: own_policy
                 .as_ref()
                 .and_then(|p| p.rate_limit.as_ref())
@@ -209,16 +228,29 @@ pub fn simulate(
     mesh: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> RunStats {
+    simulate_with(loaded, seed, mesh, false, progress).0
+}
+
+/// [`simulate`], also handing back what the sidecars recorded about themselves (metrics, spans,
+/// and every access-log line when `access_log` is set).
+pub fn simulate_with(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    access_log: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (RunStats, Telemetry) {
     let rt = crate::substrate::runtime(derive_seed(seed, "tokio"));
-    rt.block_on(simulate_inner(loaded, seed, mesh, progress))
+    rt.block_on(simulate_inner(loaded, seed, mesh, access_log, progress))
 }
 
 async fn simulate_inner(
     loaded: &Loaded,
     seed: u64,
     mesh: bool,
+    access_log: bool,
     progress: &mut dyn FnMut(u64, u64),
-) -> RunStats {
+) -> (RunStats, Telemetry) {
     let s = &loaded.scenario;
     let mut net = Net::with_config(crate::substrate::kernel_config());
     let mut infos = Vec::new();
@@ -312,6 +344,7 @@ async fn simulate_inner(
         clock,
         sidecars: Vec::new(),
         host_names,
+        access_log: access_log.then(Arc::default),
         policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
             services: s
                 .services
@@ -641,7 +674,29 @@ async fn simulate_inner(
                 fleet,
             }
         });
-    RunStats {
+    let mut telemetry = Telemetry::default();
+    for sc in &world.sidecars {
+        // A restarted pod's sidecar is a new process with fresh metrics: `db-0`, `db-0.2`.
+        let mut key = sc.host.clone();
+        let mut n = 1;
+        while telemetry.metrics.contains_key(&key) {
+            n += 1;
+            key = format!("{}.{n}", sc.host);
+        }
+        telemetry.metrics.insert(key, sc.proxy.metrics_text());
+        telemetry
+            .spans
+            .extend(sc.proxy.spans().into_iter().map(|span| HostSpan {
+                host: sc.host.clone(),
+                owner: sc.owner.clone(),
+                span,
+            }));
+    }
+    if let Some(lines) = &world.access_log {
+        telemetry.access_log =
+            std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+    let stats = RunStats {
         mesh,
         sim_time_ms,
         books: finished.books,
@@ -664,8 +719,12 @@ async fn simulate_inner(
             dropped_crashed: fstats.dropped_crashed,
             held: fstats.held,
         },
-        slowest_traces: Vec::new(),
-    }
+        slowest_traces: crate::telemetry::slowest_traces(
+            &telemetry.spans,
+            crate::telemetry::REPORTED_TRACES,
+        ),
+    };
+    (stats, telemetry)
 }
 
 /// `n / d` to four places; 0 when `d` is 0.

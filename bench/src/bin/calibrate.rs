@@ -72,6 +72,8 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
     );
     let reg = Arc::new(RwLock::new(reg));
     let cfg = |out: u16, inb: u16| ProxyConfig {
+        admin_addr: None,
+        telemetry: Default::default(),
         outbound_addr: addr(out),
         inbound_addr: addr(inb),
         app_addr: addr(22_009),

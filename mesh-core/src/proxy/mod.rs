@@ -47,6 +47,126 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 pub use stats::ProxyStats;
 
+use crate::telemetry::TelemetryConfig;
+use crate::telemetry::access::AccessRecord;
+use crate::telemetry::metrics::Golden;
+use crate::telemetry::trace::{self, Span, TRACEPARENT};
+
+/// The address a request came from, put in its extensions by the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// One request's hop through the proxy, for its metrics, span and access record. Recorded
+/// exactly once: by [`Hop::record`] when the proxy answers, or on drop when the request was
+/// cancelled first (the caller went away or an outer timeout fired), as Envoy's 499 / `DC`.
+struct Hop<'a, N: Network> {
+    proxy: &'a Proxy<N>,
+    dir: Direction,
+    service: String,
+    started: tokio::time::Instant,
+    /// (trace, span, parent span).
+    ids: (u128, u64, u64),
+    /// Method and path, when a span or access record will need them.
+    described: Option<(String, String)>,
+    peer: Option<SocketAddr>,
+    route: String,
+    armed: bool,
+}
+
+impl<N: Network> Hop<'_, N> {
+    fn record(
+        &mut self,
+        status: u16,
+        reason: Option<&'static str>,
+        duration_us: u64,
+        attempts: u32,
+    ) {
+        if !std::mem::replace(&mut self.armed, false) {
+            return;
+        }
+        let p = self.proxy;
+        p.golden
+            .finish(self.dir, &self.service, status, reason, duration_us);
+        let Some((method, path)) = self.described.take() else {
+            return;
+        };
+        let tel = &p.cfg.telemetry;
+        let (trace_id, span_id, parent_id) = self.ids;
+        let start_us = self
+            .started
+            .saturating_duration_since(p.stats.epoch())
+            .as_micros() as u64;
+        if tel.record_spans {
+            let mut spans = p.spans.lock().unwrap_or_else(|e| e.into_inner());
+            if spans.len() < MAX_SPANS {
+                spans.push(Span {
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    direction: self.dir,
+                    service: self.service.clone(),
+                    name: format!("{method} {path}"),
+                    start_us,
+                    duration_us,
+                    status,
+                    reason,
+                    attempts,
+                });
+            } else {
+                drop(spans);
+                p.stats.incr("spans_dropped");
+            }
+        }
+        if let Some(log) = &tel.access_log {
+            let own = tel.identity.clone();
+            let outbound = self.dir == Direction::Outbound;
+            (log.0)(&AccessRecord {
+                start_us,
+                direction: dir_name(self.dir),
+                source_identity: if outbound { own.clone() } else { None },
+                source_address: self.peer.map(|a| a.to_string()).unwrap_or_default(),
+                destination_service: self.service.clone(),
+                destination_identity: if outbound { None } else { own },
+                route: if self.route.is_empty() {
+                    "default".into()
+                } else {
+                    std::mem::take(&mut self.route)
+                },
+                method,
+                path,
+                status,
+                duration_us,
+                attempts,
+                reason,
+                trace_id: format!("{trace_id:032x}"),
+            });
+        }
+    }
+}
+
+impl<N: Network> Drop for Hop<'_, N> {
+    fn drop(&mut self) {
+        if self.armed {
+            let us = self.started.elapsed().as_micros() as u64;
+            self.record(499, Some("downstream_cancelled"), us, 0);
+        }
+    }
+}
+
+/// The authority a request names: `Host`, else the URI's. Apps reach the sidecar at its own
+/// address, so an HTTP/2 request's `:authority` may be that address; a `Host` header says more.
+fn authority_of<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+}
+
+/// Most spans a proxy keeps in memory (about 100 bytes each); past it the newest are dropped
+/// and counted (`spans_dropped`).
+pub const MAX_SPANS: usize = 2_000_000;
+
 /// Where a sidecar listens and what it forwards to.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -75,6 +195,10 @@ pub struct ProxyConfig {
     /// Mutual TLS with other sidecars (inbound listener and outbound calls to sidecars); the
     /// app legs stay plain, as on a pod's loopback.
     pub tls: Option<crate::tls::MeshTls>,
+    /// Where to serve the admin endpoint (`/metrics`, `/ready`), if anywhere (Envoy's 15000).
+    pub admin_addr: Option<SocketAddr>,
+    /// Spans, access logs and the names they carry.
+    pub telemetry: TelemetryConfig,
 }
 
 impl ProxyConfig {
@@ -92,6 +216,8 @@ impl ProxyConfig {
             inbound_route_limits: Vec::new(),
             stats_epoch: None,
             tls: None,
+            admin_addr: None,
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -125,6 +251,10 @@ pub struct Proxy<N: Network> {
     breakers: Breakers,
     inbound_bucket: Option<TokenBucket>,
     route_buckets: Vec<(RouteLimit, TokenBucket)>,
+    golden: Golden,
+    spans: Mutex<Vec<Span>>,
+    /// Trace and span ids: their own stream, so tracing never shifts retry jitter or splits.
+    ids: Mutex<ChaCha8Rng>,
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -162,6 +292,9 @@ impl<N: Network> Proxy<N> {
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
+            ids: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7472_6163_6569_6473)),
+            golden: Golden::default(),
+            spans: Mutex::default(),
             policies,
             budgets: Mutex::default(),
             breakers: Breakers::default(),
@@ -191,6 +324,11 @@ impl<N: Network> Proxy<N> {
     pub async fn run(self: Arc<Self>) -> io::Result<()> {
         let outbound = self.net.bind(self.cfg.outbound_addr).await?;
         let inbound = self.net.bind(self.cfg.inbound_addr).await?;
+        if let Some(addr) = self.cfg.admin_addr {
+            let admin = self.net.bind(addr).await?;
+            let this = self.clone();
+            self.net.spawn(async move { this.admin_loop(admin).await });
+        }
         let this = self.clone();
         self.net
             .spawn(async move { this.accept_loop(outbound, Direction::Outbound).await });
@@ -226,57 +364,170 @@ impl<N: Network> Proxy<N> {
         }
     }
 
-    async fn handle(&self, dir: Direction, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, dir: Direction, mut req: Request<Incoming>) -> Response<Body> {
+        let started = tokio::time::Instant::now(); // tokio clock; allow-nondeterminism
         self.stats.incr(dir_key(dir, "requests"));
+        self.golden.start(dir);
+        let tel = &self.cfg.telemetry;
+        let authority = match dir {
+            Direction::Outbound => authority_of(&req),
+            Direction::Inbound => None,
+        };
+        let service = match (dir, &authority) {
+            (Direction::Outbound, Some(a)) => service_of_authority(a).to_string(),
+            (Direction::Outbound, None) => "unknown".to_string(),
+            (Direction::Inbound, _) if tel.service.is_empty() => "local".to_string(),
+            (Direction::Inbound, _) => tel.service.clone(),
+        };
+        // This hop's span continues the caller's trace, or starts one; the request leaves
+        // naming this span as its parent.
+        let ctx = req.headers().get(TRACEPARENT).and_then(trace::parse);
+        let (trace_id, parent_id, flags) = match ctx {
+            Some(c) => (c.trace_id, c.parent_id, c.flags),
+            None => (self.new_id128(), 0, 1),
+        };
+        let span_id = self.new_id64();
+        req.headers_mut()
+            .insert(TRACEPARENT, trace::header(trace_id, span_id, flags));
+        let mut this_hop = Hop {
+            proxy: self,
+            dir,
+            service,
+            started,
+            ids: (trace_id, span_id, parent_id),
+            described: (tel.record_spans || tel.access_log.is_some())
+                .then(|| (req.method().to_string(), req.uri().path().to_string())),
+            peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
+            route: String::new(),
+            armed: true,
+        };
         let residual_us = match &self.hop {
-            Some(hop) => hop.charge(dir).await,
+            Some(cost) => cost.charge(dir).await,
             None => 0,
         };
         let downstream_version = req.version();
-        let result = match dir {
-            Direction::Outbound => self.outbound(req).await,
-            Direction::Inbound => self.inbound(req).await,
+        let mut route = String::new();
+        let mut tried = Vec::new();
+        let result = match (dir, &authority) {
+            (Direction::Outbound, Some(a)) => {
+                self.outbound(req, a, &this_hop.service, &mut route, &mut tried)
+                    .await
+            }
+            (Direction::Outbound, None) => Err(ProxyError::NoRoute),
+            (Direction::Inbound, _) => self.inbound(req, &mut route).await,
         };
+        let mut reason = None;
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 self.stats
                     .incr(&format!("{}.error.{}", dir_name(dir), e.reason()));
+                reason = Some(e.reason());
                 error_response(e)
             }
         };
-        self.stats
-            .incr(response_key(dir, resp.status().as_u16() / 100));
+        let status = resp.status().as_u16();
+        self.stats.incr(response_key(dir, status / 100));
         headers::strip_hop_by_hop(resp.headers_mut());
         *resp.version_mut() = downstream_version;
         hop::add_residual(resp.headers_mut(), residual_us);
+        // Latency below this hop that was charged but not slept (simulation) counts too.
+        let duration_us = started.elapsed().as_micros() as u64 + hop::read_residual(resp.headers());
+        let attempts = match dir {
+            Direction::Outbound => tried.len() as u32,
+            Direction::Inbound => u32::from(reason.is_none()),
+        };
+        this_hop.route = route;
+        this_hop.record(status, reason, duration_us, attempts);
         resp
     }
 
-    async fn outbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-        // Host names the destination service. Apps reach the sidecar at its own address, so an
-        // HTTP/2 request's :authority may be that address; a Host header, when sent, says more.
-        let authority = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
-            .ok_or(ProxyError::NoRoute)?;
-        let service = service_of_authority(&authority).to_string();
+    fn new_id128(&self) -> u128 {
+        let mut rng = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        // Never zero: an all-zero id is invalid.
+        rng.random::<u128>().max(1)
+    }
+
+    fn new_id64(&self) -> u64 {
+        let mut rng = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        rng.random::<u64>().max(1)
+    }
+
+    /// Every span this proxy has recorded (when `telemetry.record_spans` is set), in order.
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The Prometheus text exposition of this proxy's metrics now.
+    pub fn metrics_text(&self) -> String {
+        crate::telemetry::metrics::exposition(
+            &self.golden,
+            &self.stats.snapshot(),
+            &self.breakers.all_in_flight(),
+        )
+    }
+
+    async fn admin_loop(self: Arc<Self>, listener: N::Listener) {
+        let stats = self.stats.clone();
+        let on_event = Arc::new(move |_e: ServeEvent| stats.incr("admin.errors"));
+        let this = self.clone();
+        let handler = move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { this.admin(req) }
+        };
+        serve_http(self.net.clone(), listener, handler, on_event).await
+    }
+
+    fn admin(&self, req: Request<Incoming>) -> Response<Body> {
+        let (status, ctype, text) = match (req.method(), req.uri().path()) {
+            (&http::Method::GET, "/metrics") => (
+                http::StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics_text(),
+            ),
+            (&http::Method::GET, "/ready") => {
+                (http::StatusCode::OK, "text/plain", "ready\n".to_string())
+            }
+            (&http::Method::GET, _) => (
+                http::StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; try /metrics or /ready\n".to_string(),
+            ),
+            _ => (
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET only\n".to_string(),
+            ),
+        };
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        resp
+    }
+
+    async fn outbound(
+        &self,
+        req: Request<Incoming>,
+        authority: &str,
+        service: &str,
+        route_name: &mut String,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
         let (policy, route) = self
             .policies
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&service)
+            .get(service)
             .map(|p| p.for_request(&req))
             .unwrap_or_default();
-        self.stats.incr_timed(&svc_key(&service, "requests"));
+        self.stats.incr_timed(&svc_key(service, "requests"));
         if route != "default" {
             self.stats
                 .incr(&format!("outbound.route.{service}.{route}.requests"));
         }
-        let calls = self.outbound_attempts(&service, &authority, req, &policy);
+        route_name.push_str(route.as_ref());
+        let calls = self.outbound_attempts(service, authority, req, &policy, tried);
         // A zero timeout means none (Istio's and Linkerd's default).
         let result = match policy
             .timeout
@@ -308,6 +559,7 @@ impl<N: Network> Proxy<N> {
         authority: &str,
         req: Request<Incoming>,
         policy: &ServicePolicy,
+        tried: &mut Vec<SocketAddr>,
     ) -> Result<Response<Body>, ProxyError> {
         let cb = policy.circuit_breaker.as_ref();
         let retry = policy.retry.as_ref().filter(|r| r.max_retries > 0);
@@ -323,15 +575,7 @@ impl<N: Network> Proxy<N> {
             let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
             let req = req.map(body::boxed);
             return self
-                .attempt(
-                    first,
-                    service,
-                    authority,
-                    req,
-                    policy,
-                    per_try,
-                    &mut Vec::new(),
-                )
+                .attempt(first, service, authority, req, policy, per_try, tried)
                 .await;
         };
         let (parts, incoming) = req.into_parts();
@@ -365,7 +609,6 @@ impl<N: Network> Proxy<N> {
                 ..RetryOn::default()
             }
         };
-        let mut tried = Vec::new();
         let mut slot = first;
         let mut retries = 0;
         loop {
@@ -382,7 +625,7 @@ impl<N: Network> Proxy<N> {
                     req,
                     policy,
                     retry.per_try_timeout,
-                    &mut tried,
+                    tried,
                 )
                 .await;
             let again = {
@@ -607,11 +850,18 @@ impl<N: Network> Proxy<N> {
         self.balancer.events()
     }
 
-    async fn inbound(&self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn inbound(
+        &self,
+        req: Request<Incoming>,
+        route_name: &mut String,
+    ) -> Result<Response<Body>, ProxyError> {
         let route = self
             .route_buckets
             .iter()
             .find(|(r, _)| r.matcher.matches(&req));
+        if let Some((r, _)) = route {
+            route_name.clone_from(&r.name);
+        }
         let bucket = match route {
             Some((_, b)) => Some(b),
             None => self.inbound_bucket.as_ref(),

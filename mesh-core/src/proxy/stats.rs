@@ -31,6 +31,11 @@ impl ProxyStats {
         }
     }
 
+    /// Where the per-second series (and span start times) count from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Add one to `name`, and to its series at the current second.
     pub fn incr_timed(&self, name: &str) {
         self.incr(name);

@@ -1,0 +1,371 @@
+//! The golden signals of one proxy and their Prometheus text exposition (format 0.0.4).
+//!
+//! - traffic: `meshsim_requests_total{direction, service, status_class}`
+//! - latency: `meshsim_request_duration_seconds{direction, service}` (histogram)
+//! - errors: `meshsim_request_errors_total{direction, service, reason}`: the proxy's own failure
+//!   reasons (`connect_failed`, `circuit_open`, …) or `upstream_5xx`
+//! - saturation: `meshsim_requests_in_flight{direction}`, and per destination
+//!   `meshsim_upstream_requests_active`, `…_retries_active`, `…_pending` (the breaker's view)
+//!
+//! plus every counter the proxy keeps ([`crate::proxy::ProxyStats`]) as `meshsim_<name>_total`
+//! with the service, route or subset as labels. Names follow Prometheus conventions: snake case,
+//! base units (seconds), `_total` on counters.
+//!
+//! The text is written here, not by the `prometheus-client` crate: its metric families are
+//! hash maps, and a simulated pod's dump must come out in the same order on every run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::breaker::InFlight;
+use crate::hop::Direction;
+
+/// Upper bounds of the latency buckets, seconds (Prometheus client defaults, extended below
+/// 5 ms because a proxy hop lives there).
+pub const DURATION_BUCKETS_S: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative), then the overflow.
+    counts: [u64; DURATION_BUCKETS_S.len() + 1],
+    sum_us: u64,
+}
+
+/// One service's signals, both directions.
+#[derive(Clone, Debug, Default)]
+struct PerService {
+    /// `[direction][status class]`.
+    requests: [[u64; 6]; 2],
+    errors: BTreeMap<(Direction, &'static str), u64>,
+    durations: [Histogram; 2],
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    services: BTreeMap<String, PerService>,
+    in_flight: [u64; 2],
+}
+
+/// A proxy's golden signals.
+#[derive(Debug, Default)]
+pub struct Golden {
+    inner: Mutex<Inner>,
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Outbound => 0,
+        Direction::Inbound => 1,
+    }
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
+
+fn dir_label(d: Direction) -> &'static str {
+    match d {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+impl Golden {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request entered the proxy.
+    pub fn start(&self, dir: Direction) {
+        self.lock().in_flight[dir_index(dir)] += 1;
+    }
+
+    /// A request left it: `status` answered after `duration_us`, `reason` if the proxy failed
+    /// it itself.
+    pub fn finish(
+        &self,
+        dir: Direction,
+        service: &str,
+        status: u16,
+        reason: Option<&'static str>,
+        duration_us: u64,
+    ) {
+        let mut g = self.lock();
+        let i = dir_index(dir);
+        g.in_flight[i] = g.in_flight[i].saturating_sub(1);
+        // Look up before inserting: the name is allocated once per service, not per request.
+        if !g.services.contains_key(service) {
+            g.services
+                .insert(service.to_string(), PerService::default());
+        }
+        let Some(svc) = g.services.get_mut(service) else {
+            return;
+        };
+        svc.requests[i][usize::from(status / 100).min(5)] += 1;
+        if let Some(r) = reason.or((status >= 500).then_some("upstream_5xx")) {
+            *svc.errors.entry((dir, r)).or_insert(0) += 1;
+        }
+        let secs = duration_us as f64 / 1e6;
+        let b = DURATION_BUCKETS_S
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(DURATION_BUCKETS_S.len());
+        svc.durations[i].counts[b] += 1;
+        svc.durations[i].sum_us += duration_us;
+    }
+}
+
+/// A label value escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A counter key of [`crate::proxy::ProxyStats`] as a metric name and labels, or `None` for the
+/// keys the golden signals already carry (responses by class, errors by reason).
+fn counter_metric(key: &str) -> Option<(String, Vec<(&'static str, String)>)> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let name = |words: &[&str]| format!("meshsim_{}_total", words.join("_"));
+    match parts.as_slice() {
+        [_, "responses", _] | [_, "error", _] | [_, "requests"] => None,
+        [dir, "svc", service @ .., what] if !service.is_empty() => {
+            Some((name(&[dir, what]), vec![("service", service.join("."))]))
+        }
+        [dir, "route", service, route, what] => Some((
+            name(&[dir, "route", what]),
+            vec![
+                ("service", service.to_string()),
+                ("route", route.to_string()),
+            ],
+        )),
+        [dir, "subset", service, subset, what] => Some((
+            name(&[dir, "subset", what]),
+            vec![
+                ("service", service.to_string()),
+                ("subset", subset.to_string()),
+            ],
+        )),
+        _ => Some((
+            name(
+                &parts
+                    .iter()
+                    .map(|p| p.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+                    .collect::<Vec<_>>(),
+            ),
+            Vec::new(),
+        )),
+    }
+}
+
+/// The exposition of `golden`, the proxy's `counters` and the breakers' `in_flight` per
+/// destination, in a fixed order.
+pub fn exposition(
+    golden: &Golden,
+    counters: &BTreeMap<String, u64>,
+    in_flight: &BTreeMap<String, InFlight>,
+) -> String {
+    let g = golden.lock();
+    let mut out = String::new();
+    header(
+        &mut out,
+        "meshsim_requests_total",
+        "counter",
+        "Requests the proxy answered, by direction, service and status class.",
+    );
+    for d in DIRECTIONS {
+        for (s, svc) in &g.services {
+            for (c, n) in svc.requests[dir_index(d)].iter().enumerate() {
+                if *n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "meshsim_requests_total{{direction=\"{}\",service=\"{}\",status_class=\"{c}xx\"}} {n}",
+                        dir_label(d),
+                        label(s)
+                    );
+                }
+            }
+        }
+    }
+    header(
+        &mut out,
+        "meshsim_request_errors_total",
+        "counter",
+        "Failed requests by reason: the proxy's own (connect_failed, circuit_open, ...) or upstream_5xx.",
+    );
+    for d in DIRECTIONS {
+        for (s, svc) in &g.services {
+            for ((_, r), n) in svc.errors.iter().filter(|((x, _), _)| *x == d) {
+                let _ = writeln!(
+                    out,
+                    "meshsim_request_errors_total{{direction=\"{}\",service=\"{}\",reason=\"{r}\"}} {n}",
+                    dir_label(d),
+                    label(s)
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "meshsim_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival at the proxy to its response headers.",
+    );
+    let hists = DIRECTIONS.iter().flat_map(|d| {
+        g.services
+            .iter()
+            .map(move |(s, svc)| (*d, s, &svc.durations[dir_index(*d)]))
+    });
+    for (d, s, h) in hists.filter(|(_, _, h)| h.counts.iter().any(|n| *n > 0)) {
+        let labels = format!("direction=\"{}\",service=\"{}\"", dir_label(d), label(s));
+        let mut cumulative = 0;
+        for (le, n) in DURATION_BUCKETS_S.iter().zip(h.counts) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "meshsim_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let total: u64 = h.counts.iter().sum();
+        let _ = writeln!(
+            out,
+            "meshsim_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "meshsim_request_duration_seconds_sum{{{labels}}} {}",
+            h.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "meshsim_request_duration_seconds_count{{{labels}}} {total}"
+        );
+    }
+    header(
+        &mut out,
+        "meshsim_requests_in_flight",
+        "gauge",
+        "Requests inside the proxy now.",
+    );
+    for d in DIRECTIONS {
+        let _ = writeln!(
+            out,
+            "meshsim_requests_in_flight{{direction=\"{}\"}} {}",
+            dir_label(d),
+            g.in_flight[dir_index(d)]
+        );
+    }
+    drop(g);
+    for (name, help, pick) in [
+        (
+            "meshsim_upstream_requests_active",
+            "Attempts in flight to a destination (the breaker's max_requests counts these).",
+            (|f: &InFlight| f.requests) as fn(&InFlight) -> u32,
+        ),
+        (
+            "meshsim_upstream_retries_active",
+            "Retries in flight to a destination.",
+            |f| f.retries,
+        ),
+        (
+            "meshsim_upstream_pending",
+            "Attempts waiting for a connection to a destination.",
+            |f| f.pending,
+        ),
+    ] {
+        header(&mut out, name, "gauge", help);
+        for (s, f) in in_flight {
+            let _ = writeln!(out, "{name}{{service=\"{}\"}} {}", label(s), pick(f));
+        }
+    }
+    // The proxy's other counters, grouped by metric name so each has one HELP/TYPE.
+    let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    for (key, n) in counters {
+        if let Some((name, labels)) = counter_metric(key) {
+            let l = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            families.entry(name).or_default().push((l, *n));
+        }
+    }
+    for (name, samples) in families {
+        header(
+            &mut out,
+            &name,
+            "counter",
+            "A proxy event count (see the proxy's counters).",
+        );
+        for (l, n) in samples {
+            if l.is_empty() {
+                let _ = writeln!(out, "{name} {n}");
+            } else {
+                let _ = writeln!(out, "{name}{{{l}}} {n}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_become_labelled_metrics() {
+        assert_eq!(
+            counter_metric("outbound.svc.db.retries"),
+            Some((
+                "meshsim_outbound_retries_total".into(),
+                vec![("service", "db".into())]
+            ))
+        );
+        assert_eq!(
+            counter_metric("outbound.route.reviews.canary.requests")
+                .unwrap()
+                .0,
+            "meshsim_outbound_route_requests_total"
+        );
+        assert_eq!(counter_metric("outbound.responses.2xx"), None);
+        assert_eq!(
+            counter_metric("inbound.tls_handshake_errors").unwrap().0,
+            "meshsim_inbound_tls_handshake_errors_total"
+        );
+    }
+
+    #[test]
+    fn a_histogram_is_cumulative_and_counts_everything() {
+        let g = Golden::default();
+        for us in [100, 700, 700, 20_000_000] {
+            g.start(Direction::Outbound);
+            g.finish(Direction::Outbound, "db", 200, None, us);
+        }
+        g.start(Direction::Outbound);
+        g.finish(Direction::Outbound, "db", 503, Some("circuit_open"), 50);
+        let text = exposition(&g, &BTreeMap::new(), &BTreeMap::new());
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("meshsim_request_duration_seconds_bucket")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(bucket("0.0005"), "2");
+        assert_eq!(bucket("0.001"), "4");
+        assert_eq!(bucket("10"), "4");
+        assert_eq!(bucket("+Inf"), "5");
+        assert!(text.contains("status_class=\"5xx\"} 1"));
+        assert!(text.contains("reason=\"circuit_open\"} 1"));
+        assert!(text.contains("meshsim_requests_in_flight{direction=\"outbound\"} 0"));
+    }
+}
