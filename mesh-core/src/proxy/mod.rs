@@ -537,7 +537,7 @@ impl<N: Network> Proxy<N> {
             Some(t) => match tokio::time::timeout(t, calls).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.stats.incr(&svc_key(&service, "timeouts"));
+                    self.stats.incr(&svc_key(service, "timeouts"));
                     Err(ProxyError::UpstreamTimeout)
                 }
             },
@@ -547,7 +547,7 @@ impl<N: Network> Proxy<N> {
             .as_ref()
             .map_or(true, |r| r.status().is_server_error())
         {
-            self.stats.incr_timed(&svc_key(&service, "failures"));
+            self.stats.incr_timed(&svc_key(service, "failures"));
         }
         result
     }

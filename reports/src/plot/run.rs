@@ -15,6 +15,9 @@ use super::{COLORS, PlotError, Series, line_chart};
 use crate::model::{Bucket, Report, RunStats};
 
 const SIZE: (u32, u32) = (960, 500);
+
+/// A percentile of a time-line bucket, by name.
+type Pick = fn(&Bucket) -> u64;
 const FAULT_FILL: RGBColor = RGBColor(214, 39, 40);
 
 /// A shaded interval of time with its label.
@@ -144,7 +147,7 @@ fn latency(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
     let e = err(title);
     let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for s in runs {
-        let pick: &[(&str, fn(&Bucket) -> u64)] = if s.mesh || runs.len() == 1 {
+        let pick: &[(&str, Pick)] = if s.mesh || runs.len() == 1 {
             &[
                 ("P50", |b| b.p50_us),
                 ("P90", |b| b.p90_us),
