@@ -143,7 +143,7 @@ where
 }
 
 fn latency(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, PlotError> {
-    let title = "Latency per second of simulated time";
+    let title = "Latency of the requests completed in each second";
     let e = err(title);
     let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for s in runs {
