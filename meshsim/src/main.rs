@@ -204,9 +204,18 @@ fn bench_cmd(args: &bench::cli::BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding meshsim's own binary")?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let started = std::time::Instant::now();
+    // A spinner with each finished step above it on a terminal; nothing on a pipe or in CI.
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = bench::cli::run(args, (exe, vec!["sidecar".into()]), command, &mut |m| {
-        eprintln!("  [{:>4.0}s] {m}", started.elapsed().as_secs_f64());
+        bar.println(format!("  [{:>4.0}s] {m}", started.elapsed().as_secs_f64()));
+        bar.set_message(m.to_string());
     })?;
+    bar.finish_and_clear();
     print!("{}", reports::bench::markdown(&report));
     eprintln!(
         "  wrote {}/report.json, summary.md, calibration.toml and {} .hgrm files",

@@ -143,6 +143,17 @@ fn bench_measures_the_real_sidecar_and_writes_its_report() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(report["kind"], "bench");
+    let schema: serde_json::Value =
+        serde_json::from_str(reports::schema::COMMITTED_BENCH_SCHEMA).unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "bench report.json vs its schema: {errors:?}"
+    );
     let points = report["points"].as_array().unwrap();
     assert_eq!(points.len(), 6, "3 configs x 2 protocols");
     for p in points {
@@ -189,4 +200,109 @@ fn load_generator_reports_connect_errors_instead_of_hanging() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"connect\""), "{text}");
     assert!(text.contains(" 0 ok"), "{text}");
+}
+
+/// `meshsim sidecar` as an operator runs it: Prometheus metrics on `--admin`, a JSON access
+/// log with `--access-log`, for a request proxied to a plain HTTP upstream.
+#[test]
+#[allow(clippy::disallowed_methods)] // a blocking upstream thread in a real-socket test, not a simulated path
+fn sidecar_serves_metrics_and_writes_access_logs() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    // The upstream: answers every request 200 "hi" and closes.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = upstream.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in upstream.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.jsonl");
+    let (outbound, inbound, admin) = ("127.0.0.1:24100", "127.0.0.1:24101", "127.0.0.1:24102");
+    let mut child = meshsim()
+        .args([
+            "sidecar",
+            "--outbound",
+            outbound,
+            "--inbound",
+            inbound,
+            "--admin",
+            admin,
+        ])
+        .args([
+            "--service",
+            "web",
+            "--identity",
+            "spiffe://cluster.local/ns/default/sa/web",
+        ])
+        .arg("--route")
+        .arg(format!("echo={up}@http1"))
+        .arg("--access-log")
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let http = |addr: &str, req: &str| -> Option<String> {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.write_all(req.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if http(
+            admin,
+            "GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(ready, "the sidecar's admin endpoint never answered");
+        let resp = http(
+            outbound,
+            "GET /x HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let metrics = http(
+            admin,
+            "GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert!(
+            metrics.contains(
+                "meshsim_requests_total{direction=\"outbound\",service=\"echo\",status_class=\"2xx\"} 1"
+            ),
+            "{metrics}"
+        );
+        assert!(metrics.contains("# TYPE meshsim_request_duration_seconds histogram"));
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(rec["destination_service"], "echo");
+        assert_eq!(
+            rec["source_identity"],
+            "spiffe://cluster.local/ns/default/sa/web"
+        );
+        assert_eq!(rec["status"], 200);
+        assert_eq!(rec["path"], "/x");
+        assert_eq!(rec["trace_id"].as_str().unwrap().len(), 32);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
