@@ -72,14 +72,6 @@ async fn metrics_traces_and_access_logs() {
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),
-        app_protocol: Protocol::Http1,
-        connect_timeout: Duration::from_secs(1),
-        request_timeout: Some(Duration::from_secs(2)),
-        seed: 1,
-        inbound_rate_limit: None,
-        inbound_route_limits: Vec::new(),
-        stats_epoch: None,
-        tls: None,
         admin_addr: Some(a(admin)),
         telemetry: TelemetryConfig {
             service: service.into(),
@@ -87,6 +79,7 @@ async fn metrics_traces_and_access_logs() {
             record_spans: true,
             access_log: Some(sink.clone()),
         },
+        ..ProxyConfig::conventional([127, 0, 0, 1].into())
     };
     let client = Proxy::new(
         TokioNet,

@@ -31,6 +31,58 @@ const COLORS: [RGBColor; 7] = [
     RGBColor(127, 127, 127),
 ];
 
+/// A drawing page: the root area of one SVG.
+pub(crate) type Page<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// Draw a chart with `draw` on a white SVG page of `size` and return the document.
+pub(crate) fn svg_page(
+    size: (u32, u32),
+    title: &str,
+    draw: impl FnOnce(&Page<'_>) -> Result<(), PlotError>,
+) -> Result<String, PlotError> {
+    let err = |e: &dyn std::fmt::Display| PlotError(title.to_string(), e.to_string());
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        draw(&root)?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+/// The frame every chart shares: title, margin, room for the axes' labels.
+pub(crate) fn frame<'a, 'b, 'c>(
+    root: &'a Page<'c>,
+    title: &str,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'c>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(y_label_area);
+    b
+}
+
+/// Axis descriptions and label fonts, the same on every chart.
+pub(crate) fn axes<X, Y, DB>(m: &mut plotters::chart::MeshStyle<'_, '_, X, Y, DB>, x: &str, y: &str)
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+    DB: DrawingBackend,
+{
+    m.x_desc(x)
+        .y_desc(y)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 13));
+}
+
+/// A legend swatch: a short line in `color`.
+pub(crate) fn swatch(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+}
+
 /// One named line.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -108,9 +160,7 @@ pub fn line_chart(
                         ))
                         .map_err(|e| err(&e))?
                         .label(s.name.clone())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                        });
+                        .legend(swatch(color));
                     chart
                         .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
                         .map_err(|e| err(&e))?;

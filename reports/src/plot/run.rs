@@ -11,7 +11,7 @@ use plotters::coord::ranged1d::Ranged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{COLORS, PlotError, Series, line_chart};
+use super::{COLORS, PlotError, Series, axes, frame, line_chart, svg_page, swatch};
 use crate::model::{Bucket, Report, RunStats};
 
 const SIZE: (u32, u32) = (960, 500);
@@ -176,25 +176,13 @@ fn latency(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
     } else {
         (lo / 2.0, hi * 3.0)
     };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(70)
+    svg_page(SIZE, title, |root| {
+        let mut chart = frame(root, title, 70)
             .build_cartesian_2d(0.0..end_s, (y0..y1).log_scale())
             .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc("simulated time (s)")
-            .y_desc("latency (ms, log scale)")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|x| e(&x))?;
+        let mut mesh = chart.configure_mesh();
+        axes(&mut mesh, "simulated time (s)", "latency (ms, log scale)");
+        mesh.draw().map_err(|x| e(&x))?;
         shade(&mut chart, faults, (y0, y1), title)?;
         for (i, (name, pts)) in lines.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
@@ -202,14 +190,11 @@ fn latency(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(|x| e(&x))?
                 .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(swatch(color));
         }
         legend(&mut chart, title)?;
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
@@ -236,27 +221,15 @@ fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
         .unwrap_or(1)
         .max(1) as f64;
     let y1 = peak * 1.25;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(70)
+    svg_page(SIZE, title, |root| {
+        let mut chart = frame(root, title, 70)
             .right_y_label_area_size(70)
             .build_cartesian_2d(0.0..end_s, 0.0..y1)
             .map_err(|x| e(&x))?
             .set_secondary_coord(0.0..end_s, 0.0..1.05);
-        chart
-            .configure_mesh()
-            .x_desc("simulated time (s)")
-            .y_desc("requests per second")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|x| e(&x))?;
+        let mut mesh = chart.configure_mesh();
+        axes(&mut mesh, "simulated time (s)", "requests per second");
+        mesh.draw().map_err(|x| e(&x))?;
         chart
             .configure_secondary_axes()
             .y_desc("error ratio (failed / completed)")
@@ -278,9 +251,7 @@ fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
                 ))
                 .map_err(|x| e(&x))?
                 .label(format!("sent/s, {who}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], sent.stroke_width(2))
-                });
+                .legend(swatch(sent));
             chart
                 .draw_secondary_series(LineSeries::new(
                     s.timeline.iter().filter(|b| b.ok + b.failed > 0).map(|b| {
@@ -293,9 +264,7 @@ fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
                 ))
                 .map_err(|x| e(&x))?
                 .label(format!("error ratio, {who} (right axis)"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], errs.stroke_width(2))
-                });
+                .legend(swatch(errs));
         }
         chart
             .configure_series_labels()
@@ -305,9 +274,8 @@ fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
             .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// The edges worth drawing: the six with the highest peak amplification.
@@ -352,25 +320,13 @@ fn amplification(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, 
         .iter()
         .filter_map(|s| edges.iter().position(|k| *k == s.edge).map(|i| (i, s)))
         .collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(70)
+    svg_page(SIZE, title, |root| {
+        let mut chart = frame(root, title, 70)
             .build_cartesian_2d(0.0..end_s, 0.0..y1)
             .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc("simulated time (s)")
-            .y_desc("attempts per request")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|x| e(&x))?;
+        let mut mesh = chart.configure_mesh();
+        axes(&mut mesh, "simulated time (s)", "attempts per request");
+        mesh.draw().map_err(|x| e(&x))?;
         shade(&mut chart, &windows, (0.0, y1), title)?;
         chart
             .draw_series(storms.iter().map(|(i, s)| {
@@ -416,14 +372,11 @@ fn amplification(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, 
                         None => k.to_string(),
                     },
                 )
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(swatch(color));
         }
         legend(&mut chart, title)?;
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One row of the breaker timeline: a label, ejection intervals, refusal instants.
@@ -489,15 +442,8 @@ fn breakers(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, PlotE
     let n = rows.len() as i32;
     let height = (140 + 34 * rows.len() as u32).max(260);
     let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(280)
+    svg_page((SIZE.0, height), title, |root| {
+        let mut chart = frame(root, title, 280)
             .build_cartesian_2d(0.0..end_s, (0..(n - 1).max(0)).into_segmented())
             .map_err(|x| e(&x))?;
         let name = |y: &SegmentValue<i32>| match y {
@@ -547,7 +493,6 @@ fn breakers(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, PlotE
                 }))
                 .map_err(|x| e(&x))?;
         }
-        root.present().map_err(|x| e(&x))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
