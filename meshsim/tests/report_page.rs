@@ -40,12 +40,13 @@ fn run(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-const PLOTS: [&str; 5] = [
+const PLOTS: [&str; 6] = [
     "latency",
     "traffic",
     "amplification",
     "breakers",
     "spectrum",
+    "trace",
 ];
 
 #[test]
@@ -58,10 +59,12 @@ fn run_writes_the_report_report_rerenders_it_and_diff_compares() {
     }
     for p in PLOTS {
         let svg = std::fs::read_to_string(a.join("plots").join(format!("{p}.svg"))).unwrap();
-        assert!(
-            svg.contains("simulated time (s)") || p == "spectrum",
-            "{p}: no time axis"
-        );
+        let axis = match p {
+            "spectrum" => "percentile",
+            "trace" => "ms after the request was sent",
+            _ => "simulated time (s)",
+        };
+        assert!(svg.contains(axis), "{p}: no {axis} axis");
         let png = std::fs::read(a.join("plots").join(format!("{p}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{p}.png is not a PNG");
     }

@@ -148,6 +148,7 @@ fn caption(stem: &str) -> String {
         "amplification" => "Retry amplification".into(),
         "breakers" => "Breakers and ejections".into(),
         "spectrum" => "Latency distribution".into(),
+        "trace" => "Slowest trace".into(),
         s => s.replace('-', " "),
     }
 }

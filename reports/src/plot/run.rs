@@ -62,6 +62,9 @@ pub fn run_plots(r: &Report) -> Result<Vec<(String, String)>, PlotError> {
         if !m.health.is_empty() || !m.breaker_events.is_empty() {
             out.push(("breakers.svg".to_string(), breakers(m, &faults, end_s)?));
         }
+        if let Some(w) = waterfall(m) {
+            out.push(("trace.svg".to_string(), w?));
+        }
     }
     let spectra: Vec<Series> = runs
         .iter()
@@ -436,63 +439,135 @@ fn rows(m: &RunStats, end_s: f64) -> Vec<Row> {
 }
 
 fn breakers(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, PlotError> {
-    let title = "Circuit breakers and outlier ejections per upstream";
-    let e = err(title);
-    let rows = rows(m, end_s);
-    let n = rows.len() as i32;
-    let height = (140 + 34 * rows.len() as u32).max(260);
-    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-    svg_page((SIZE.0, height), title, |root| {
-        let mut chart = frame(root, title, 280)
-            .build_cartesian_2d(0.0..end_s, (0..(n - 1).max(0)).into_segmented())
-            .map_err(|x| e(&x))?;
-        let name = |y: &SegmentValue<i32>| match y {
-            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        chart
-            .configure_mesh()
-            .x_desc("simulated time (s)")
-            .disable_y_mesh()
-            .y_labels(rows.len() + 1)
-            .y_label_formatter(&name)
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|x| e(&x))?;
-        shade(
-            &mut chart,
-            faults,
-            (SegmentValue::Exact(0), SegmentValue::Exact(n)),
-            title,
-        )?;
-        for (i, row) in rows.iter().enumerate() {
-            let (lo, hi) = (
-                SegmentValue::Exact(i as i32),
-                SegmentValue::Exact(i as i32 + 1),
-            );
+    let rows: Vec<(String, Vec<Bar>)> = rows(m, end_s)
+        .into_iter()
+        .map(|row| {
             let color = if row.instants.is_empty() {
                 COLORS[0]
             } else {
                 COLORS[3]
             };
+            let bars = row
+                .intervals
+                .iter()
+                .map(|(a, b)| (*a, b.max(a + 0.02), color))
+                .chain(row.instants.iter().map(|t| (*t, t + 0.1, color)))
+                .collect();
+            (row.label, bars)
+        })
+        .collect();
+    gantt(
+        "Circuit breakers and outlier ejections per upstream",
+        "simulated time (s)",
+        0.0..end_s,
+        &rows,
+        faults,
+    )
+}
+
+/// A bar on a timeline row: from, to, colour.
+type Bar = (f64, f64, RGBColor);
+
+/// Rows of bars against time, each row labelled on the left, `windows` shaded behind.
+fn gantt(
+    title: &str,
+    x_desc: &str,
+    x: std::ops::Range<f64>,
+    rows: &[(String, Vec<Bar>)],
+    windows: &[Window],
+) -> Result<String, PlotError> {
+    let e = err(title);
+    let n = rows.len() as i32;
+    let height = (140 + 34 * rows.len() as u32).max(260);
+    svg_page((SIZE.0, height), title, |root| {
+        let mut chart = frame(root, title, 300)
+            // One lane per row plus one on top, where the windows' labels go (a segmented
+            // range of one value draws nothing, so a single row needs the extra lane anyway).
+            .build_cartesian_2d(x, (0..n).into_segmented())
+            .map_err(|x| e(&x))?;
+        let name = |y: &SegmentValue<i32>| match y {
+            SegmentValue::CenterOf(i) => rows
+                .get(*i as usize)
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let mut mesh = chart.configure_mesh();
+        axes(&mut mesh, x_desc, "");
+        mesh.disable_y_mesh()
+            .y_labels(rows.len() + 2)
+            .y_label_formatter(&name)
+            .draw()
+            .map_err(|x| e(&x))?;
+        shade(
+            &mut chart,
+            windows,
+            (SegmentValue::Exact(0), SegmentValue::Last),
+            title,
+        )?;
+        for (i, (_, bars)) in rows.iter().enumerate() {
+            let (lo, hi) = (
+                SegmentValue::Exact(i as i32),
+                SegmentValue::Exact(i as i32 + 1),
+            );
             chart
-                .draw_series(row.intervals.iter().map(|(a, b)| {
-                    Rectangle::new(
-                        [(*a, lo.clone()), (b.max(a + 0.02), hi.clone())],
+                .draw_series(bars.iter().map(|(a, b, color)| {
+                    // Inset a few pixels so neighbouring rows stay apart.
+                    let mut r = Rectangle::new(
+                        [(*a, lo.clone()), (*b, hi.clone())],
                         color.mix(0.85).filled(),
-                    )
-                }))
-                .map_err(|x| e(&x))?;
-            chart
-                .draw_series(row.instants.iter().map(|t| {
-                    Rectangle::new(
-                        [(*t, lo.clone()), (t + 0.1, hi.clone())],
-                        color.mix(0.85).filled(),
-                    )
+                    );
+                    r.set_margin(4, 4, 0, 0);
+                    r
                 }))
                 .map_err(|x| e(&x))?;
         }
         Ok(())
     })
+}
+
+/// The slowest trace as a waterfall: one row per sidecar hop, bars from the trace's start,
+/// red where the hop failed.
+fn waterfall(m: &RunStats) -> Option<Result<String, PlotError>> {
+    let t = m.slowest_traces.first()?;
+    // Rows count up from the bottom: reversed, the first hop is on top, as in Jaeger.
+    let rows: Vec<(String, Vec<Bar>)> = t
+        .spans
+        .iter()
+        .rev()
+        .map(|sp| {
+            let failed = sp.status >= 500 || !sp.reason.is_empty();
+            let from = sp.offset_us as f64 / 1000.0;
+            let to = from + (sp.duration_us as f64 / 1000.0).max(0.01);
+            let label = format!(
+                "{} {} → {}{}",
+                sp.proxy,
+                sp.direction,
+                sp.service,
+                if sp.reason.is_empty() {
+                    format!(" ({})", sp.status)
+                } else {
+                    format!(" ({})", sp.reason)
+                }
+            );
+            (
+                label,
+                vec![(from, to, if failed { COLORS[3] } else { COLORS[0] })],
+            )
+        })
+        .collect();
+    let end = (t.duration_us as f64 / 1000.0).max(0.01) * 1.02;
+    Some(gantt(
+        &format!(
+            "Slowest trace: {} at {:.3} s, {:.1} ms, status {}",
+            t.root,
+            t.start_ms as f64 / 1000.0,
+            t.duration_us as f64 / 1000.0,
+            t.status
+        ),
+        "ms after the request was sent",
+        0.0..end,
+        &rows,
+        &[],
+    ))
 }
