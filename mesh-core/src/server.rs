@@ -76,18 +76,41 @@ async fn serve<N, F, Fut>(
                 let exec = NetExecutor(net.clone());
                 let tls = tls.clone();
                 net.spawn(async move {
-                    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                        req.extensions_mut().insert(crate::proxy::PeerAddr(peer));
+                    // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID.
+                    let service = |identity: Option<Arc<str>>| {
                         let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler(req).await) }
-                    });
+                        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                            req.extensions_mut().insert(crate::proxy::PeerAddr(peer));
+                            if let Some(id) = &identity {
+                                req.extensions_mut()
+                                    .insert(crate::proxy::PeerIdentity(id.clone()));
+                            }
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req).await) }
+                        })
+                    };
                     let mut builder = auto::Builder::new(exec);
                     builder.http1().timer(TokioTimer::new());
                     builder.http2().timer(TokioTimer::new());
                     let served = match tls {
-                        None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service(None))
+                                .await
+                        }
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
+                            Ok(s) => {
+                                let identity = s
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .and_then(crate::tls::spiffe_id)
+                                    .map(Arc::from);
+                                builder
+                                    .serve_connection(TokioIo::new(s), service(identity))
+                                    .await
+                            }
                             Err(_) => {
                                 on_event(ServeEvent::TlsHandshakeError);
                                 return;

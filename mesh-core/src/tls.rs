@@ -20,6 +20,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+/// The SPIFFE ID in a certificate's URI SAN (the first `spiffe://` one), if any. Parsed with
+/// x509-parser; a certificate that does not parse has no identity.
+pub fn spiffe_id(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, c) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|g| match g {
+        GeneralName::URI(u) if u.starts_with("spiffe://") => Some((*u).to_string()),
+        _ => None,
+    })
+}
+
 /// A sidecar's TLS settings, both directions.
 #[derive(Clone, Debug)]
 pub struct MeshTls {

@@ -18,19 +18,32 @@ fn a(p: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], p))
 }
 
+/// Access-log lines of both sidecars.
+type Lines = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Client sidecar on base, server sidecar's inbound on base+2, app on base+4.
 async fn mesh(
     base: u16,
     client_tls: MeshTls,
     server_tls: MeshTls,
     protocol: Protocol,
-) -> (Arc<ProxyStats>, Arc<ProxyStats>) {
+) -> (Arc<ProxyStats>, Arc<ProxyStats>, Lines) {
+    let lines: Lines = Arc::default();
+    let sink = {
+        let lines = lines.clone();
+        mesh_core::telemetry::access::AccessLog(Arc::new(move |r| {
+            lines.lock().unwrap().push(r.to_json())
+        }))
+    };
     let app = TokioNet.bind(a(base + 4)).await.unwrap();
     tokio::spawn(serve_http(TokioNet, app, testkit::echo, Arc::new(|_| {})));
     let reg = testkit::one_service("echo", a(base + 2), protocol);
     let cfg = |out: u16, inb: u16, tls: MeshTls| ProxyConfig {
         admin_addr: None,
-        telemetry: Default::default(),
+        telemetry: mesh_core::telemetry::TelemetryConfig {
+            access_log: Some(sink.clone()),
+            ..Default::default()
+        },
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),
@@ -45,7 +58,7 @@ async fn mesh(
     };
     let client = Proxy::new(TokioNet, cfg(base, base + 1, client_tls), reg.clone(), None);
     let server = Proxy::new(TokioNet, cfg(base + 3, base + 2, server_tls), reg, None);
-    let stats = (client.stats(), server.stats());
+    let stats = (client.stats(), server.stats(), lines);
     tokio::spawn(async move { client.run().await });
     tokio::spawn(async move { server.run().await });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -57,7 +70,7 @@ async fn requests_cross_mtls_on_both_protocols() {
     let ca = TestCa::new("cluster.local").unwrap();
     for (i, protocol) in [Protocol::Http1, Protocol::Http2].into_iter().enumerate() {
         let base = 21_400 + 10 * i as u16;
-        let (client, server) = mesh(
+        let (client, server, lines) = mesh(
             base,
             ca.mesh_tls("client").unwrap(),
             ca.mesh_tls("echo").unwrap(),
@@ -76,6 +89,21 @@ async fn requests_cross_mtls_on_both_protocols() {
         assert_eq!(client.get("outbound.responses.2xx"), 3);
         assert_eq!(server.get("inbound.responses.2xx"), 3);
         assert_eq!(server.get("inbound.tls_handshake_errors"), 0);
+        // The server's access log names the caller by the SPIFFE ID in its client certificate.
+        let inbound: Vec<serde_json::Value> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|r: &serde_json::Value| r["direction"] == "inbound")
+            .collect();
+        assert_eq!(inbound.len(), 3);
+        for r in inbound {
+            assert_eq!(
+                r["source_identity"], "spiffe://cluster.local/ns/default/sa/client",
+                "{r}"
+            );
+        }
     }
 }
 
@@ -84,7 +112,7 @@ async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
     let ca = TestCa::new("cluster.local").unwrap();
     let rogue = TestCa::new("cluster.local").unwrap();
     let base = 21_440;
-    let (client, server) = mesh(
+    let (client, server, _) = mesh(
         base,
         rogue.mesh_tls("client").unwrap(),
         ca.mesh_tls("echo").unwrap(),

@@ -56,6 +56,10 @@ use crate::telemetry::trace::{self, Span, TRACEPARENT};
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The SPIFFE ID of the peer's mTLS certificate, put in a request's extensions by the listener.
+#[derive(Clone, Debug)]
+pub struct PeerIdentity(pub Arc<str>);
+
 /// One request's hop through the proxy, for its metrics, span and access record. Recorded
 /// exactly once: by [`Hop::record`] when the proxy answers, or on drop when the request was
 /// cancelled first (the caller went away or an outer timeout fired), as Envoy's 499 / `DC`.
@@ -69,6 +73,8 @@ struct Hop<'a, N: Network> {
     /// Method and path, when a span or access record will need them.
     described: Option<(String, String)>,
     peer: Option<SocketAddr>,
+    /// The caller's SPIFFE ID, when it came over mTLS.
+    peer_identity: Option<Arc<str>>,
     route: String,
     armed: bool,
 }
@@ -123,7 +129,11 @@ impl<N: Network> Hop<'_, N> {
             (log.0)(&AccessRecord {
                 start_us,
                 direction: dir_name(self.dir),
-                source_identity: if outbound { own.clone() } else { None },
+                source_identity: if outbound {
+                    own.clone()
+                } else {
+                    self.peer_identity.as_deref().map(str::to_string)
+                },
                 source_address: self.peer.map(|a| a.to_string()).unwrap_or_default(),
                 destination_service: self.service.clone(),
                 destination_identity: if outbound { None } else { own },
@@ -398,6 +408,7 @@ impl<N: Network> Proxy<N> {
             described: (tel.record_spans || tel.access_log.is_some())
                 .then(|| (req.method().to_string(), req.uri().path().to_string())),
             peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
+            peer_identity: req.extensions().get::<PeerIdentity>().map(|p| p.0.clone()),
             route: String::new(),
             armed: true,
         };

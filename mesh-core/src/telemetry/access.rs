@@ -17,8 +17,8 @@ pub struct AccessRecord {
     pub start_us: u64,
     /// `outbound` or `inbound`.
     pub direction: &'static str,
-    /// The calling workload's SPIFFE ID: this proxy's own on outbound; on inbound, the peer's
-    /// from its mTLS certificate, absent without mTLS.
+    /// The calling workload's SPIFFE ID: this proxy's own on outbound; on inbound, the one in
+    /// the peer's mTLS client certificate (absent without mTLS).
     pub source_identity: Option<String>,
     /// The caller's address as this proxy saw it.
     pub source_address: String,
