@@ -64,7 +64,8 @@ enum Command {
     /// Open-loop load at a fixed rate against an HTTP server, latency corrected for coordinated
     /// omission; prints percentiles and optionally writes the .hgrm distribution.
     Load(LoadArgs),
-    /// Run one sidecar proxy on real sockets with static routes (what the bench measures).
+    /// Run one sidecar proxy on real sockets with static routes (what the bench measures);
+    /// `--admin` serves Prometheus metrics, `--access-log` writes JSON access logs.
     Sidecar(bench::sidecar::SidecarArgs),
     /// Render summary.md, the plots (SVG and PNG) and index.html again from a run directory's
     /// report.json (or a report.json given directly).
