@@ -40,7 +40,7 @@ pub(crate) fn svg_page(
     title: &str,
     draw: impl FnOnce(&Page<'_>) -> Result<(), PlotError>,
 ) -> Result<String, PlotError> {
-    let err = |e: &dyn std::fmt::Display| PlotError(title.to_string(), e.to_string());
+    let err = err(title);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -83,6 +83,33 @@ pub(crate) fn swatch(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32
     move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
 }
 
+/// Why drawing `title` failed.
+pub(crate) fn err(title: &str) -> impl Fn(&dyn std::fmt::Display) -> PlotError + '_ {
+    move |e| PlotError(title.to_string(), e.to_string())
+}
+
+/// HdrHistogram's percentile-spectrum axis: 1/(1−p) for a fraction `p`, capped so the 100th
+/// percentile lands just past 99.999.
+pub(crate) fn spectrum_x(p: f64) -> f64 {
+    1.0 / (1.0 - p.min(0.999_99))
+}
+
+/// Latency (ms) against percentile on the spectrum axis, one line per series, both axes log.
+pub(crate) fn spectrum_chart(title: &str, series: &[Series]) -> Result<String, PlotError> {
+    let ticks = |x: &f64| {
+        let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+        format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
+    };
+    line_chart(
+        title,
+        "percentile (log scale of 1/(1-p))",
+        "latency (ms, log scale)",
+        series,
+        true,
+        Some(&ticks),
+    )
+}
+
 /// One named line.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -108,7 +135,7 @@ pub fn line_chart(
         .collect();
     keys.sort_by(f64::total_cmp);
     keys.dedup();
-    let err = |e: &dyn std::fmt::Display| PlotError(title.to_string(), e.to_string());
+    let err = err(title);
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in pts {
@@ -127,23 +154,14 @@ pub fn line_chart(
     } else {
         (y0.min(0.0), if y1 > 0.0 { y1 * 1.1 } else { 1.0 })
     };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut b = ChartBuilder::on(&root);
-        b.caption(title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(70);
+    svg_page((900, 520), title, |root| {
+        let mut b = frame(root, title, 70);
+        b.x_label_area_size(48);
         macro_rules! draw {
             ($chart:expr) => {{
                 let mut chart = $chart;
                 let mut mesh = chart.configure_mesh();
-                mesh.x_desc(x_label)
-                    .y_desc(y_label)
-                    .axis_desc_style(("sans-serif", 16))
-                    .label_style(("sans-serif", 13));
+                axes(&mut mesh, x_label, y_label);
                 let plain = |x: &f64| format!("{x:.0}");
                 match x_ticks {
                     Some(f) => mesh.x_label_formatter(f),
@@ -165,18 +183,12 @@ pub fn line_chart(
                         .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
                         .map_err(|e| err(&e))?;
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 13))
-                    .position(if log_y {
-                        SeriesLabelPosition::UpperLeft
-                    } else {
-                        SeriesLabelPosition::LowerRight
-                    })
-                    .draw()
-                    .map_err(|e| err(&e))?;
+                let corner = if log_y {
+                    SeriesLabelPosition::UpperLeft
+                } else {
+                    SeriesLabelPosition::LowerRight
+                };
+                legend(&mut chart, title, corner)?;
             }};
         }
         if log_y {
@@ -190,9 +202,29 @@ pub fn line_chart(
                     .map_err(|e| err(&e))?
             );
         }
-        root.present().map_err(|e| err(&e))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
+}
+
+/// The legend box, in `corner`, as every chart draws it.
+pub(crate) fn legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    title: &str,
+    corner: SeriesLabelPosition,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(corner)
+        .draw()
+        .map_err(|x| err(title)(&x))
 }
 
 /// The bench's plots: `(file name, SVG)`.
@@ -270,24 +302,16 @@ pub fn bench_plots(r: &BenchReport) -> Result<Vec<(String, String)>, PlotError> 
                 points: p
                     .spectrum
                     .iter()
-                    .map(|[pct, us]| (1.0 / (1.0 - pct.min(0.99999)), (*us).max(1.0) / 1000.0))
+                    .map(|[pct, us]| (spectrum_x(*pct), (*us).max(1.0) / 1000.0))
                     .collect(),
             })
             .collect();
         if !series.is_empty() {
-            let ticks = |x: &f64| {
-                let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
-                format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
-            };
             out.push((
                 format!("spectrum-{proto}-{}.svg", rate as u64),
-                line_chart(
+                spectrum_chart(
                     &format!("Latency by percentile, {proto}, {rate} rps"),
-                    "percentile (log scale of 1/(1-p))",
-                    "latency (ms, log scale)",
                     &series,
-                    true,
-                    Some(&ticks),
                 )?,
             ));
         }

@@ -11,7 +11,10 @@ use plotters::coord::ranged1d::Ranged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{COLORS, PlotError, Series, axes, frame, line_chart, svg_page, swatch};
+use super::{
+    COLORS, PlotError, Series, axes, err, frame, legend, spectrum_chart, spectrum_x, svg_page,
+    swatch,
+};
 use crate::model::{Bucket, Report, RunStats};
 
 const SIZE: (u32, u32) = (960, 500);
@@ -76,7 +79,7 @@ pub fn run_plots(r: &Report) -> Result<Vec<(String, String)>, PlotError> {
                 .iter()
                 .map(|p| {
                     (
-                        spectrum_x(p.percentile),
+                        spectrum_x(p.percentile / 100.0),
                         (p.latency_us.max(1)) as f64 / 1000.0,
                     )
                 })
@@ -84,32 +87,12 @@ pub fn run_plots(r: &Report) -> Result<Vec<(String, String)>, PlotError> {
         })
         .collect();
     if !spectra.is_empty() {
-        let ticks = |x: &f64| {
-            let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
-            format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
-        };
         out.push((
             "spectrum.svg".to_string(),
-            line_chart(
-                "Latency distribution: with and without the mesh",
-                "percentile (log scale of 1/(1-p))",
-                "latency (ms, log scale)",
-                &spectra,
-                true,
-                Some(&ticks),
-            )?,
+            spectrum_chart("Latency distribution: with and without the mesh", &spectra)?,
         ));
     }
     Ok(out)
-}
-
-/// HdrHistogram's spectrum axis: 1/(1−p), capped so the 100th percentile lands past 99.999.
-fn spectrum_x(percentile: f64) -> f64 {
-    1.0 / (1.0 - (percentile / 100.0).min(0.999_99))
-}
-
-fn err(title: &str) -> impl Fn(&dyn std::fmt::Display) -> PlotError + '_ {
-    move |e| PlotError(title.to_string(), e.to_string())
 }
 
 /// Shade `windows` over the whole height of `chart` and label each at the top, staggered so
@@ -195,23 +178,9 @@ fn latency(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
                 .label(name.clone())
                 .legend(swatch(color));
         }
-        legend(&mut chart, title)?;
+        legend(&mut chart, title, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
-}
-
-fn legend<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
-    title: &str,
-) -> Result<(), PlotError> {
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|x| err(title)(&x))
 }
 
 fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, PlotError> {
@@ -269,14 +238,7 @@ fn traffic(runs: &[&RunStats], faults: &[Window], end_s: f64) -> Result<String, 
                 .label(format!("error ratio, {who} (right axis)"))
                 .legend(swatch(errs));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|x| e(&x))?;
+        legend(&mut chart, title, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -377,7 +339,7 @@ fn amplification(m: &RunStats, faults: &[Window], end_s: f64) -> Result<String, 
                 )
                 .legend(swatch(color));
         }
-        legend(&mut chart, title)?;
+        legend(&mut chart, title, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
