@@ -135,6 +135,13 @@ pub struct SpectrumPoint {
     pub latency_us: u64,
 }
 
+/// Traces a run lists in [`RunStats::slowest_traces`].
+pub const REPORTED_TRACES: usize = 10;
+
+/// Traces a run writes to `traces.otlp.json`: the slowest ones (all of a run's spans would be
+/// hundreds of megabytes and no viewer loads them).
+pub const EXPORTED_TRACES: usize = 200;
+
 /// A distributed trace: one request from the workload through every sidecar hop it took.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TraceSummary {

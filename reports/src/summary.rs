@@ -269,7 +269,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "\n## Slowest traces\n\nOne span per sidecar hop (W3C trace context); the slowest {} of the run are in `traces.otlp.json` (OTLP-JSON, opens in Jaeger).\n\n| trace | request | at (s) | duration (ms) | status | hops: sidecar direction → service, ms after start + duration |\n|---|---|---:|---:|---:|---|",
-            200
+            crate::model::EXPORTED_TRACES
         );
         for t in &m.slowest_traces {
             let hops = t

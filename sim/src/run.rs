@@ -116,11 +116,13 @@ impl World<'_> {
                 record_spans: true,
                 access_log: self.access_log.as_ref().map(|lines| {
                     let lines = lines.clone();
-                    let host = self.hosts_name(host_index);
+                    // Quoted once, as JSON, for every line this sidecar writes.
+                    let host = serde_json::to_string(&self.hosts_name(host_index))
+                        .expect("a string serialises");
                     mesh_core::telemetry::access::AccessLog(Arc::new(move |r| {
                         // The sidecar's host first, then the record's own fields.
                         let json = r.to_json();
-                        let line = format!("{{\"proxy\":\"{host}\",{}", &json[1..]);
+                        let line = format!("{{\"proxy\":{host},{}", &json[1..]);
                         lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                     }))
                 }),

@@ -16,12 +16,7 @@ use serde_json::{Value, json};
 /// The Unix time simulated time 0 is written as.
 pub const SIM_EPOCH_UNIX_S: u64 = 1_767_225_600;
 
-/// Traces written to `traces.otlp.json`: the slowest ones (a full run's spans would be hundreds
-/// of megabytes and no viewer loads them).
-pub const EXPORTED_TRACES: usize = 200;
-
-/// Traces listed in the report.
-pub const REPORTED_TRACES: usize = 10;
+pub use reports::{EXPORTED_TRACES, REPORTED_TRACES};
 
 /// A span and the sidecar that recorded it.
 #[derive(Clone, Debug)]

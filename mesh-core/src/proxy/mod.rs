@@ -66,7 +66,8 @@ pub struct PeerIdentity(pub Arc<str>);
 struct Hop<'a, N: Network> {
     proxy: &'a Proxy<N>,
     dir: Direction,
-    service: String,
+    /// Borrowed from the config on inbound, so the hot path allocates no name per request.
+    service: std::borrow::Cow<'a, str>,
     started: tokio::time::Instant,
     /// (trace, span, parent span).
     ids: (u128, u64, u64),
@@ -110,7 +111,7 @@ impl<N: Network> Hop<'_, N> {
                     span_id,
                     parent_id,
                     direction: self.dir,
-                    service: self.service.clone(),
+                    service: self.service.to_string(),
                     name: format!("{method} {path}"),
                     start_us,
                     duration_us,
@@ -124,19 +125,21 @@ impl<N: Network> Hop<'_, N> {
             }
         }
         if let Some(log) = &tel.access_log {
-            let own = tel.identity.clone();
-            let outbound = self.dir == Direction::Outbound;
+            // This proxy's own identity is the source outbound and the destination inbound.
+            let (source_identity, destination_identity) = match self.dir {
+                Direction::Outbound => (tel.identity.clone(), None),
+                Direction::Inbound => (
+                    self.peer_identity.as_deref().map(str::to_string),
+                    tel.identity.clone(),
+                ),
+            };
             (log.0)(&AccessRecord {
                 start_us,
                 direction: dir_name(self.dir),
-                source_identity: if outbound {
-                    own.clone()
-                } else {
-                    self.peer_identity.as_deref().map(str::to_string)
-                },
+                source_identity,
                 source_address: self.peer.map(|a| a.to_string()).unwrap_or_default(),
-                destination_service: self.service.clone(),
-                destination_identity: if outbound { None } else { own },
+                destination_service: self.service.to_string(),
+                destination_identity,
                 route: if self.route.is_empty() {
                     "default".into()
                 } else {
@@ -383,11 +386,11 @@ impl<N: Network> Proxy<N> {
             Direction::Outbound => authority_of(&req),
             Direction::Inbound => None,
         };
-        let service = match (dir, &authority) {
-            (Direction::Outbound, Some(a)) => service_of_authority(a).to_string(),
-            (Direction::Outbound, None) => "unknown".to_string(),
-            (Direction::Inbound, _) if tel.service.is_empty() => "local".to_string(),
-            (Direction::Inbound, _) => tel.service.clone(),
+        let service: std::borrow::Cow<'_, str> = match (dir, &authority) {
+            (Direction::Outbound, Some(a)) => service_of_authority(a).to_string().into(),
+            (Direction::Outbound, None) => "unknown".into(),
+            (Direction::Inbound, _) if tel.service.is_empty() => "local".into(),
+            (Direction::Inbound, _) => tel.service.as_str().into(),
         };
         // This hop's span continues the caller's trace, or starts one; the request leaves
         // naming this span as its parent.
@@ -417,15 +420,14 @@ impl<N: Network> Proxy<N> {
             None => 0,
         };
         let downstream_version = req.version();
-        let mut route = String::new();
         let mut tried = Vec::new();
         let result = match (dir, &authority) {
             (Direction::Outbound, Some(a)) => {
-                self.outbound(req, a, &this_hop.service, &mut route, &mut tried)
-                    .await
+                let Hop { service, route, .. } = &mut this_hop;
+                self.outbound(req, a, service, route, &mut tried).await
             }
             (Direction::Outbound, None) => Err(ProxyError::NoRoute),
-            (Direction::Inbound, _) => self.inbound(req, &mut route).await,
+            (Direction::Inbound, _) => self.inbound(req, &mut this_hop.route).await,
         };
         let mut reason = None;
         let mut resp = match result {
@@ -448,7 +450,6 @@ impl<N: Network> Proxy<N> {
             Direction::Outbound => tried.len() as u32,
             Direction::Inbound => u32::from(reason.is_none()),
         };
-        this_hop.route = route;
         this_hop.record(status, reason, duration_us, attempts);
         resp
     }
