@@ -2,8 +2,10 @@
 //! SPIFFE identities (`spiffe://<trust domain>/ns/<ns>/sa/<account>`) in each workload
 //! certificate's URI SAN, as Istio and Linkerd issue them.
 //!
-//! What is checked: both sides present a certificate chaining to the mesh's CA (the trust domain);
-//! the server requires a client certificate. What is not (yet): that the server's SPIFFE ID is the
+//! What is checked: both sides present a certificate chaining to the mesh's CA (the trust domain)
+//! and carrying a SPIFFE ID; the server requires a client certificate, so a caller without one,
+//! with an empty chain, with one from another CA or with no SPIFFE ID is refused at the handshake
+//! ([`SpiffeClientVerifier`]). What is not (yet): that the server's SPIFFE ID is the
 //! one the caller expected for the destination service. That needs the control plane's
 //! service-account map, and the control-plane issue adds it; until then any workload of the
 //! trust domain may serve any service, as in a mesh with authorization policies off.
@@ -17,7 +19,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{CertificateError, DistinguishedName};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 /// The SPIFFE ID in a certificate's URI SAN (the first `spiffe://` one), if any. Parsed with
@@ -88,8 +92,9 @@ impl MeshTls {
             .map_err(|_| TlsError::Pem("workload", "private key"))?;
         let roots = Arc::new(roots);
         let provider = provider();
-        let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+        let client_verifier = Arc::new(SpiffeClientVerifier(
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?,
+        ));
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier)
@@ -137,6 +142,7 @@ impl ServerCertVerifier for TrustDomainVerifier {
             now,
             self.algs.all,
         )?;
+        require_spiffe_id(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -160,6 +166,65 @@ impl ServerCertVerifier for TrustDomainVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
+    }
+}
+
+/// A mesh workload is known by its SPIFFE ID; a CA-signed certificate without one names nobody
+/// and is refused (it could not be matched by an authorization policy or an access log).
+fn require_spiffe_id(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    match spiffe_id(end_entity) {
+        Some(_) => Ok(()),
+        None => Err(rustls::Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        )),
+    }
+}
+
+/// The server side of mTLS: webpki's chain check against the mesh CA (which also refuses an
+/// absent or empty client chain, since client authentication is mandatory), then a SPIFFE ID.
+#[derive(Debug)]
+pub struct SpiffeClientVerifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        require_spiffe_id(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -229,6 +294,23 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             spiffe_id,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A certificate this CA signs that carries no SPIFFE ID (only a DNS name), for tests of
+    /// what the mesh refuses.
+    pub fn issue_without_spiffe_id(&self) -> Result<Issued, TlsError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec!["mesh.local".to_string()])?;
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            spiffe_id: String::new(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })

@@ -1,6 +1,12 @@
 //! Mutual TLS between two sidecars on real loopback sockets: the request crosses with both sides
 //! authenticated; a peer without a certificate from the mesh CA is refused at the handshake,
 //! counted, and the proxy keeps serving.
+//!
+//! Both sides of the handshake are judged separately. A client that distrusts the server aborts
+//! before the server ever looks at the client's certificate, so the server's checks are tested
+//! with a raw TLS client that accepts any server and presents exactly the certificate under test:
+//! one from another CA, none, an empty chain, one without a SPIFFE ID. The same client with an
+//! honest certificate gets through, so a refusal is the server's judgement, not the harness's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,4 +159,192 @@ async fn eventually(cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition never held within 2 s");
+}
+
+/// Raw TLS clients for the server-side tests: they accept any server certificate, so the
+/// handshake's outcome depends only on what the server makes of the client.
+mod raw {
+    use std::sync::Arc;
+
+    use rustls::client::ResolvesClientCert;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::sign::CertifiedKey;
+    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyServer;
+
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// Presents a key with an empty certificate chain.
+    #[derive(Debug)]
+    struct EmptyChain(Arc<CertifiedKey>);
+
+    impl ResolvesClientCert for EmptyChain {
+        fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    /// What the client presents.
+    pub enum Present<'a> {
+        /// This certificate and key (PEM).
+        Cert(&'a str, &'a str),
+        /// No certificate at all.
+        Nothing,
+        /// A key with a zero-length chain.
+        EmptyChain(&'a str),
+    }
+
+    pub fn config(present: Present<'_>) -> Arc<ClientConfig> {
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServer));
+        let mut cfg = match present {
+            Present::Cert(cert, key) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .map(|c| c.unwrap())
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            Present::Nothing => builder.with_no_client_auth(),
+            Present::EmptyChain(key) => {
+                let key = rustls::crypto::ring::sign::any_supported_type(
+                    &PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap();
+                builder.with_client_cert_resolver(Arc::new(EmptyChain(Arc::new(
+                    CertifiedKey::new(Vec::new(), key),
+                ))))
+            }
+        };
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// One HTTP/1.1 request over TLS to `addr` with `cfg`: the response's first bytes, or the error
+/// that ended the exchange (handshake or first read).
+async fn raw_tls_get(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let mut tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(mesh_core::tls::server_name(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(b"GET /raw HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(3), exchange)
+        .await
+        .map_err(|_| "no answer within 3 s".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_client_certificates_it_must_not_accept() {
+    use raw::Present;
+    let ca = TestCa::new("cluster.local").unwrap();
+    let rogue = TestCa::new("cluster.local").unwrap();
+    let base = 21_460;
+    let (_, server, _) = mesh(
+        base,
+        ca.mesh_tls("client").unwrap(),
+        ca.mesh_tls("echo").unwrap(),
+        Protocol::Http1,
+    )
+    .await;
+    let inbound = a(base + 2);
+
+    // Control: the same raw client with an honest certificate gets the app's answer.
+    let honest = ca.issue("client").unwrap();
+    let ok = raw_tls_get(
+        inbound,
+        raw::config(Present::Cert(&honest.cert_pem, &honest.key_pem)),
+    )
+    .await
+    .expect("an honest client certificate is accepted");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert_eq!(server.get("inbound.requests"), 1);
+    assert_eq!(server.get("inbound.tls_handshake_errors"), 0);
+
+    let from_rogue = rogue.issue("client").unwrap();
+    let no_spiffe = ca.issue_without_spiffe_id().unwrap();
+    let cases: [(&str, Present<'_>); 4] = [
+        (
+            "a certificate from another CA",
+            Present::Cert(&from_rogue.cert_pem, &from_rogue.key_pem),
+        ),
+        ("no client certificate", Present::Nothing),
+        (
+            "an empty certificate chain",
+            Present::EmptyChain(&honest.key_pem),
+        ),
+        (
+            "a CA-signed certificate without a SPIFFE ID",
+            Present::Cert(&no_spiffe.cert_pem, &no_spiffe.key_pem),
+        ),
+    ];
+    for (n, (what, present)) in cases.into_iter().enumerate() {
+        let got = raw_tls_get(inbound, raw::config(present)).await;
+        // TLS 1.3: the client finishes its flight before the server judges it, so the refusal
+        // arrives as the server's alert on the client's first read.
+        let err = got.expect_err(what);
+        assert!(
+            err.contains("alert") || err.contains("reset") || err.contains("eof"),
+            "{what}: {err}"
+        );
+        eventually(|| server.get("inbound.tls_handshake_errors") == n as u64 + 1).await;
+        assert_eq!(server.get("inbound.requests"), 1, "{what} reached the app");
+    }
 }

@@ -26,7 +26,8 @@ pub struct Report {
     pub overhead: Option<Overhead>,
     /// Each scenario assertion with the value it saw.
     pub assertions: Vec<AssertionResult>,
-    /// `pass` when every assertion held and the books balanced, else `fail`.
+    /// `pass` when every assertion held, the books balanced and no request was left in flight,
+    /// else `fail`.
     pub verdict: Verdict,
 }
 
@@ -406,8 +407,15 @@ pub struct EdgeStats {
     /// Requests that ended in a 5xx or a proxy failure.
     #[serde(default)]
     pub failures: u64,
-    /// How each attempt ended: `2xx`…`5xx`, or the proxy's reason (`connect_failed`,
-    /// `upstream_timeout`, …). Sums to `attempts`.
+    /// Tries (first or retry, admitted by the breaker) that ended before being sent: an overall
+    /// timeout or the caller's departure during a retry's backoff or a wait for a connection.
+    /// Every try is an attempt, a breaker refusal or unsent:
+    /// `requests + retries = attempts + circuit_open + unsent`.
+    #[serde(default)]
+    pub unsent: u64,
+    /// How each attempt ended: `2xx`…`5xx`, the proxy's reason (`connect_failed`,
+    /// `upstream_timeout`, …), or `cancelled` when an overall timeout or the caller's departure
+    /// cut it off in flight. Sums to `attempts`.
     #[serde(default)]
     pub attempt_outcomes: BTreeMap<String, u64>,
     /// Attempts per request.

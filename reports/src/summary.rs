@@ -75,6 +75,14 @@ pub fn render(report: &Report) -> String {
         if !run.books.balanced {
             let _ = writeln!(s, "- **books do not balance** in the {} run", label(run));
         }
+        if run.books.in_flight > 0 {
+            let _ = writeln!(
+                s,
+                "- **{} requests never ended** in the {} run",
+                run.books.in_flight,
+                label(run)
+            );
+        }
     }
     let _ = writeln!(s, "\nReproduce: `{}`\n", r.repro);
 

@@ -14,7 +14,13 @@ fn check(generated: String, committed: &str, file: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("schema")
             .join(file);
-        std::fs::write(&path, &generated).unwrap();
+        if generated != committed {
+            std::fs::write(&path, &generated).unwrap();
+            // Rewriting is never a pass: the run that blessed must be followed by one that checks.
+            panic!(
+                "rewrote reports/schema/{file}; review the diff and run the test again without MESHSIM_BLESS"
+            );
+        }
         return;
     }
     assert!(

@@ -142,3 +142,60 @@ pub fn evaluate(
         })
         .collect()
 }
+
+/// Everything wrong with one run's accounting, empty when every request and every try is
+/// accounted for: the books balance (the workload's count of what it sent against the
+/// collector's outcomes), no request is left in flight, the routes add up to the whole, and on
+/// every edge each try (first or retry) ended exactly once (`requests + retries = attempts +
+/// circuit_open + unsent`) and each attempt had exactly one outcome. The tests hold every run to
+/// it; the verdict holds the books and `in_flight` to it.
+pub fn ledger(run: &RunStats) -> Vec<String> {
+    let mut problems = Vec::new();
+    let b = &run.books;
+    if !b.balanced {
+        problems.push(format!("books do not balance: {b:?}"));
+    }
+    if b.in_flight > 0 {
+        problems.push(format!("{} requests never ended", b.in_flight));
+    }
+    let by_reason: u64 = b.failed_by_reason.values().sum();
+    if by_reason != b.failed {
+        problems.push(format!(
+            "reasons sum to {by_reason}, failed is {}",
+            b.failed
+        ));
+    }
+    let routes_sent: u64 = run.routes.values().map(|r| r.books.sent).sum();
+    let routes_done: u64 = run
+        .routes
+        .values()
+        .map(|r| r.books.ok + r.books.failed)
+        .sum();
+    if !run.routes.is_empty() && (routes_sent != b.sent || routes_done != b.ok + b.failed) {
+        problems.push(format!(
+            "routes sent {routes_sent} and ended {routes_done}, the whole {} and {}",
+            b.sent,
+            b.ok + b.failed
+        ));
+    }
+    for (name, e) in &run.edges {
+        let tries = e.requests + e.retries;
+        let ended = e.attempts + e.circuit_open + e.unsent;
+        if tries != ended {
+            problems.push(format!(
+                "edge {name}: {tries} tries (requests + retries) but {ended} ended (attempts + circuit_open + unsent): {e:?}"
+            ));
+        }
+        let outcomes: u64 = e.attempt_outcomes.values().sum();
+        if outcomes != e.attempts {
+            problems.push(format!(
+                "edge {name}: {} attempts but {outcomes} attempt outcomes: {e:?}",
+                e.attempts
+            ));
+        }
+        if e.failures > e.requests {
+            problems.push(format!("edge {name}: more failures than requests: {e:?}"));
+        }
+    }
+    problems
+}

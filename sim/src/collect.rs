@@ -1,9 +1,14 @@
 //! Every request's outcome, collected as it happens: the checker's side of the simulation, apart
 //! from the system under test.
 //!
-//! A request is registered when the workload sends it and closed exactly once with an outcome; the
-//! books (sent = ok + failed by reason + in flight) are therefore balanced by construction, and
-//! [`Collector::finish`] checks it anyway. Latencies go into hdrhistograms at microsecond precision.
+//! Two ledgers, kept apart so that comparing them can fail. The workload counts what it sends, where
+//! it sends it ([`Dispatched`], with its own warm-up test); the collector registers a ticket for
+//! each request and closes it exactly once with an outcome (ok, or failed with a reason), counting
+//! outcomes where they end. [`Collector::finish`] takes `sent` from the workload's ledger and
+//! `ok`, `failed` and `in_flight` (tickets never closed) from its own, so a request the workload
+//! sent that the collector lost, never closed, or counted twice unbalances the books; the verdict
+//! also requires `in_flight == 0` (every request ended before the run did). Latencies go into
+//! hdrhistograms at microsecond precision.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +42,32 @@ fn histogram() -> Histogram<u64> {
 struct RouteAcc {
     books: Books,
     all: Histogram<u64>,
+}
+
+/// What the workload sent, per route, counted at the send site and nowhere else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Per route: (sent at or after warm-up, sent during warm-up).
+    pub per_route: Vec<(u64, u64)>,
+}
+
+impl Dispatched {
+    /// A ledger for `routes` routes.
+    pub fn new(routes: usize) -> Self {
+        Self {
+            per_route: vec![(0, 0); routes],
+        }
+    }
+
+    /// Count one request of `route` sent at `now_ms`, measured when at or after `warmup_ms`.
+    pub fn count(&mut self, route: usize, now_ms: u64, warmup_ms: u64) {
+        let r = &mut self.per_route[route];
+        if now_ms >= warmup_ms {
+            r.0 += 1;
+        } else {
+            r.1 += 1;
+        }
+    }
 }
 
 /// Outcomes and latencies of one run.
@@ -102,12 +133,8 @@ impl Collector {
         };
         self.next_id += 1;
         if measured {
-            self.books.sent += 1;
-            self.routes[route].1.books.sent += 1;
+            // The time line's own count; the books take `sent` from the workload's ledger.
             self.bucket(now_ms).0.sent += 1;
-        } else {
-            self.books.warmup_excluded += 1;
-            self.routes[route].1.books.warmup_excluded += 1;
         }
         self.open.insert(t.id, t);
         t
@@ -153,13 +180,19 @@ impl Collector {
         self.open.len()
     }
 
-    /// The books, overall latency, latency of successes, per-route stats and the time line.
-    pub fn finish(mut self) -> Finished {
+    /// The books (sent from the workload's ledger `dispatched`, outcomes from this collector),
+    /// overall latency, latency of successes, per-route stats and the time line.
+    pub fn finish(mut self, dispatched: &Dispatched) -> Finished {
         let in_flight = self.open.values().filter(|t| t.measured).count() as u64;
         self.books.in_flight = in_flight;
+        self.books.sent = dispatched.per_route.iter().map(|r| r.0).sum();
+        self.books.warmup_excluded = dispatched.per_route.iter().map(|r| r.1).sum();
         self.books.check();
         let mut routes = BTreeMap::new();
         for (idx, (name, mut acc)) in self.routes.into_iter().enumerate() {
+            let (sent, warmup) = dispatched.per_route.get(idx).copied().unwrap_or_default();
+            acc.books.sent = sent;
+            acc.books.warmup_excluded = warmup;
             acc.books.in_flight = self
                 .open
                 .values()
@@ -291,6 +324,7 @@ mod tests {
         #[test]
         fn books_always_balance(ops in proptest::collection::vec(op(), 0..300), warmup_ms in 0u64..500) {
             let mut c = Collector::new(vec!["a".into(), "b".into(), "c".into()], warmup_ms);
+            let mut d = Dispatched::new(3);
             let mut now = 0;
             let mut open: Vec<Ticket> = Vec::new();
             let (mut measured_sent, mut measured_done) = (0u64, 0u64);
@@ -299,6 +333,7 @@ mod tests {
                     Op::Send { route, dt_ms } => {
                         now += dt_ms;
                         let t = c.sent(route, now);
+                        d.count(route, now, warmup_ms);
                         measured_sent += u64::from(now >= warmup_ms);
                         open.push(t);
                     }
@@ -312,8 +347,9 @@ mod tests {
                     Op::Finish { .. } => {}
                 }
             }
-            let f = c.finish();
+            let f = c.finish(&d);
             prop_assert!(f.books.balanced, "{:?}", f.books);
+            prop_assert_eq!(f.books.in_flight, measured_sent - measured_done);
             prop_assert_eq!(f.books.sent, measured_sent);
             prop_assert_eq!(f.books.ok + f.books.failed, measured_done);
             prop_assert_eq!(f.latency.count, measured_done);
@@ -321,6 +357,32 @@ mod tests {
             prop_assert_eq!(per_route, f.books.sent);
             prop_assert!(f.routes.values().all(|r| r.books.balanced));
         }
+    }
+
+    /// The two ledgers disagree in each way a harness bug would make them: the books say so.
+    #[test]
+    fn books_fail_when_the_ledgers_disagree() {
+        let finish = |sends: usize, registered: usize, closed: usize| {
+            let mut c = Collector::new(vec!["a".into()], 0);
+            let mut d = Dispatched::new(1);
+            let tickets: Vec<Ticket> = (0..registered).map(|_| c.sent(0, 1)).collect();
+            for _ in 0..sends {
+                d.count(0, 1, 0);
+            }
+            for t in tickets.into_iter().take(closed) {
+                c.done(t, 2, 0, Outcome::Failed("x".into()));
+            }
+            c.finish(&d).books
+        };
+        let ok = finish(3, 3, 3);
+        assert!(ok.balanced && ok.in_flight == 0, "{ok:?}");
+        // Sent but never registered: the collector lost it.
+        assert!(!finish(3, 2, 2).balanced);
+        // Registered twice for one send.
+        assert!(!finish(2, 3, 3).balanced);
+        // Registered, never closed: balanced, but in flight, which fails the verdict.
+        let open = finish(3, 3, 2);
+        assert!(open.balanced && open.in_flight == 1, "{open:?}");
     }
 
     #[test]

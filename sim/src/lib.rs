@@ -205,10 +205,11 @@ fn run_inner(
     let assertions: Vec<_> = s.assertions.iter().map(|a| a.get_ref().clone()).collect();
     let measured_s = (s.workload.duration.as_ms() - s.workload.warmup.as_ms()) as f64 / 1000.0;
     report.assertions = check::evaluate(&assertions, &report, measured_s);
+    // Every request accounted for: the ledgers agree and none was left without an outcome.
     let balanced = [&report.mesh, &report.baseline]
         .into_iter()
         .flatten()
-        .all(|r| r.books.balanced);
+        .all(|r| r.books.balanced && r.books.in_flight == 0);
     if !balanced || report.assertions.iter().any(|a| !a.passed) {
         report.verdict = Verdict::Fail;
     }

@@ -331,6 +331,7 @@ async fn simulate_inner(
 
     let clock = Clock::start();
     let routes: Vec<String> = s.workload.routes.iter().map(|r| r.label()).collect();
+    let dispatched = Arc::new(Mutex::new(crate::collect::Dispatched::new(routes.len())));
     let collector = Arc::new(Mutex::new(Collector::new(
         routes,
         s.workload.warmup.as_ms(),
@@ -393,6 +394,7 @@ async fn simulate_inner(
                 caller: Arc::new(world.caller(&net, Protocol::Http1)),
                 spec: spec.clone(),
                 collector: collector.clone(),
+                dispatched: dispatched.clone(),
                 clock,
             };
             let rng = pod_rng(seed, &format!("client:{c}"));
@@ -442,7 +444,7 @@ async fn simulate_inner(
         .unwrap_or_else(|_| {
             unreachable!("every task holding the collector was dropped with the LocalSet")
         })
-        .finish();
+        .finish(&dispatched.lock().unwrap_or_else(|p| p.into_inner()));
     let mut health = Vec::new();
     {
         let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
@@ -564,6 +566,7 @@ async fn simulate_inner(
                 "timeouts" => e.timeouts += v,
                 "circuit_open" => e.circuit_open += v,
                 "retry_overflow" => e.retry_overflow += v,
+                "unsent" => e.unsent += v,
                 "failures" => e.failures += v,
                 _ => {
                     if let Some(outcome) = what.strip_prefix("attempt_") {

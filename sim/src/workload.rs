@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 
-use crate::collect::{Collector, Outcome};
+use crate::collect::{Collector, Dispatched, Outcome};
 use crate::model::Caller;
 use crate::scenario::{RouteSpec, WorkloadSpec};
 use crate::substrate::SimNet;
@@ -57,6 +57,8 @@ pub struct Generator {
     pub spec: Arc<WorkloadSpec>,
     /// Where outcomes go.
     pub collector: Arc<Mutex<Collector>>,
+    /// What was sent, counted here and nowhere else (the books compare it with the collector).
+    pub dispatched: Arc<Mutex<Dispatched>>,
     /// Simulated time.
     pub clock: Clock,
 }
@@ -76,11 +78,16 @@ impl Generator {
 
     /// Send one request of route `route` and wait for its outcome.
     async fn send(&self, route: usize) {
+        let now_ms = self.clock.now_ms();
+        self.dispatched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(route, now_ms, self.spec.warmup.as_ms());
         let ticket = self
             .collector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .sent(route, self.clock.now_ms());
+            .sent(route, now_ms);
         let r: &RouteSpec = &self.spec.routes[route];
         let call = self
             .caller

@@ -33,7 +33,8 @@ fn run_src(src: &str, mesh: bool) -> RunStats {
         cost: Calibration::builtin(),
     };
     let stats = sim::run::simulate(&loaded, 1, mesh, &mut |_, _| {});
-    assert!(stats.books.balanced, "{:?}", stats.books);
+    let problems = sim::check::ledger(&stats);
+    assert!(problems.is_empty(), "{problems:#?}");
     stats
 }
 

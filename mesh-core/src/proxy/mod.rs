@@ -583,6 +583,7 @@ impl<N: Network> Proxy<N> {
         let first = self
             .admit(service, cb, false)
             .ok_or(ProxyError::CircuitOpen)?;
+        let first = (first, TryTally::new(&self.stats, service));
         let Some(retry) = retry.filter(|_| fits) else {
             let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
             let req = req.map(body::boxed);
@@ -663,7 +664,7 @@ impl<N: Network> Proxy<N> {
             // The retry takes its breaker slot now and holds it through the backoff; refused,
             // it is not sent and the caller gets this attempt's answer (Envoy's retry overflow).
             slot = match self.admit(service, cb, true) {
-                Some(s) => s,
+                Some(s) => (s, TryTally::new(&self.stats, service)),
                 None => {
                     self.stats.incr(&svc_key(service, "retry_overflow"));
                     return result;
@@ -716,7 +717,7 @@ impl<N: Network> Proxy<N> {
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
-        mut slot: Slot,
+        (mut slot, mut tally): (Slot, TryTally<'_>),
         service: &str,
         authority: &str,
         req: Request<Body>,
@@ -733,21 +734,28 @@ impl<N: Network> Proxy<N> {
             && let Err(o) = slot.connection(cb).await
         {
             // Refused while holding a slot: a fast-fail whether first try or retry.
+            tally.state = TryState::Ended;
             self.stats.incr(&svc_key(service, "circuit_open"));
             self.count_overflow(service, o);
             return Err(ProxyError::CircuitOpen);
         }
+        tally.state = TryState::Sent;
         self.stats.incr_timed(&svc_key(service, "attempts"));
         let (addr, protocol, pick, subset) = match self.pick_endpoint(service, &req, policy, tried)
         {
             Ok(p) => p,
             Err(e) => {
+                tally.state = TryState::Ended;
                 self.stats
                     .incr(&svc_key(service, &format!("attempt_{}", e.reason())));
                 return Err(e);
             }
         };
         tried.push(addr);
+        if !subset.is_empty() {
+            self.stats
+                .incr(&format!("outbound.subset.{service}.{subset}.attempts"));
+        }
         let call = self.forward(&self.clients, req, addr, protocol, Some(authority));
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
@@ -766,16 +774,13 @@ impl<N: Network> Proxy<N> {
             Ok(r) => ATTEMPT_CLASSES[usize::from(r.status().as_u16() / 100).min(5)],
             Err(e) => e.reason(),
         };
+        tally.state = TryState::Ended;
         self.stats
             .incr(&svc_key(service, &format!("attempt_{outcome}")));
         pick.finish(failed, &policy.lb, policy.outlier.as_ref());
-        if !subset.is_empty() {
+        if !subset.is_empty() && failed {
             self.stats
-                .incr(&format!("outbound.subset.{service}.{subset}.attempts"));
-            if failed {
-                self.stats
-                    .incr(&format!("outbound.subset.{service}.{subset}.failures"));
-            }
+                .incr(&format!("outbound.subset.{service}.{subset}.failures"));
         }
         result
     }
@@ -974,6 +979,45 @@ pub fn error_response(e: ProxyError) -> Response<Body> {
     resp.headers_mut()
         .insert(ERROR_HEADER, HeaderValue::from_static(e.reason()));
     resp
+}
+
+/// Where one try of a request (the first, or a retry the breaker admitted) stands. Every try
+/// ends exactly once: refused by the breaker (`circuit_open`), sent as an attempt and finished
+/// with an outcome (`attempt_<outcome>`), or dropped, when an overall timeout fires or the caller
+/// goes away. Dropped before it was sent (in a retry's backoff, waiting for a connection, reading
+/// the caller's body) it counts as `unsent`; dropped in flight, as the outcome `attempt_cancelled`.
+/// Counting on drop is what keeps the books whole: the future is dropped between the two counts.
+struct TryTally<'a> {
+    stats: &'a ProxyStats,
+    service: &'a str,
+    state: TryState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TryState {
+    Admitted,
+    Sent,
+    Ended,
+}
+
+impl<'a> TryTally<'a> {
+    fn new(stats: &'a ProxyStats, service: &'a str) -> Self {
+        Self {
+            stats,
+            service,
+            state: TryState::Admitted,
+        }
+    }
+}
+
+impl Drop for TryTally<'_> {
+    fn drop(&mut self) {
+        match self.state {
+            TryState::Admitted => self.stats.incr(&svc_key(self.service, "unsent")),
+            TryState::Sent => self.stats.incr(&svc_key(self.service, "attempt_cancelled")),
+            TryState::Ended => {}
+        }
+    }
 }
 
 /// Attempt outcome names by status class (1xx..5xx; index 0 never used by a valid status).
