@@ -286,7 +286,18 @@ mod tests {
                         }
                         Err(_) => {
                             refused += 1;
-                            prop_assert_eq!(b.in_flight("db"), before)
+                            prop_assert_eq!(b.in_flight("db"), before);
+                            // ...and every refusal is owed to a threshold: a breaker that refused
+                            // with room to spare fails here.
+                            let full = before.requests >= max_requests;
+                            let retries_full = retry && match &cb.retry_budget {
+                                Some(bud) => {
+                                    let share = (bud.percent / 100.0 * f64::from(before.requests)).floor() as u32;
+                                    before.retries >= share.max(bud.min_concurrency)
+                                }
+                                None => before.retries >= max_retries,
+                            };
+                            prop_assert!(full || retries_full, "refused with room: {:?}, retry {}", before, retry);
                         }
                     }
                 } else if !held.is_empty() {

@@ -80,5 +80,24 @@ mod tests {
                 Ok(())
             })?;
         }
+
+        /// And never fewer than it must: a full bucket admits exactly `burst` requests arriving
+        /// at once, and after `gap` idle it admits exactly the whole tokens that accrued
+        /// (min(burst, ⌊rps × gap⌋)) — a limiter that refused everything, or never refilled,
+        /// fails here.
+        #[test]
+        fn admits_its_burst_and_refills_at_its_rate(rps in 1u32..500, burst in 1u32..50, gap_ms in 1u64..5_000) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            rt.block_on(async {
+                let b = TokenBucket::new(RateLimit { rps: f64::from(rps), burst });
+                let at_once = |b: &TokenBucket| (0..burst + 10).filter(|_| b.try_acquire()).count() as u64;
+                prop_assert_eq!(at_once(&b), u64::from(burst));
+                tokio::time::advance(Duration::from_millis(gap_ms)).await;
+                // Whole tokens accrued: rps × gap / 1000, in integers so no rounding decides it.
+                let accrued = (u64::from(rps) * gap_ms / 1000).min(u64::from(burst));
+                prop_assert_eq!(at_once(&b), accrued);
+                Ok(())
+            })?;
+        }
     }
 }

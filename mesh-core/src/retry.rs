@@ -187,6 +187,20 @@ mod tests {
             prop_assert!(d < cap || cap.is_zero());
         }
 
+        /// Full jitter: each draw is uniform on [0, cap), so the mean of n draws is cap/2 within
+        /// 5 standard errors (σ = cap/√12/√n). A backoff stuck at zero, or one that does not grow
+        /// with the retry number until `max`, fails here.
+        #[test]
+        fn backoff_is_uniform_up_to_its_cap(seed in any::<u64>(), base_ms in 1u64..100, max_ms in 1u64..1000, retry in 1u32..12) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (base, max) = (Duration::from_millis(base_ms), Duration::from_millis(max_ms));
+            let n = 400;
+            let cap = (base_ms << (retry - 1)).min(max_ms) as f64 * 1000.0;
+            let mean = (0..n).map(|_| backoff(&mut rng, base, max, retry).as_micros() as f64).sum::<f64>() / f64::from(n);
+            let se = cap / 12f64.sqrt() / f64::from(n).sqrt();
+            prop_assert!((mean - cap / 2.0).abs() <= 5.0 * se, "mean {} µs, cap {} µs", mean, cap);
+        }
+
         /// Over any window the budget allows at most ratio × deposits + min_per_sec × ttl retries.
         #[test]
         fn budget_is_never_exceeded(deposits in 0u32..500, ratio_pct in 0u32..100, min_per_sec in 0u32..5) {

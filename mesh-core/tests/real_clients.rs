@@ -91,6 +91,11 @@ fn curl(args: &[&str]) -> Option<String> {
 fn have_curl() -> bool {
     let ok = Command::new("curl").arg("--version").output().is_ok();
     if !ok {
+        // Under CI (`.ci/run` sets MESHSIM_REQUIRE_TOOLS) a missing tool fails, never skips.
+        assert!(
+            std::env::var_os("MESHSIM_REQUIRE_TOOLS").is_none(),
+            "MESHSIM_REQUIRE_TOOLS is set but curl is not installed"
+        );
         eprintln!("SKIPPED: curl is not installed (bash .ci/run installs it)");
     }
     ok
