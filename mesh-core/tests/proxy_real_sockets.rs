@@ -161,3 +161,48 @@ async fn malformed_request_gets_400_and_the_proxy_survives() {
     .await;
     assert_eq!(seen.status, StatusCode::OK);
 }
+
+/// Raw bytes to `addr`, and what came back before the connection closed (2 s at most).
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_no_service_is_400_no_route() {
+    let p = pods(21_170, Protocol::Http2);
+    let (client, _) = up(&p).await;
+    // HTTP/1.0 may omit Host; with no authority there is no service to route to.
+    let text = raw(p.client_outbound, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.0 400"), "{text}");
+    assert!(text.contains("x-mesh-error: no_route"), "{text}");
+    assert_eq!(client.get("outbound.error.no_route"), 1);
+    assert_eq!(client.get("outbound.responses.4xx"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_closes_without_answering_is_502_upstream_reset() {
+    use tokio::io::AsyncReadExt;
+    let p = TwoPods {
+        start_app: false,
+        ..pods(21_180, Protocol::Http2)
+    };
+    // The app reads the request and closes the connection without a response.
+    let app = tokio::net::TcpListener::bind(p.app).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = app.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
+    let (_, server) = up(&p).await;
+    let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "echo", "/").await;
+    assert_eq!(seen.status, StatusCode::BAD_GATEWAY, "{seen:?}");
+    assert_eq!(seen.mesh_error.as_deref(), Some("upstream_reset"));
+    assert_eq!(server.get("inbound.error.upstream_reset"), 1);
+}
