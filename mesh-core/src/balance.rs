@@ -461,6 +461,41 @@ mod tests {
             })?;
         }
 
+        /// And it ejects what it must: with round robin, the `k` endpoints that always fail (as
+        /// many as the cap allows) are all ejected, and no healthy one is. A detector that never
+        /// ejects, or ejects the wrong endpoints, fails. (Not within `consecutive_failures`
+        /// rounds: round robin's cursor runs over the usable endpoints, so each ejection shifts
+        /// the rotation and can pass over a failing endpoint for a round; n rounds suffice.)
+        #[test]
+        fn failing_endpoints_are_ejected_and_healthy_ones_are_not(
+            n in 2usize..20,
+            pct in 1u32..100,
+            consecutive in 1u32..6,
+            k_seed in any::<usize>(),
+        ) {
+            rt().block_on(async {
+                let b = b(6);
+                let od = OutlierDetection { consecutive_failures: consecutive, base_ejection: Duration::from_secs(30), max_ejection: Duration::from_secs(300), max_ejection_percent: pct };
+                let cap = ((n * pct as usize) / 100).max(1);
+                // At least one endpoint stays healthy, and no more fail than may be ejected.
+                let k = 1 + k_seed % cap.min(n - 1);
+                let rr = LbPolicy::RoundRobin;
+                for _ in 0..n * n * (consecutive as usize + 1) {
+                    let p = b.pick("svc", n, &rr, None).unwrap();
+                    let fail = p.index < k;
+                    p.finish(fail, &rr, Some(&od));
+                }
+                prop_assert_eq!(b.ejected("svc"), k);
+                // Every pick now lands on a healthy endpoint.
+                for _ in 0..n {
+                    let p = b.pick("svc", n, &rr, None).unwrap();
+                    prop_assert!(p.index >= k, "picked ejected endpoint {}", p.index);
+                    p.finish(false, &rr, Some(&od));
+                }
+                Ok(())
+            })?;
+        }
+
         /// The same key always lands on the same endpoint while health does not change.
         #[test]
         fn ring_hash_is_sticky(n in 1usize..20, keys in proptest::collection::vec("[a-z]{1,8}", 1..20)) {
