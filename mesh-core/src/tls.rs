@@ -284,9 +284,23 @@ impl TestCa {
     /// A workload certificate for service account `sa` in namespace `default`.
     pub fn issue(&self, sa: &str) -> Result<Issued, TlsError> {
         let spiffe_id = format!("spiffe://{}/ns/default/sa/{sa}", self.trust_domain);
+        let san = rcgen::SanType::URI(spiffe_id.as_str().try_into()?);
+        self.sign(san, spiffe_id)
+    }
+
+    /// A certificate this CA signs that carries no SPIFFE ID (only a DNS name), for tests of
+    /// what the mesh refuses.
+    pub fn issue_without_spiffe_id(&self) -> Result<Issued, TlsError> {
+        let san = rcgen::SanType::DnsName("mesh.local".try_into()?);
+        self.sign(san, String::new())
+    }
+
+    /// A workload certificate with the one subject alternative name `san`, for both client and
+    /// server authentication, signed by this CA.
+    fn sign(&self, san: rcgen::SanType, spiffe_id: String) -> Result<Issued, TlsError> {
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.subject_alt_names = vec![rcgen::SanType::URI(spiffe_id.as_str().try_into()?)];
+        params.subject_alt_names = vec![san];
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
@@ -294,23 +308,6 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             spiffe_id,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
-
-    /// A certificate this CA signs that carries no SPIFFE ID (only a DNS name), for tests of
-    /// what the mesh refuses.
-    pub fn issue_without_spiffe_id(&self) -> Result<Issued, TlsError> {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(vec!["mesh.local".to_string()])?;
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            spiffe_id: String::new(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
