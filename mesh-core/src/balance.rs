@@ -570,4 +570,156 @@ mod tests {
             assert!(to_slow < 30, "slow endpoint still got {to_slow} of 300");
         });
     }
+
+    /// Least request: with two endpoints both are always compared, so each new request goes to
+    /// the one with fewer in flight (ties either way). Holding every pick open, the two loads
+    /// never differ by more than one; random choice would drift apart like a random walk.
+    #[test]
+    fn least_request_picks_the_less_loaded() {
+        rt().block_on(async {
+            let bal = b(7);
+            let lr = LbPolicy::LeastRequest;
+            let mut load = [0i32; 2];
+            let mut held = Vec::new();
+            for _ in 0..40 {
+                let p = bal.pick("svc", 2, &lr, None).unwrap();
+                load[p.index] += 1;
+                assert!(
+                    (load[0] - load[1]).abs() <= 1,
+                    "loads drifted apart: {load:?}"
+                );
+                held.push(p);
+            }
+            // With three endpoints, one held busy is never chosen: every pair drawn holds an
+            // idle endpoint, which wins.
+            let bal = b(8);
+            let busy = bal.pick("svc", 3, &lr, None).unwrap();
+            let i = busy.index;
+            for _ in 0..50 {
+                let p = bal.pick("svc", 3, &lr, None).unwrap();
+                assert_ne!(p.index, i, "the busy endpoint won against an idle one");
+                p.finish(false, &lr, None);
+            }
+        });
+    }
+
+    /// Panic mode (Envoy): when every endpoint is ejected, requests are spread over all of them
+    /// instead of failing.
+    #[test]
+    fn all_ejected_means_panic_mode_not_no_endpoints() {
+        rt().block_on(async {
+            let b = b(9);
+            let od = OutlierDetection {
+                consecutive_failures: 1,
+                base_ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+                max_ejection_percent: 100,
+            };
+            let rr = LbPolicy::RoundRobin;
+            for _ in 0..3 {
+                let p = b.pick("svc", 3, &rr, None).unwrap();
+                p.finish(true, &rr, Some(&od));
+            }
+            assert_eq!(b.ejected("svc"), 3);
+            let mut seen = [0; 3];
+            for _ in 0..30 {
+                let p = b.pick("svc", 3, &rr, None).expect("panic mode still picks");
+                seen[p.index] += 1;
+                drop(p);
+            }
+            assert_eq!(seen, [10, 10, 10]);
+        });
+    }
+
+    /// Each ejection of the same endpoint lasts base × times ejected, up to the cap: 1 s, 2 s,
+    /// 3 s, then 3 s again (base 1 s, max 3 s), seen as when its probe comes back.
+    #[test]
+    fn re_ejection_grows_to_its_cap() {
+        rt().block_on(async {
+            let b = b(10);
+            let od = OutlierDetection {
+                consecutive_failures: 1,
+                base_ejection: Duration::from_secs(1),
+                max_ejection: Duration::from_secs(3),
+                max_ejection_percent: 50,
+            };
+            let rr = LbPolicy::RoundRobin;
+            // Endpoint 0 fails every time it is picked; endpoint 1 never does.
+            let step = |b: &Balancer| {
+                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let fail = p.index == 0;
+                p.finish(fail, &rr, Some(&od));
+                fail
+            };
+            while !step(&b) {}
+            for expected_s in [1u64, 2, 3, 3] {
+                assert_eq!(b.ejected("svc"), 1);
+                tokio::time::advance(Duration::from_millis(expected_s * 1000 - 1)).await;
+                assert_eq!(
+                    b.ejected("svc"),
+                    1,
+                    "still ejected just before {expected_s} s"
+                );
+                tokio::time::advance(Duration::from_millis(1)).await;
+                assert_eq!(b.ejected("svc"), 0, "back on probation at {expected_s} s");
+                // The probe fails: ejected again, for longer.
+                while !step(&b) {}
+            }
+        });
+    }
+
+    /// Ring hash walks past an ejected endpoint to the next one on the ring (only the ejected
+    /// endpoint's keys move), and when an endpoint is added only keys the new one takes move.
+    #[test]
+    fn ring_hash_skips_ejected_endpoints_and_survives_membership_change() {
+        rt().block_on(async {
+            let b = b(11);
+            let lb = LbPolicy::RingHash {
+                header: "x-user".into(),
+            };
+            let keys: Vec<String> = (0..200).map(|k| format!("user-{k}")).collect();
+            let place = |b: &Balancer, n: usize| -> Vec<usize> {
+                keys.iter()
+                    .map(|k| {
+                        let p = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                        let i = p.index;
+                        p.finish(false, &lb, None);
+                        i
+                    })
+                    .collect()
+            };
+            let before = place(&b, 4);
+            assert!(
+                (0..4).all(|i| before.contains(&i)),
+                "every endpoint gets keys"
+            );
+            // Eject endpoint 2.
+            let od = OutlierDetection {
+                consecutive_failures: 1,
+                base_ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+                max_ejection_percent: 50,
+            };
+            let k2 = keys[before.iter().position(|&i| i == 2).unwrap()].as_bytes();
+            b.pick("svc", 4, &lb, Some(k2))
+                .unwrap()
+                .finish(true, &lb, Some(&od));
+            assert_eq!(b.ejected("svc"), 1);
+            let ejected = place(&b, 4);
+            for (was, now) in before.iter().zip(&ejected) {
+                if *was == 2 {
+                    assert_ne!(*now, 2, "an ejected endpoint is skipped");
+                } else {
+                    assert_eq!(was, now, "keys of healthy endpoints stay put");
+                }
+            }
+            // A fifth endpoint joins (health resets with the new membership).
+            let grown = place(&b, 5);
+            let moved = before.iter().zip(&grown).filter(|(w, n)| w != n).count();
+            for (was, now) in before.iter().zip(&grown) {
+                assert!(was == now || *now == 4, "a key moved between old endpoints");
+            }
+            assert!(moved > 0 && moved < keys.len() / 2, "{moved} keys moved");
+        });
+    }
 }

@@ -311,6 +311,91 @@ mod tests {
         assert_eq!(d.sample(0.99), 120.0);
     }
 
+    /// The mean of the piecewise-linear inverse CDF, in closed form: each segment between two
+    /// given percentiles contributes its width times the mean of its two ends.
+    fn closed_form_mean(d: &CostDist) -> f64 {
+        let pts = [
+            (0.0, d.p50_us * 0.6),
+            (0.5, d.p50_us),
+            (0.9, d.p90_us),
+            (0.99, d.p99_us),
+            (0.999, d.p999_us),
+            (1.0, d.p999_us * 1.5),
+        ];
+        pts.windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum()
+    }
+
+    #[test]
+    fn closed_form_mean_of_the_test_distribution() {
+        // Written out by hand: 0.5·32 + 0.4·50 + 0.09·90 + 0.009·260 + 0.001·500.
+        assert!((closed_form_mean(&dist()) - 46.94).abs() < 1e-9);
+    }
+
+    /// `charge()` as the proxy calls it, on a paused clock, with two workers and one hop per
+    /// millisecond: no hop can find both workers busy (three arrivals span more than the largest
+    /// cost, 600 µs), so nothing queues; the mean cost is the distribution's mean within four
+    /// standard errors (costs lie in [24, 600] µs, so σ ≤ 288 µs); and each hop's delay, read
+    /// from the simulated clock (whole milliseconds slept) plus the residual it returns, adds up
+    /// to the CPU time charged: the sub-millisecond remainder is handed back, not lost.
+    #[test]
+    fn charge_with_several_workers_costs_the_distribution_and_returns_the_residual() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let n = 20_000u64;
+        let (tally, observed_us) = rt.block_on(async {
+            let epoch = tokio::time::Instant::now(); // paused test clock; allow-nondeterminism
+            let m = SimHopCost::new(dist(), 2, 7, epoch);
+            let mut observed = 0u64;
+            for _ in 0..n {
+                let t0 = tokio::time::Instant::now(); // paused test clock; allow-nondeterminism
+                let residual = m.charge(Direction::Outbound).await;
+                assert!(residual < 1000);
+                observed += t0.elapsed().as_millis() as u64 * 1000 + residual;
+                // Next hop one tick later, measured from the start of this one.
+                tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1)).await;
+            }
+            (m.tally(), observed)
+        });
+        assert_eq!(tally.hops, n);
+        assert_eq!(tally.queued_hops, 0, "{tally:?}");
+        let mean = tally.busy_us as f64 / n as f64;
+        let tolerance = 4.0 * 288.0 / (n as f64).sqrt();
+        assert!(
+            (mean - closed_form_mean(&dist())).abs() < tolerance,
+            "mean cost {mean} µs, closed form {} ± {tolerance}",
+            closed_form_mean(&dist())
+        );
+        assert_eq!(observed_us, tally.busy_us);
+    }
+
+    /// Saturated, one worker: hops charged in the same instant wait for each other, so the k-th
+    /// one's delay is at least the k-1 smallest possible costs before it (24 µs each) and the
+    /// worker is busy for exactly the sum of what it was charged, each hop charged once.
+    #[test]
+    fn one_worker_queues_simultaneous_hops() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let m = SimHopCost::new(dist(), 1, 3, tokio::time::Instant::now()); // paused test clock; allow-nondeterminism
+            let delays: Vec<u64> = (0..40).map(|_| m.admit(0)).collect();
+            for (k, d) in delays.iter().enumerate() {
+                assert!(*d >= 24 * (k as u64 + 1), "hop {k}: {d} µs");
+            }
+            let t = m.tally();
+            assert_eq!(t.queued_hops, 39);
+            // The last hop leaves when the worker has done everything: its delay is the busy time.
+            assert_eq!(t.busy_us, *delays.last().unwrap());
+        });
+    }
+
     proptest! {
         /// The inverse CDF is monotone, so sampled costs keep the calibrated order.
         #[test]

@@ -447,9 +447,26 @@ impl Fabric {
         let (Some(&s), Some(&d)) = (self.by_ip.get(&pkt.src), self.by_ip.get(&pkt.dst)) else {
             return;
         };
+        match self.fate(s, d) {
+            Fate::Dropped => {}
+            Fate::Held(rule) => self.held.push((rule, pkt)),
+            Fate::At(at) if at <= self.now_ms => {
+                self.stats.delivered += 1;
+                guard.deliver(pkt);
+            }
+            Fate::At(at) => {
+                self.seq += 1;
+                self.pending.insert((at, self.seq), pkt);
+            }
+        }
+    }
+
+    /// What happens to a packet sent now from host `s` to host `d`, by the rules in force; counts
+    /// drops and holds. Separate from delivery so the ordering rule can be tested on its own.
+    fn fate(&mut self, s: usize, d: usize) -> Fate {
         if self.crashed[s] || self.crashed[d] {
             self.stats.dropped_crashed += 1;
-            return;
+            return Fate::Dropped;
         }
         let mut delay_us = self.base_latency_us;
         if self.hosts[s].zone != self.hosts[d].zone {
@@ -462,12 +479,11 @@ impl Fabric {
             match rule.kind {
                 RuleKind::Partition => {
                     self.stats.dropped_partition += 1;
-                    return;
+                    return Fate::Dropped;
                 }
                 RuleKind::Hold => {
                     self.stats.held += 1;
-                    self.held.push((rule.id, pkt));
-                    return;
+                    return Fate::Held(rule.id);
                 }
                 RuleKind::Latency {
                     delay_us: d_us,
@@ -482,18 +498,23 @@ impl Fabric {
                 }
             }
         }
-        let mut at = self.now_ms + (delay_us + 500) / 1000;
+        // A packet never overtakes the one sent before it on the same directed link.
+        let at = self.now_ms + (delay_us + 500) / 1000;
         let last = self.last_on_link.entry((s, d)).or_insert(0);
-        at = at.max(*last);
-        *last = at;
-        if at <= self.now_ms {
-            self.stats.delivered += 1;
-            guard.deliver(pkt);
-        } else {
-            self.seq += 1;
-            self.pending.insert((at, self.seq), pkt);
-        }
+        *last = at.max(*last);
+        Fate::At(*last)
     }
+}
+
+/// Where a routed packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Lost: a partition or a crashed end.
+    Dropped,
+    /// Kept by the hold rule with this id until it is removed.
+    Held(u64),
+    /// Delivered at this tick (now or later).
+    At(u64),
 }
 
 /// A small simulated world for tests and tools: add hosts, then run one future on the first host
@@ -586,4 +607,97 @@ pub fn kernel_config() -> turmoil_net::KernelConfig {
     turmoil_net::KernelConfig::default()
         .retx_threshold(200)
         .retx_max(15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, group: &str, zone: &str, last: u8) -> HostInfo {
+        HostInfo {
+            name: name.into(),
+            group: group.into(),
+            zone: zone.into(),
+            ip: [10, 0, 0, last].into(),
+        }
+    }
+
+    fn fabric(cross_zone_us: u64) -> Fabric {
+        let hosts = vec![
+            host("client-0", "clients", "a", 1),
+            host("web-0", "web", "a", 2),
+            host("web-1", "web", "b", 3),
+        ];
+        Fabric::new(hosts, 0, cross_zone_us, 9)
+    }
+
+    fn at(f: Fate) -> u64 {
+        match f {
+            Fate::At(t) => t,
+            other => panic!("expected a delivery time, got {other:?}"),
+        }
+    }
+
+    /// Jitter of ±15 ms around 20 ms would reorder packets sent a millisecond apart; on one
+    /// directed link they still arrive in the order sent, while the delays do spread (the jitter
+    /// is applied) and the reverse link, which has no rule, is not held back by them.
+    #[test]
+    fn jitter_never_reorders_a_link() {
+        let mut f = fabric(0);
+        f.add_rule(
+            RuleKind::Latency {
+                delay_us: 20_000,
+                jitter_us: 15_000,
+            },
+            "clients",
+            "web-0",
+            true,
+        );
+        let mut times = Vec::new();
+        for _ in 0..500 {
+            f.now_ms += 1;
+            times.push(at(f.fate(0, 1)));
+            assert_eq!(at(f.fate(1, 0)), f.now_ms, "reverse link has no latency");
+        }
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        let delays: BTreeSet<u64> = times.iter().zip(1..).map(|(t, sent)| t - sent).collect();
+        let (min, max) = (*delays.first().unwrap(), *delays.last().unwrap());
+        assert!(min >= 5 && max <= 35, "within 20 ± 15 ms: {delays:?}");
+        assert!(delays.len() >= 10, "the jitter spreads delays: {delays:?}");
+    }
+
+    /// Cross-zone latency applies between zones only; a one-way partition drops one direction;
+    /// a hold keeps packets (one way) without dropping; a crashed host loses both directions.
+    #[test]
+    fn zones_partitions_holds_and_crashes_per_direction() {
+        let mut f = fabric(3_000);
+        assert_eq!(at(f.fate(0, 1)), 0, "same zone: no extra latency");
+        assert_eq!(at(f.fate(0, 2)), 3, "zone a to b: 3 ms");
+        assert_eq!(at(f.fate(2, 0)), 3, "and back");
+
+        let ids = f.add_rule(RuleKind::Partition, "clients", "web-1", true);
+        assert_eq!(ids.len(), 1, "one way: one rule");
+        assert_eq!(f.fate(0, 2), Fate::Dropped);
+        assert_eq!(at(f.fate(2, 0)), 3, "the other direction still flows");
+        assert_eq!(at(f.fate(0, 1)), 0, "other pods are not partitioned");
+        f.rules.clear();
+
+        let ids = f.add_rule(RuleKind::Hold, "clients", "web", false);
+        assert_eq!(ids.len(), 2);
+        assert_eq!(f.fate(0, 1), Fate::Held(ids[0]));
+        assert_eq!(f.fate(2, 0), Fate::Held(ids[1]));
+        f.rules.clear();
+
+        f.set_crashed(1, true);
+        assert_eq!(f.fate(0, 1), Fate::Dropped);
+        assert_eq!(f.fate(1, 0), Fate::Dropped);
+        assert_eq!(at(f.fate(0, 2)), 3);
+        f.set_crashed(1, false);
+        assert_eq!(at(f.fate(0, 1)), 0);
+        let st = f.stats();
+        assert_eq!(
+            (st.dropped_partition, st.held, st.dropped_crashed),
+            (1, 2, 2)
+        );
+    }
 }

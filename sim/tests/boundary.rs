@@ -75,21 +75,41 @@ fn same_proxy_code_serves_in_simulation() {
 
 #[test]
 fn simulated_time_not_wall_time() {
-    // The /slow request times out after 500 ms of simulated time; in simulation that costs no wall
-    // time, and the simulated clock shows exactly the timeout plus the network's ticks.
+    // Forty /slow requests, each timing out after 500 ms of simulated time one after another: 20 s
+    // on the simulated clock, exactly the timeouts plus the network's ticks. On a real clock the
+    // same would take 20 s of wall time; in simulation it takes a fraction of that, which is what
+    // this test checks (a harness that slept for real would fail the wall-time bound).
     let p = pods(Protocol::Http2);
+    // The harness itself is measured here, on the real clock, on purpose.
+    #[allow(clippy::disallowed_methods)]
+    let wall = std::time::Instant::now(); // allow-nondeterminism
     let elapsed = world()
-        .run(1, Duration::from_secs(10), move |nets| async move {
+        .run(1, Duration::from_secs(60), move |nets| async move {
             let (client, server) = (nets[0].clone(), nets[1].clone());
             testkit::start(client.clone(), server, &p).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
             let t0 = tokio::time::Instant::now(); // simulated clock; allow-nondeterminism
-            testkit::call(client, p.client_outbound, Protocol::Http1, "echo", "/slow").await;
+            for _ in 0..40 {
+                let r = testkit::call(
+                    client.clone(),
+                    p.client_outbound,
+                    Protocol::Http1,
+                    "echo",
+                    "/slow",
+                )
+                .await;
+                assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+            }
             t0.elapsed()
         })
         .expect("finishes");
+    let wall = wall.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(520),
+        elapsed >= Duration::from_millis(40 * 500) && elapsed < Duration::from_millis(40 * 520),
         "{elapsed:?}"
+    );
+    assert!(
+        wall < Duration::from_secs(10),
+        "20 s of simulated time took {wall:?} of wall time"
     );
 }

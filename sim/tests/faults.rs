@@ -1,8 +1,8 @@
 //! Each fault kind does what the scenario format promises, seen from the report.
 
+mod common;
+
 use reports::RunStats;
-use sim::cost::Calibration;
-use sim::scenario::{Loaded, parse};
 
 const BASE: &str = r#"
 name = "t"
@@ -25,17 +25,7 @@ fn run(extra: &str, mesh: bool) -> RunStats {
 }
 
 fn run_src(src: &str, mesh: bool) -> RunStats {
-    let scenario = parse("t.toml", src).unwrap_or_else(|e| panic!("{e}"));
-    let loaded = Loaded {
-        scenario,
-        path: "t.toml".into(),
-        hash: "test".into(),
-        cost: Calibration::builtin(),
-    };
-    let stats = sim::run::simulate(&loaded, 1, mesh, &mut |_, _| {});
-    let problems = sim::check::ledger(&stats);
-    assert!(problems.is_empty(), "{problems:#?}");
-    stats
+    common::simulate(src, 1, mesh)
 }
 
 fn bucket_ok_ratio(s: &RunStats, from_s: u64, to_s: u64) -> f64 {
@@ -77,7 +67,9 @@ fn latency_fault_adds_its_delay_each_way_or_one_way() {
 }
 
 #[test]
-fn jitter_spreads_latency_without_reordering_failures() {
+fn jitter_spreads_latency_and_loses_nothing() {
+    // That jitter never reorders packets on a link is checked on the fabric itself
+    // (`substrate::tests::jitter_never_reorders_a_link`); here: a whole run under jitter.
     let s = run(
         "[[faults]]\nkind = \"latency\"\nbetween = [\"clients\", \"web\"]\ndelay = \"20ms\"\njitter = \"15ms\"\nat = \"0s\"\n",
         true,
@@ -173,5 +165,72 @@ fn slow_and_errors_modes_apply_in_their_window() {
     assert_eq!(
         e.books.failed_by_reason.get("app_error"),
         Some(&e.books.failed)
+    );
+}
+
+#[test]
+fn latency_is_removed_at_until() {
+    let s = run(
+        "[[faults]]\nkind = \"latency\"\nbetween = [\"clients\", \"web\"]\ndelay = \"50ms\"\nat = \"0s\"\nuntil = \"2s\"\n",
+        true,
+    );
+    let during = s.timeline.iter().find(|b| b.t_s == 1).unwrap();
+    let after = s.timeline.iter().find(|b| b.t_s == 3).unwrap();
+    assert!(during.p50_us >= 100_000, "{during:?}");
+    assert!(
+        after.p99_us < 10_000,
+        "the delay is gone after `until`: {after:?}"
+    );
+}
+
+#[test]
+fn one_way_partition_fails_requests_it_cuts() {
+    // Requests from the clients reach no web pod; the answers' direction is open, which does not
+    // help: every request sent while it lasts times out.
+    let src = format!(
+        "{}[[faults]]\nkind = \"partition\"\nbetween = [\"clients\", \"web\"]\none_way = true\nat = \"1s\"\nuntil = \"4s\"\n",
+        BASE.replace("duration = \"4s\"", "duration = \"7s\"")
+    );
+    let s = run_src(&src, true);
+    assert!(s.network.dropped_partition > 0);
+    assert!(bucket_ok_ratio(&s, 2, 3) < 0.01, "cut: {:?}", s.timeline);
+    assert!(bucket_ok_ratio(&s, 5, 7) > 0.99, "healed: {:?}", s.timeline);
+}
+
+#[test]
+fn crash_without_restart_stays_down() {
+    // Without the mesh the clients spread over both pods, so half the requests keep failing to
+    // the end of the run; with a restart (the test above) they recover.
+    let s = run(
+        "[[faults]]\nkind = \"crash\"\npod = \"web-1\"\nat = \"1s\"\n",
+        false,
+    );
+    let late = bucket_ok_ratio(&s, 3, 4);
+    assert!(
+        (0.3..0.7).contains(&late),
+        "half still fail at the end: {late}"
+    );
+    assert!(bucket_ok_ratio(&s, 0, 1) > 0.99);
+}
+
+#[test]
+fn cross_zone_latency_applies_between_zones_only() {
+    // Clients live in the first service's zones ("a"); web calls db. With db in zone "b" each
+    // request crosses zones on the web -> db call, there and back: +40 ms.
+    let src = |db_zone: &str| {
+        BASE.replace(
+            "[workload]",
+            &format!(
+                "calls = [{{ service = \"db\" }}]\n[[services]]\nname = \"db\"\nzones = [\"{db_zone}\"]\nlatency = {{ dist = \"constant\", value = \"1ms\" }}\n[network]\ncross_zone_latency = \"20ms\"\n[workload]"
+            ),
+        )
+    };
+    let same = run_src(&src("a"), false);
+    let cross = run_src(&src("b"), false);
+    assert!(same.latency.p50_us < 10_000, "{:?}", same.latency);
+    let added = cross.latency.p50_us as i64 - same.latency.p50_us as i64;
+    assert!(
+        (39_000..42_000).contains(&added),
+        "two 20 ms crossings: +{added} µs"
     );
 }

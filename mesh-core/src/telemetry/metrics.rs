@@ -318,6 +318,17 @@ pub fn exposition(
 mod tests {
     use super::*;
 
+    /// The text format's three escapes (backslash, double quote, line feed), and nothing else:
+    /// a service named by a hostile Host header cannot break out of its label.
+    #[test]
+    fn label_values_are_escaped_as_the_text_format_requires() {
+        assert_eq!(label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(label(r"back\slash"), r"back\\slash");
+        assert_eq!(label("line\nbreak"), r"line\nbreak");
+        assert_eq!(label("tab\tand ünïcode"), "tab\tand ünïcode");
+        assert_eq!(label("svc\"} 1\nfake_total 9"), r#"svc\"} 1\nfake_total 9"#);
+    }
+
     #[test]
     fn counters_become_labelled_metrics() {
         assert_eq!(

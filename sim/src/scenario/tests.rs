@@ -113,3 +113,364 @@ fn open_model_needs_a_rate() {
     let e = err(&MINIMAL.replace("rate_rps = 10\n", ""));
     assert_eq!(e.field, "workload.rate_rps");
 }
+
+/// A scenario that passes validation and uses every section a rule guards, so that each case
+/// below breaks exactly one rule by replacing one piece of it.
+const RICH: &str = r#"
+name = "t"
+[[services]]
+name = "web"
+replicas = 2
+zones = ["a", "b"]
+workers = 8
+error_rate = 0.1
+latency = { dist = "lognormal", p50 = "2ms", p99 = "8ms" }
+version = "v1"
+subsets = [{ name = "v2", replicas = 1 }]
+calls = [{ service = "db", probability = 0.5, fanout = 2 }]
+[services.policy]
+lb = "round-robin"
+split = [{ subset = "v1", weight = 9 }, { subset = "v2", weight = 1 }]
+retry = { max_retries = 3, backoff_base = "5ms", backoff_max = "20ms", budget = { ratio = 0.2, min_per_sec = 10, window = "10s" } }
+rate_limit = { rps = 100 }
+circuit_breaker = { max_requests = 10, max_connections = 10, retry_budget = { percent = 20.0, min_concurrency = 3 } }
+routes = [{ name = "r", method = "GET", split = [{ subset = "v2", weight = 1 }], rate_limit = { rps = 5 } }]
+[[services]]
+name = "db"
+latency = { dist = "uniform", min = "1ms", max = "2ms" }
+[workload]
+target = "web"
+rate_rps = 10
+duration = "2s"
+warmup = "1s"
+clients = 2
+routes = [{ method = "GET", path = "/a", weight = 1 }]
+[[faults]]
+kind = "latency"
+between = ["clients", "web"]
+delay = "5ms"
+at = "1s"
+until = "2s"
+[[faults]]
+kind = "crash"
+pod = "db-0"
+at = "1s"
+[[faults]]
+kind = "errors"
+service = "web"
+pod = "web-1"
+rate = 0.5
+at = "1s"
+"#;
+
+/// Every validation rule, each broken on its own: the field it names and what it says.
+#[test]
+fn every_validation_rule_rejects_what_it_guards() {
+    parse("t.toml", RICH).unwrap_or_else(|e| panic!("the rich base must load: {e}"));
+    // (what is replaced, by what, field the error must name, text it must contain)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "name = \"web\"\nreplicas",
+            "name = \"Web\"\nreplicas",
+            "services[0].name",
+            "DNS-style",
+        ),
+        (
+            "name = \"web\"\nreplicas",
+            "name = \"clients\"\nreplicas",
+            "services[0].name",
+            "not `clients`",
+        ),
+        (
+            "name = \"db\"\nlatency",
+            "name = \"web\"\nlatency",
+            "services[1].name",
+            "defined twice",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 0",
+            "services[0].replicas",
+            "1 to 5000",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 5001",
+            "services[0].replicas",
+            "1 to 5000",
+        ),
+        (
+            "zones = [\"a\", \"b\"]",
+            "zones = []",
+            "services[0].zones",
+            "at least one zone",
+        ),
+        (
+            "workers = 8",
+            "workers = 0",
+            "services[0].workers",
+            "at least 1 worker",
+        ),
+        (
+            "error_rate = 0.1",
+            "error_rate = 1.5",
+            "services[0].error_rate",
+            "probability",
+        ),
+        (
+            "p50 = \"2ms\", p99 = \"8ms\"",
+            "p50 = \"8ms\", p99 = \"2ms\"",
+            "services[0].latency",
+            "0 < p50 < p99",
+        ),
+        (
+            "p50 = \"2ms\"",
+            "p50 = \"0ms\"",
+            "services[0].latency",
+            "0 < p50 < p99",
+        ),
+        (
+            "min = \"1ms\", max = \"2ms\"",
+            "min = \"3ms\", max = \"2ms\"",
+            "services[1].latency",
+            "min <= max",
+        ),
+        (
+            "{ name = \"v2\", replicas = 1 }",
+            "{ name = \"v1\", replicas = 1 }",
+            "services[0].subsets[0].name",
+            "defined twice",
+        ),
+        (
+            "{ name = \"v2\", replicas = 1 }",
+            "{ name = \"\", replicas = 1 }",
+            "services[0].subsets[0].name",
+            "empty",
+        ),
+        (
+            "method = \"GET\", split",
+            "method = \"G T\", split",
+            "services[0].policy.routes[0].method",
+            "HTTP method",
+        ),
+        (
+            "split = [{ subset = \"v2\", weight = 1 }], rate",
+            "split = [{ subset = \"v3\", weight = 1 }], rate",
+            "services[0].policy.routes[0].split",
+            "no subset \"v3\"",
+        ),
+        (
+            "rate_limit = { rps = 5 }",
+            "rate_limit = { rps = 0 }",
+            "services[0].policy.routes[0].rate_limit.rps",
+            "above 0",
+        ),
+        (
+            "{ subset = \"v1\", weight = 9 }",
+            "{ subset = \"v9\", weight = 9 }",
+            "services[0].policy.split",
+            "no subset \"v9\"",
+        ),
+        (
+            "lb = \"round-robin\"",
+            "lb = \"ring-hash\"",
+            "services[0].policy.hash_header",
+            "needs `hash_header`",
+        ),
+        (
+            "lb = \"round-robin\"",
+            "lb = \"random\"\nhash_header = \"x-user\"",
+            "services[0].policy.hash_header",
+            "only it takes one",
+        ),
+        (
+            "max_retries = 3",
+            "max_retries = 101",
+            "services[0].policy.retry.max_retries",
+            "at most 100",
+        ),
+        (
+            "backoff_max = \"20ms\"",
+            "backoff_max = \"1ms\"",
+            "services[0].policy.retry.backoff_max",
+            ">= backoff_base",
+        ),
+        (
+            "ratio = 0.2",
+            "ratio = 11.0",
+            "services[0].policy.retry.budget",
+            "0 <= ratio <= 10",
+        ),
+        (
+            "window = \"10s\"",
+            "window = \"500ms\"",
+            "services[0].policy.retry.budget",
+            "between 1s and 60s",
+        ),
+        (
+            "window = \"10s\"",
+            "window = \"61s\"",
+            "services[0].policy.retry.budget",
+            "between 1s and 60s",
+        ),
+        (
+            "rate_limit = { rps = 100 }",
+            "rate_limit = { rps = -1 }",
+            "services[0].policy.rate_limit.rps",
+            "above 0",
+        ),
+        (
+            "max_requests = 10",
+            "max_requests = 0",
+            "services[0].policy.circuit_breaker.max_requests",
+            "at least 1",
+        ),
+        (
+            "max_connections = 10",
+            "max_connections = 0",
+            "services[0].policy.circuit_breaker.max_connections",
+            "at least 1",
+        ),
+        (
+            "percent = 20.0",
+            "percent = 101.0",
+            "services[0].policy.circuit_breaker.retry_budget.percent",
+            "between 0 and 100",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 5000",
+            "services",
+            "at most 5000 pods",
+        ),
+        (
+            "probability = 0.5",
+            "probability = 1.5",
+            "services[0].calls[0]",
+            "0 <= probability <= 1",
+        ),
+        (
+            "fanout = 2",
+            "fanout = 0",
+            "services[0].calls[0]",
+            "1 <= fanout <= 100",
+        ),
+        (
+            "fanout = 2",
+            "fanout = 101",
+            "services[0].calls[0]",
+            "1 <= fanout <= 100",
+        ),
+        (
+            "target = \"web\"",
+            "target = \"mobile\"",
+            "workload.target",
+            "no service named \"mobile\"",
+        ),
+        (
+            "rate_rps = 10",
+            "rate_rps = 0",
+            "workload.rate_rps",
+            "between 0 and 1000000",
+        ),
+        (
+            "rate_rps = 10",
+            "model = \"closed\"",
+            "workload.users",
+            "between 1 and 100000",
+        ),
+        (
+            "rate_rps = 10",
+            "model = \"closed\"\nusers = 100001",
+            "workload.users",
+            "between 1 and 100000",
+        ),
+        (
+            "warmup = \"1s\"",
+            "warmup = \"2s\"",
+            "workload.duration",
+            "longer than the warm-up",
+        ),
+        (
+            "clients = 2",
+            "clients = 0",
+            "workload.clients",
+            "1 to 1000",
+        ),
+        (
+            "clients = 2",
+            "clients = 1001",
+            "workload.clients",
+            "1 to 1000",
+        ),
+        (
+            "weight = 1 }]\n[[faults]]",
+            "weight = 0 }]\n[[faults]]",
+            "workload.routes",
+            "weight above 0",
+        ),
+        (
+            "path = \"/a\"",
+            "path = \"a\"",
+            "workload.routes[0]",
+            "starting with '/'",
+        ),
+        (
+            "at = \"1s\"\nuntil = \"2s\"",
+            "at = \"2s\"\nuntil = \"1s\"",
+            "faults[0]",
+            "must come after `at`",
+        ),
+        (
+            "between = [\"clients\", \"web\"]",
+            "between = [\"clients\", \"nowhere\"]",
+            "faults[0]",
+            "`between` names \"nowhere\"",
+        ),
+        (
+            "pod = \"db-0\"",
+            "pod = \"db-1\"",
+            "faults[1]",
+            "no pod named \"db-1\"",
+        ),
+        (
+            "service = \"web\"\npod",
+            "service = \"wbe\"\npod",
+            "faults[2]",
+            "no service named \"wbe\"",
+        ),
+        (
+            "pod = \"web-1\"",
+            "pod = \"db-0\"",
+            "faults[2]",
+            "no pod \"db-0\" in service \"web\"",
+        ),
+        (
+            "rate = 0.5\nat",
+            "rate = 2.0\nat",
+            "faults[2]",
+            "probability between 0 and 1",
+        ),
+    ];
+    for (from, to, field, text) in cases {
+        assert_eq!(
+            RICH.matches(from).count(),
+            1,
+            "{from:?} must occur once in RICH"
+        );
+        let src = RICH.replacen(from, to, 1);
+        let e = parse("t.toml", &src)
+            .err()
+            .unwrap_or_else(|| panic!("{from:?} -> {to:?} should be rejected"));
+        assert_eq!(e.file, "t.toml");
+        assert!(e.line >= 1, "{e}");
+        assert_eq!(e.field, *field, "{from:?} -> {to:?}: {e}");
+        assert!(e.message.contains(text), "{from:?} -> {to:?}: {e}");
+    }
+    // No services at all (an absent key is serde's "missing field"; an empty list is ours).
+    let e = err(
+        "name = \"t\"\nservices = []\n[workload]\ntarget = \"web\"\nrate_rps = 1\nduration = \"1s\"\n",
+    );
+    assert_eq!(e.field, "services", "{e}");
+    assert!(e.message.contains("at least one [[services]]"), "{e}");
+}
