@@ -349,6 +349,51 @@ mod tests {
         assert_eq!(events[0].overflow, Overflow::MaxPending);
     }
 
+    /// A pending attempt whose caller gives up (its future dropped mid-wait, as a timeout
+    /// does) leaves the queue: the count returns to zero and the place is free for the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_attempt_dropped_while_waiting_leaves_the_queue() {
+        let cb = CircuitBreaker {
+            max_connections: 1,
+            max_pending: 1,
+            ..limits(100, 3)
+        };
+        let b = Breakers::default();
+        let mut first = b.admit("db", Some(&cb), false).unwrap();
+        first.connection(Some(&cb)).await.unwrap();
+        let mut second = b.admit("db", Some(&cb), false).unwrap();
+        let cb2 = cb.clone();
+        let waiter = tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(10),
+                second.connection(Some(&cb2)),
+            )
+            .await;
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(b.in_flight("db").pending, 1);
+        waiter.await.unwrap();
+        assert_eq!(
+            b.in_flight("db").pending,
+            0,
+            "the timed-out wait is still queued"
+        );
+        assert_eq!(b.in_flight("db").requests, 1, "only the first holds a slot");
+        // The freed place takes the next waiter instead of refusing it.
+        let mut third = b.admit("db", Some(&cb), false).unwrap();
+        let b3 = b.clone();
+        let next = tokio::spawn(async move { third.connection(Some(&cb)).await.map(|_| third) });
+        tokio::task::yield_now().await;
+        assert_eq!(b3.in_flight("db").pending, 1);
+        drop(first);
+        assert!(next.await.unwrap().is_ok());
+        assert!(
+            b.events().is_empty(),
+            "nothing overflowed: {:?}",
+            b.events()
+        );
+    }
+
     fn limits_with_conn() -> CircuitBreaker {
         CircuitBreaker {
             max_connections: 1,

@@ -1,6 +1,7 @@
 //! Retry conditions that only an HTTP/2 upstream can produce, on real loopback sockets: a stream
 //! the upstream refuses (`REFUSED_STREAM`) and a trailers-only gRPC error (`grpc-status: 14`).
-//! The upstream is a bare `h2` server so the test controls every frame.
+//! The upstream is a bare `h2` server so the test controls every frame. Also here: bodies too
+//! large to buffer for a replay are streamed and never retried.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,6 +20,8 @@ use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 #[derive(Clone, Copy)]
 enum Bad {
     Refuse,
+    /// Reset the stream with `INTERNAL_ERROR` after reading it: the upstream may have acted.
+    Reset,
     GrpcUnavailable,
 }
 
@@ -37,6 +40,10 @@ async fn upstream(addr: SocketAddr, bad: Bad, first_bad: u32) -> Arc<AtomicU32> 
                     let n = count.fetch_add(1, Ordering::SeqCst);
                     if n < first_bad && matches!(bad, Bad::Refuse) {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    if n < first_bad && matches!(bad, Bad::Reset) {
+                        respond.send_reset(h2::Reason::INTERNAL_ERROR);
                         continue;
                     }
                     let code = if n < first_bad { "14" } else { "0" };
@@ -117,10 +124,27 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
 }
 
 async fn post(outbound: SocketAddr) -> http::Response<hyper::body::Incoming> {
-    let req = Request::post(format!("http://{outbound}/pkg.Svc/Call"))
+    post_body(outbound, body::full("\0\0\0\0\0")).await
+}
+
+async fn post_body(
+    outbound: SocketAddr,
+    body: body::Body,
+) -> http::Response<hyper::body::Incoming> {
+    call(outbound, http::Method::POST, body).await
+}
+
+async fn call(
+    outbound: SocketAddr,
+    method: http::Method,
+    body: body::Body,
+) -> http::Response<hyper::body::Incoming> {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{outbound}/pkg.Svc/Call"))
         .header(http::header::HOST, "grpc")
         .header("content-type", "application/grpc")
-        .body(body::full("\0\0\0\0\0"))
+        .body(body)
         .unwrap();
     HttpClients::new(TokioNet, Duration::from_secs(1))
         .get(Protocol::Http1)
@@ -183,5 +207,65 @@ async fn grpc_unavailable_is_retried_for_a_grpc_call() {
     .await;
     let resp = post(outbound).await;
     assert_eq!(resp.headers()["grpc-status"], "14");
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_64_kib_is_streamed_and_never_retried() {
+    // Retrying needs the request again, so the sidecar buffers it; like Linkerd it buffers at
+    // most 64 KiB. At the limit the call is retried as usual...
+    let retry_on = || RetryOn {
+        grpc: vec![14],
+        ..RetryOn::default()
+    };
+    let (outbound, stats) = sidecar(21_380, retry_on()).await;
+    let seen = upstream(
+        SocketAddr::from(([127, 0, 0, 1], 21_389)),
+        Bad::GrpcUnavailable,
+        1,
+    )
+    .await;
+    let resp = post_body(outbound, body::full(vec![0u8; 64 * 1024])).await;
+    assert_eq!(resp.headers()["grpc-status"], "0");
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "one UNAVAILABLE, one retry");
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+
+    // ...one byte over, it is streamed to the upstream and its first answer is final.
+    let (outbound, stats) = sidecar(21_390, retry_on()).await;
+    let seen = upstream(
+        SocketAddr::from(([127, 0, 0, 1], 21_399)),
+        Bad::GrpcUnavailable,
+        1,
+    )
+    .await;
+    let resp = post_body(outbound, body::full(vec![0u8; 64 * 1024 + 1])).await;
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "no retry");
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
+    assert_eq!(stats.get("outbound.svc.grpc.attempts"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_is_retried_for_a_get_and_not_for_a_post() {
+    let retry_on = || RetryOn {
+        reset: true,
+        ..RetryOn::default()
+    };
+    // A GET may be sent again after the upstream reset it.
+    let (outbound, stats) = sidecar(21_410, retry_on()).await;
+    let seen = upstream(SocketAddr::from(([127, 0, 0, 1], 21_419)), Bad::Reset, 1).await;
+    let resp = call(outbound, http::Method::GET, body::empty()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "one reset, one retry");
+    assert_eq!(stats.get("outbound.svc.grpc.attempt_upstream_reset"), 1);
+    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+
+    // A POST the upstream may have acted on is not: the reset reaches the caller as 502.
+    let (outbound, stats) = sidecar(21_420, retry_on()).await;
+    let seen = upstream(SocketAddr::from(([127, 0, 0, 1], 21_429)), Bad::Reset, 1).await;
+    let resp = call(outbound, http::Method::POST, body::empty()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(resp.headers()[ERROR_HEADER], "upstream_reset");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "no retry");
     assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
 }

@@ -1,7 +1,7 @@
 //! The proxy's own telemetry on real loopback sockets: `/metrics` on the admin listener parses
 //! as Prometheus text (checked with the independent `prometheus-parse` crate) and counts what
 //! was sent; `traceparent` continues the caller's trace through both sidecars to the app; every
-//! request leaves one JSON access-log line per sidecar.
+//! request leaves one JSON access-log line per sidecar, a caller that gives up included (499).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,9 @@ async fn app(req: Request<Incoming>) -> Response<Body> {
         .unwrap_or("-")
         .to_string();
     let mut resp = Response::new(body::full(tp));
+    if req.uri().path() == "/hang" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     if req.uri().path() == "/fail" {
         *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     }
@@ -227,9 +230,9 @@ async fn metrics_traces_and_access_logs() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // Two access-log lines per request (one per sidecar), each a JSON object.
-    let lines = lines.lock().unwrap().clone();
-    assert_eq!(lines.len(), 12, "{lines:#?}");
-    let records: Vec<serde_json::Value> = lines
+    let logged = sink_lines(&lines);
+    assert_eq!(logged.len(), 12, "{logged:#?}");
+    let records: Vec<serde_json::Value> = logged
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -259,4 +262,49 @@ async fn metrics_traces_and_access_logs() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
+
+    // A caller that gives up before the answer: each sidecar records the request once, as 499
+    // `downstream_cancelled` (span, access-log line, error counter), and its in-flight gauge
+    // returns to zero.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(200), get(a(base), "/hang", None)).await;
+    assert!(gave_up.is_err(), "the app answered /hang early");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (side, spans) in [("client", client.spans()), ("server", server.spans())] {
+        let cancelled: Vec<_> = spans.iter().filter(|s| s.name == "GET /hang").collect();
+        assert_eq!(cancelled.len(), 1, "{side}: {cancelled:?}");
+        assert_eq!(
+            (cancelled[0].status, cancelled[0].reason),
+            (499, Some("downstream_cancelled")),
+            "{side}"
+        );
+        assert!(
+            cancelled[0].duration_us >= 150_000,
+            "{side}: {:?}",
+            cancelled[0]
+        );
+    }
+    let hang: Vec<serde_json::Value> = sink_lines(&lines)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["path"] == "/hang")
+        .collect();
+    assert_eq!(hang.len(), 2, "{hang:#?}");
+    assert!(
+        hang.iter()
+            .all(|r| r["status"] == 499 && r["reason"] == "downstream_cancelled")
+    );
+    for (port, dir) in [(base + 5, "outbound"), (base + 6, "inbound")] {
+        let text = scrape(port).await;
+        let cancelled = format!(
+            "meshsim_request_errors_total{{direction=\"{dir}\",service=\"echo\",reason=\"downstream_cancelled\"}} 1"
+        );
+        assert!(text.contains(&cancelled), "{cancelled} not in\n{text}");
+        let idle = format!("meshsim_requests_in_flight{{direction=\"{dir}\"}} 0");
+        assert!(text.contains(&idle), "{idle} not in\n{text}");
+    }
+}
+
+fn sink_lines(lines: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    lines.lock().unwrap().clone()
 }

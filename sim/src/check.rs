@@ -9,6 +9,15 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Whether a breaker or health event for `pool` counts towards `a`'s `{service="..."}`: the
+/// balancer names a split service's pools `service@subset`, and the service is all of them.
+fn of_service(a: &Assertion, pool: &str) -> bool {
+    match &a.label {
+        Some((_, want)) => pool == want || pool.split('@').next() == Some(want.as_str()),
+        None => true,
+    }
+}
+
 /// The value `a` refers to in `report`, if the run has it. `measured_s` is the measured window.
 pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
     let main: &RunStats = report.mesh.as_ref().or(report.baseline.as_ref())?;
@@ -90,17 +99,10 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
         "ejections" => main
             .health
             .iter()
-            .filter(|h| h.event == "ejected")
-            .filter(|h| match &a.label {
-                Some((_, svc)) => &h.service == svc,
-                None => true,
-            })
+            .filter(|h| h.event == "ejected" && of_service(a, &h.service))
             .count() as f64,
         "circuit_trips" => {
-            let of = |svc: &str| match &a.label {
-                Some((_, want)) => svc == want || svc.split('@').next() == Some(want.as_str()),
-                None => true,
-            };
+            let of = |svc: &str| of_service(a, svc);
             (main
                 .breaker_events
                 .iter()

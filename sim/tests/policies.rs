@@ -735,3 +735,25 @@ fn an_unreachable_endpoint_fails_as_connect_timeout() {
         s.latency
     );
 }
+
+/// A local token bucket end to end: one pod limited to 10 rps with a burst of 5, offered
+/// 100 rps for 5 s, admits the full bucket and then exactly what refills: 5 + 10·5 = 55
+/// (±1 for where the last refill falls), and refuses the rest as 429 `rate_limited`.
+#[test]
+fn a_rate_limit_admits_its_burst_and_its_refill() {
+    let s = common::simulate(
+        "name = \"t\"\n[mesh]\nbaseline = false\n[[services]]\nname = \"web\"\nreplicas = 1\n\
+         latency = { dist = \"constant\", value = \"1ms\" }\n[services.policy]\nrate_limit = { rps = 10, burst = 5 }\n\
+         [workload]\ntarget = \"web\"\nrate_rps = 100\nduration = \"5s\"\n",
+        28,
+        true,
+    );
+    let b = &s.books;
+    assert!((54..=56).contains(&b.ok), "{b:?}");
+    assert_eq!(
+        b.failed_by_reason.get("rate_limited"),
+        Some(&b.failed),
+        "{b:?}"
+    );
+    assert!(b.failed > 400, "{b:?}");
+}
