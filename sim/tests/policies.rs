@@ -757,3 +757,27 @@ fn a_rate_limit_admits_its_burst_and_its_refill() {
     );
     assert!(b.failed > 400, "{b:?}");
 }
+
+/// Linkerd's retry budget at one edge, every attempt failing, one retry allowed: retries may
+/// not exceed ratio · requests + min_per_sec · seconds, and the budget must grant up to that.
+/// At 200 rps with ratio 0.2 and min 10/s the closed form is 1 + 0.2 + 10/200 = 1.25 attempts
+/// per request. The lower bound is the closed form less 4 standard errors of the binomial share
+/// of requests retried (p = 0.25). The upper bound is loose on purpose: tower 0.5's
+/// `TpsBudget` forgets part of its window on slot overruns and overshoots (issue 12), and this
+/// test is about the budget granting enough.
+#[test]
+fn a_retry_budget_grants_its_closed_form() {
+    let s = one_service(
+        "error_rate = 1.0\n[services.policy]\nretry = { max_retries = 1, retry_on = [\"5xx\"], budget = { ratio = 0.2, min_per_sec = 10 } }",
+        "",
+        200,
+        10,
+        29,
+    );
+    let e = &s.edges["clients->web"];
+    let n = e.requests as f64;
+    let tol = 4.0 * (0.25f64 * 0.75 / n).sqrt();
+    assert!(e.retry_amplification >= 1.25 - tol, "{e:?}");
+    assert!(e.retry_amplification <= 1.40, "{e:?}");
+    assert!(e.budget_exhausted > 0, "{e:?}");
+}
