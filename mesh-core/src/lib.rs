@@ -33,6 +33,7 @@ pub mod balance;
 pub mod body;
 pub mod breaker;
 pub mod client;
+pub mod error;
 pub mod hop;
 pub mod net;
 pub mod policy;

@@ -36,7 +36,7 @@ impl<'a> AttemptEnd<'a> {
         let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
         Self {
             status: status.as_u16(),
-            mesh_error: text(crate::proxy::ERROR_HEADER),
+            mesh_error: text(crate::error::ERROR_HEADER),
             grpc_status: text("grpc-status").and_then(|v| v.parse().ok()),
         }
     }

@@ -15,6 +15,14 @@ use hyper_util::server::conn::auto;
 use crate::body::Body;
 use crate::net::{NetExecutor, Network};
 
+/// The address a request came from, put in its extensions by the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The SPIFFE ID of the peer's mTLS certificate, put in a request's extensions by the listener.
+#[derive(Clone, Debug)]
+pub struct PeerIdentity(pub Arc<str>);
+
 /// Something that went wrong serving, reported to the caller's counter; never fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServeEvent {
@@ -80,10 +88,9 @@ async fn serve<N, F, Fut>(
                     let service = |identity: Option<Arc<str>>| {
                         let handler = handler.clone();
                         hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                            req.extensions_mut().insert(crate::proxy::PeerAddr(peer));
+                            req.extensions_mut().insert(PeerAddr(peer));
                             if let Some(id) = &identity {
-                                req.extensions_mut()
-                                    .insert(crate::proxy::PeerIdentity(id.clone()));
+                                req.extensions_mut().insert(PeerIdentity(id.clone()));
                             }
                             let handler = handler.clone();
                             async move { Ok::<_, Infallible>(handler(req).await) }

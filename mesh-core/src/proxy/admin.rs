@@ -1,0 +1,44 @@
+//! The admin listener: `/metrics` (Prometheus text) and `/ready`.
+
+use super::*;
+
+impl<N: Network> Proxy<N> {
+    pub(super) async fn admin_loop(self: Arc<Self>, listener: N::Listener) {
+        let stats = self.stats.clone();
+        let on_event = Arc::new(move |_e: ServeEvent| stats.incr("admin.errors"));
+        let this = self.clone();
+        let handler = move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { this.admin(req) }
+        };
+        serve_http(self.net.clone(), listener, handler, on_event).await
+    }
+
+    pub(super) fn admin(&self, req: Request<Incoming>) -> Response<Body> {
+        let (status, ctype, text) = match (req.method(), req.uri().path()) {
+            (&http::Method::GET, "/metrics") => (
+                http::StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics_text(),
+            ),
+            (&http::Method::GET, "/ready") => {
+                (http::StatusCode::OK, "text/plain", "ready\n".to_string())
+            }
+            (&http::Method::GET, _) => (
+                http::StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; try /metrics or /ready\n".to_string(),
+            ),
+            _ => (
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET only\n".to_string(),
+            ),
+        };
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        resp
+    }
+}

@@ -1,0 +1,326 @@
+//! The outbound path, one ordered state machine per request: route and policy, overall
+//! timeout, admission by the breaker, the retry loop (budget, backoff, idempotency narrowing,
+//! `previous_hosts`) and each attempt with its per-try timeout, counted by [`TryTally`] so
+//! every try ends exactly once. Picking the endpoint is in [`super::pick`]; sending, in
+//! [`super::forward`].
+
+use super::*;
+
+impl<N: Network> Proxy<N> {
+    pub(super) async fn outbound(
+        &self,
+        req: Request<Incoming>,
+        authority: &str,
+        service: &str,
+        route_name: &mut String,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (policy, route) = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .map(|p| p.for_request(&req))
+            .unwrap_or_default();
+        self.stats.incr_timed(&svc_key(service, "requests"));
+        if route != "default" {
+            self.stats
+                .incr(&format!("outbound.route.{service}.{route}.requests"));
+        }
+        route_name.push_str(route.as_ref());
+        let calls = self.outbound_attempts(service, authority, req, &policy, tried);
+        // A zero timeout means none (Istio's and Linkerd's default).
+        let result = match policy
+            .timeout
+            .or(self.cfg.request_timeout)
+            .filter(|t| !t.is_zero())
+        {
+            Some(t) => match tokio::time::timeout(t, calls).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.stats.incr(&svc_key(service, "timeouts"));
+                    Err(ProxyError::UpstreamTimeout)
+                }
+            },
+            None => calls.await,
+        };
+        if result
+            .as_ref()
+            .map_or(true, |r| r.status().is_server_error())
+        {
+            self.stats.incr_timed(&svc_key(service, "failures"));
+        }
+        result
+    }
+
+    /// The first attempt and any retries the policy allows.
+    pub(super) async fn outbound_attempts(
+        &self,
+        service: &str,
+        authority: &str,
+        req: Request<Incoming>,
+        policy: &ServicePolicy,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let cb = policy.circuit_breaker.as_ref();
+        let retry = policy.retry.as_ref().filter(|r| r.max_retries > 0);
+        // Retries replay the request, so its body is buffered; bodies that may exceed 64 KiB
+        // (Linkerd's limit) are streamed and never retried.
+        let fits = http_body::Body::size_hint(req.body())
+            .upper()
+            .is_some_and(|n| n <= MAX_RETRY_BODY);
+        let first = self
+            .admit(service, cb, false)
+            .ok_or(ProxyError::CircuitOpen)?;
+        let first = (first, TryTally::new(&self.stats, service));
+        let Some(retry) = retry.filter(|_| fits) else {
+            let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
+            let req = req.map(body::boxed);
+            return self
+                .attempt(first, service, authority, req, policy, per_try, tried)
+                .await;
+        };
+        let (parts, incoming) = req.into_parts();
+        let bytes = incoming
+            .collect()
+            .await
+            .map_err(|_| ProxyError::UpstreamReset)?
+            .to_bytes();
+        let budget = retry.budget.as_ref().map(|b| self.budget(service, b));
+        if let Some(b) = &budget {
+            b.deposit();
+        }
+        // A non-idempotent request is sent again only when the upstream never processed it (the
+        // connect failed, the stream was refused) or, for a gRPC call, on a listed gRPC status
+        // (gRPC's own retry policy, gRFC A6, retries its POSTs by status code).
+        let retry_on = if retry.retry_non_idempotent || is_idempotent(&parts.method) {
+            retry.retry_on.clone()
+        } else {
+            let grpc_call = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            RetryOn {
+                connect_failure: retry.retry_on.connect_failure,
+                refused_stream: retry.retry_on.refused_stream,
+                grpc: if grpc_call {
+                    retry.retry_on.grpc.clone()
+                } else {
+                    Vec::new()
+                },
+                ..RetryOn::default()
+            }
+        };
+        let mut slot = first;
+        let mut retries = 0;
+        loop {
+            let mut req = Request::new(body::full(bytes.clone()));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            let result = self
+                .attempt(
+                    slot,
+                    service,
+                    authority,
+                    req,
+                    policy,
+                    retry.per_try_timeout,
+                    tried,
+                )
+                .await;
+            let again = {
+                let end = match &result {
+                    Ok(r) => AttemptEnd::of(r.status(), r.headers()),
+                    Err(e) => AttemptEnd {
+                        status: e.status().as_u16(),
+                        mesh_error: Some(e.reason()),
+                        grpc_status: None,
+                    },
+                };
+                crate::retry::retryable(&retry_on, end)
+            };
+            if retries >= retry.max_retries || !again {
+                return result;
+            }
+            if let Some(b) = &budget
+                && !b.withdraw()
+            {
+                self.stats.incr(&svc_key(service, "budget_exhausted"));
+                return result;
+            }
+            // The retry takes its breaker slot now and holds it through the backoff; refused,
+            // it is not sent and the caller gets this attempt's answer (Envoy's retry overflow).
+            slot = match self.admit(service, cb, true) {
+                Some(s) => (s, TryTally::new(&self.stats, service)),
+                None => {
+                    self.stats.incr(&svc_key(service, "retry_overflow"));
+                    return result;
+                }
+            };
+            retries += 1;
+            self.stats.incr(&svc_key(service, "retries"));
+            let delay = {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                crate::retry::backoff(&mut rng, retry.backoff_base, retry.backoff_max, retries)
+            };
+            drop(result);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// A breaker slot for an attempt to `service`, counting a refusal.
+    pub(super) fn admit(
+        &self,
+        service: &str,
+        cb: Option<&CircuitBreaker>,
+        retry: bool,
+    ) -> Option<Slot> {
+        match self.breakers.admit(service, cb, retry) {
+            Ok(s) => Some(s),
+            Err(o) => {
+                if !retry {
+                    self.stats.incr(&svc_key(service, "circuit_open"));
+                }
+                self.count_overflow(service, o);
+                None
+            }
+        }
+    }
+
+    /// Count a breaker refusal by threshold (`overflow_<reason>`).
+    pub(super) fn count_overflow(&self, service: &str, o: crate::breaker::Overflow) {
+        self.stats
+            .incr(&svc_key(service, &format!("overflow_{}", o.reason())));
+    }
+
+    pub(super) fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service.to_string())
+            .or_insert_with(|| Arc::new(RetryBudget::new(b)))
+            .clone()
+    }
+
+    /// One attempt holding breaker `slot`: a connection (HTTP/1.1), endpoint pick, forward,
+    /// bounded by the per-try timeout. `tried` collects the endpoints this request has used.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn attempt(
+        &self,
+        (mut slot, mut tally): (Slot, TryTally<'_>),
+        service: &str,
+        authority: &str,
+        req: Request<Body>,
+        policy: &ServicePolicy,
+        per_try: Option<Duration>,
+        tried: &mut Vec<SocketAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let cb = policy.circuit_breaker.as_ref();
+        let protocol = {
+            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+            registry.get(service).map(|e| e.protocol)
+        };
+        if protocol == Some(Protocol::Http1)
+            && let Err(o) = slot.connection(cb).await
+        {
+            // Refused while holding a slot: a fast-fail whether first try or retry.
+            tally.state = TryState::Ended;
+            self.stats.incr(&svc_key(service, "circuit_open"));
+            self.count_overflow(service, o);
+            return Err(ProxyError::CircuitOpen);
+        }
+        tally.state = TryState::Sent;
+        self.stats.incr_timed(&svc_key(service, "attempts"));
+        let (addr, protocol, pick, subset) = match self.pick_endpoint(service, &req, policy, tried)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tally.state = TryState::Ended;
+                self.stats
+                    .incr(&svc_key(service, &format!("attempt_{}", e.reason())));
+                return Err(e);
+            }
+        };
+        tried.push(addr);
+        if !subset.is_empty() {
+            self.stats
+                .incr(&format!("outbound.subset.{service}.{subset}.attempts"));
+        }
+        let call = self.forward(&self.clients, req, addr, protocol, Some(authority));
+        let result = match per_try {
+            Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
+                self.stats.incr(&svc_key(service, "per_try_timeouts"));
+                Err(ProxyError::UpstreamTimeout)
+            }),
+            None => call.await,
+        };
+        drop(slot);
+        let failed = match &result {
+            Ok(r) => r.status().is_server_error(),
+            Err(_) => true,
+        };
+        // Every attempt ends in exactly one outcome: an HTTP status class or the proxy's reason.
+        let outcome = match &result {
+            Ok(r) => ATTEMPT_CLASSES[usize::from(r.status().as_u16() / 100).min(5)],
+            Err(e) => e.reason(),
+        };
+        tally.state = TryState::Ended;
+        self.stats
+            .incr(&svc_key(service, &format!("attempt_{outcome}")));
+        pick.finish(failed, &policy.lb, policy.outlier.as_ref());
+        if !subset.is_empty() && failed {
+            self.stats
+                .incr(&format!("outbound.subset.{service}.{subset}.failures"));
+        }
+        result
+    }
+}
+
+/// Where one try of a request (the first, or a retry the breaker admitted) stands. Every try
+/// ends exactly once: refused by the breaker (`circuit_open`), sent as an attempt and finished
+/// with an outcome (`attempt_<outcome>`), or dropped, when an overall timeout fires or the caller
+/// goes away. Dropped before it was sent (in a retry's backoff, waiting for a connection, reading
+/// the caller's body) it counts as `unsent`; dropped in flight, as the outcome `attempt_cancelled`.
+/// Counting on drop is what keeps the books whole: the future is dropped between the two counts.
+pub(super) struct TryTally<'a> {
+    stats: &'a ProxyStats,
+    service: &'a str,
+    state: TryState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum TryState {
+    Admitted,
+    Sent,
+    Ended,
+}
+
+impl<'a> TryTally<'a> {
+    fn new(stats: &'a ProxyStats, service: &'a str) -> Self {
+        Self {
+            stats,
+            service,
+            state: TryState::Admitted,
+        }
+    }
+}
+
+impl Drop for TryTally<'_> {
+    fn drop(&mut self) {
+        match self.state {
+            TryState::Admitted => self.stats.incr(&svc_key(self.service, "unsent")),
+            TryState::Sent => self.stats.incr(&svc_key(self.service, "attempt_cancelled")),
+            TryState::Ended => {}
+        }
+    }
+}
+
+/// Attempt outcome names by status class (1xx..5xx; index 0 never used by a valid status).
+const ATTEMPT_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Largest request body buffered for retries (Linkerd's limit).
+const MAX_RETRY_BODY: u64 = 64 * 1024;

@@ -1,0 +1,78 @@
+//! Where an attempt goes: the subset a traffic split draws, then the balancer's endpoint,
+//! avoiding hosts already tried when the retry policy asks for it.
+
+use super::*;
+
+impl<N: Network> Proxy<N> {
+    /// The endpoint for an attempt: subset by the split, then the balancer, avoiding endpoints
+    /// already `tried` when the retry policy asks for it.
+    pub(super) fn pick_endpoint(
+        &self,
+        service: &str,
+        req: &Request<Body>,
+        policy: &ServicePolicy,
+        tried: &[SocketAddr],
+    ) -> Result<(SocketAddr, Protocol, crate::balance::Pick, String), ProxyError> {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
+        let key = match &policy.lb {
+            LbPolicy::RingHash { header } => req
+                .headers()
+                .get(header.as_str())
+                .map(|v| v.as_bytes().to_vec()),
+            _ => None,
+        };
+        // A traffic split picks the subset first (weighted, from the seeded RNG); balancing
+        // and outlier state are then kept per subset.
+        let chosen = self.choose_subset(&policy.split);
+        let members: Vec<usize> = entry
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| chosen.as_ref().is_none_or(|s| &e.subset == s))
+            .map(|(i, _)| i)
+            .collect();
+        let lb_key = match &chosen {
+            Some(s) => format!("{service}@{s}"),
+            None => service.to_string(),
+        };
+        let picks = match &policy.retry {
+            Some(r) if r.avoid_previous_hosts && !tried.is_empty() => HOST_SELECTION_ATTEMPTS,
+            _ => 1,
+        };
+        let mut pick = None;
+        for _ in 0..picks {
+            let p = self
+                .balancer
+                .pick(&lb_key, members.len(), &policy.lb, key.as_deref())
+                .ok_or(ProxyError::NoEndpoints)?;
+            let fresh = !tried.contains(&entry.endpoints[members[p.index]].addr);
+            pick = Some(p);
+            if fresh {
+                break;
+            }
+        }
+        let pick = pick.ok_or(ProxyError::NoEndpoints)?;
+        let ep = &entry.endpoints[members[pick.index]];
+        Ok((ep.addr, entry.protocol, pick, ep.subset.clone()))
+    }
+
+    pub(super) fn choose_subset(&self, split: &[(String, u32)]) -> Option<String> {
+        let total: u64 = split.iter().map(|(_, w)| u64::from(*w)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut x = self
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .random_range(0..total);
+        for (name, w) in split {
+            if x < u64::from(*w) {
+                return Some(name.clone());
+            }
+            x -= u64::from(*w);
+        }
+        None
+    }
+}

@@ -1,0 +1,332 @@
+//! After the run: the measurements, read from the collector, the fabric and every sidecar,
+//! into the run's statistics and telemetry. Pure reading; nothing here changes the world.
+
+use std::collections::BTreeMap;
+
+use reports::{
+    BreakerRecord, EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm,
+    SubsetStats,
+};
+
+use crate::cost::{CpuTally, SimHopCost};
+use crate::scenario::Loaded;
+use crate::telemetry::{HostSpan, Telemetry};
+
+use super::*;
+
+/// Read what the run left behind into its report section and telemetry: health and breaker
+/// events, each sidecar's counters per edge and subset, per-second series and retry storms,
+/// load factors, proxy totals and fleet cost, metrics, spans and access-log lines.
+pub(super) fn harvest(
+    loaded: &Loaded,
+    mesh: bool,
+    world: &World<'_>,
+    finished: crate::collect::Finished,
+    fstats: crate::substrate::FabricStats,
+    sim_time_ms: u64,
+) -> (RunStats, Telemetry) {
+    let mut health = Vec::new();
+    {
+        let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
+        for sc in &world.sidecars {
+            let host = &sc.host;
+            for ev in sc.proxy.health_events() {
+                // Subset-scoped balancer state is keyed `service@subset`, indexed within the subset.
+                let (svc, subset) = match ev.service.split_once('@') {
+                    Some((svc, sub)) => (svc.to_string(), Some(sub.to_string())),
+                    None => (ev.service.clone(), None),
+                };
+                let pod = registry
+                    .get(&svc)
+                    .and_then(|e| {
+                        e.endpoints
+                            .iter()
+                            .filter(|ep| subset.as_ref().is_none_or(|s| &ep.subset == s))
+                            .nth(ev.endpoint)
+                    })
+                    .map(|e| e.pod.clone())
+                    .unwrap_or_default();
+                health.push(HealthRecord {
+                    at_ms: ev
+                        .at
+                        .saturating_duration_since(world.clock.epoch())
+                        .as_millis() as u64,
+                    proxy: host.clone(),
+                    service: ev.service.clone(),
+                    endpoint: pod,
+                    event: ev.kind.to_string(),
+                });
+            }
+        }
+    }
+    health.sort_by(|a, b| (a.at_ms, &a.proxy, &a.endpoint).cmp(&(b.at_ms, &b.proxy, &b.endpoint)));
+    let mut breaker_events: Vec<BreakerRecord> = world
+        .sidecars
+        .iter()
+        .flat_map(|sc| {
+            sc.proxy
+                .breaker_events()
+                .into_iter()
+                .map(|ev| BreakerRecord {
+                    at_ms: ev
+                        .at
+                        .saturating_duration_since(world.clock.epoch())
+                        .as_millis() as u64,
+                    proxy: sc.host.clone(),
+                    service: ev.service,
+                    reason: ev.overflow.reason().to_string(),
+                    retry: ev.retry,
+                })
+        })
+        .collect();
+    // Stable: events of one sidecar at the same millisecond keep their order.
+    breaker_events.sort_by(|a, b| (a.at_ms, &a.proxy).cmp(&(b.at_ms, &b.proxy)));
+    // Each sidecar's counters, read once: (owning service or `clients`, counters).
+    let snapshots: Vec<(String, BTreeMap<String, u64>)> = world
+        .sidecars
+        .iter()
+        .map(|sc| (sc.owner.clone(), sc.proxy.stats().snapshot()))
+        .collect();
+    let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
+    for (_, counters) in &snapshots {
+        for (k, &v) in counters {
+            let Some((key, what)) = counter_parts(k, "outbound.subset.") else {
+                continue;
+            };
+            let Some((svc, sub)) = key.split_once('.') else {
+                continue;
+            };
+            let e = subsets.entry(format!("{svc}/{sub}")).or_default();
+            match what {
+                "attempts" => e.attempts += v,
+                "failures" => e.failures += v,
+                _ => {}
+            }
+        }
+    }
+    let mut per_service: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &subsets {
+        *per_service
+            .entry(k.split('/').next().unwrap_or_default().to_string())
+            .or_insert(0) += v.attempts;
+    }
+    for (k, v) in subsets.iter_mut() {
+        let total = per_service
+            .get(k.split('/').next().unwrap_or_default())
+            .copied()
+            .unwrap_or(0);
+        v.share = if total > 0 {
+            round4(v.attempts as f64 / total as f64)
+        } else {
+            0.0
+        };
+        v.error_ratio = if v.attempts > 0 {
+            round4(v.failures as f64 / v.attempts as f64)
+        } else {
+            0.0
+        };
+    }
+    let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
+    let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
+    for (owner, counters) in &snapshots {
+        for (k, &v) in counters {
+            let Some((callee, what)) = counter_parts(k, "outbound.svc.") else {
+                continue;
+            };
+            let e = edges.entry(format!("{owner}->{callee}")).or_default();
+            match what {
+                "requests" => e.requests += v,
+                "attempts" => {
+                    e.attempts += v;
+                    *attempts_to.entry(callee.to_string()).or_insert(0) += v;
+                }
+                "retries" => e.retries += v,
+                "budget_exhausted" => e.budget_exhausted += v,
+                "per_try_timeouts" => e.per_try_timeouts += v,
+                "timeouts" => e.timeouts += v,
+                "circuit_open" => e.circuit_open += v,
+                "retry_overflow" => e.retry_overflow += v,
+                "unsent" => e.unsent += v,
+                "failures" => e.failures += v,
+                _ => {
+                    if let Some(outcome) = what.strip_prefix("attempt_") {
+                        *e.attempt_outcomes.entry(outcome.to_string()).or_insert(0) += v;
+                    }
+                }
+            }
+        }
+    }
+    // Per-second requests and attempts per edge, and the storms in them.
+    let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64, u64)>> = BTreeMap::new();
+    for sc in &world.sidecars {
+        let owner = &sc.owner;
+        for (k, series) in sc.proxy.stats().series() {
+            let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
+                continue;
+            };
+            let edge = per_sec.entry(format!("{owner}->{callee}")).or_default();
+            for (sec, n) in series {
+                let b = edge.entry(sec).or_insert((0, 0, 0));
+                match what {
+                    "requests" => b.0 += n,
+                    "attempts" => b.1 += n,
+                    "failures" => b.2 += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let threshold = loaded.scenario.report.storm_threshold;
+    let mut storms = Vec::new();
+    let mut edge_timeline = BTreeMap::new();
+    for (edge, secs) in per_sec {
+        let buckets: Vec<EdgeBucket> = secs
+            .into_iter()
+            .map(|(t_s, (requests, attempts, failures))| EdgeBucket {
+                t_s,
+                requests,
+                attempts,
+                amplification: ratio(attempts, requests),
+                failures,
+                error_ratio: ratio(failures, requests),
+            })
+            .collect();
+        let mut open: Option<Storm> = None;
+        for b in &buckets {
+            let stormy = b.requests > 0 && b.amplification > threshold;
+            match (&mut open, stormy) {
+                (Some(s), true) if s.end_s == b.t_s => {
+                    s.end_s = b.t_s + 1;
+                    s.peak_amplification = s.peak_amplification.max(b.amplification);
+                }
+                (_, true) => {
+                    storms.extend(open.take());
+                    open = Some(Storm {
+                        edge: edge.clone(),
+                        start_s: b.t_s,
+                        end_s: b.t_s + 1,
+                        peak_amplification: b.amplification,
+                    });
+                }
+                (_, false) => storms.extend(open.take()),
+            }
+        }
+        storms.extend(open);
+        edge_timeline.insert(edge, buckets);
+    }
+    storms.sort_by(|a, b| (a.start_s, &a.edge).cmp(&(b.start_s, &b.edge)));
+    for e in edges.values_mut() {
+        e.retry_amplification = if e.requests > 0 {
+            round4(e.attempts as f64 / e.requests as f64)
+        } else {
+            0.0
+        };
+    }
+    let workload_sent = finished.books.sent + finished.books.warmup_excluded;
+    let load_factor = attempts_to
+        .into_iter()
+        .map(|(svc, n)| (svc, round4(n as f64 / workload_sent.max(1) as f64)))
+        .collect();
+    let proxies =
+        mesh.then(|| {
+            let mut counters = BTreeMap::new();
+            for (_, snapshot) in &snapshots {
+                for (k, &v) in snapshot {
+                    // Per-destination counters are reported per edge; keep the totals readable.
+                    if !k.starts_with("outbound.svc.") {
+                        *counters.entry(k.clone()).or_insert(0) += v;
+                    }
+                }
+            }
+            let tally = world.hop_costs.values().map(SimHopCost::tally).fold(
+                CpuTally::default(),
+                |a, t| CpuTally {
+                    hops: a.hops + t.hops,
+                    queued_hops: a.queued_hops + t.queued_hops,
+                    busy_us: a.busy_us + t.busy_us,
+                },
+            );
+            let proxies = world.hop_costs.len() as u64;
+            let fleet = loaded.cost.footprint.as_ref().map(|f| {
+                crate::cost::fleet_cost(f, &loaded.cost.source, proxies, tally.hops, sim_time_ms)
+            });
+            ProxyTotals {
+                proxies,
+                hops: tally.hops,
+                queued_hops: tally.queued_hops,
+                cpu_us: tally.busy_us,
+                counters,
+                fleet,
+            }
+        });
+    let mut telemetry = Telemetry::default();
+    for sc in &world.sidecars {
+        // A restarted pod's sidecar is a new process with fresh metrics: `db-0`, `db-0.2`.
+        let mut key = sc.host.clone();
+        let mut n = 1;
+        while telemetry.metrics.contains_key(&key) {
+            n += 1;
+            key = format!("{}.{n}", sc.host);
+        }
+        telemetry.metrics.insert(key, sc.proxy.metrics_text());
+        telemetry
+            .spans
+            .extend(sc.proxy.spans().into_iter().map(|span| HostSpan {
+                host: sc.host.clone(),
+                owner: sc.owner.clone(),
+                span,
+            }));
+    }
+    if let Some(lines) = &world.access_log {
+        telemetry.access_log =
+            std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+    let stats = RunStats {
+        mesh,
+        sim_time_ms,
+        books: finished.books,
+        latency: finished.latency,
+        latency_ok: finished.latency_ok,
+        spectrum: finished.spectrum,
+        routes: finished.routes,
+        timeline: finished.timeline,
+        proxies,
+        edges,
+        load_factor,
+        health,
+        breaker_events,
+        edge_timeline,
+        storms,
+        subsets,
+        network: NetworkStats {
+            delivered: fstats.delivered,
+            dropped_partition: fstats.dropped_partition,
+            dropped_crashed: fstats.dropped_crashed,
+            held: fstats.held,
+        },
+        slowest_traces: crate::telemetry::slowest_traces(
+            &telemetry.spans,
+            crate::telemetry::REPORTED_TRACES,
+        ),
+    };
+    (stats, telemetry)
+}
+
+/// `n / d` to four places; 0 when `d` is 0.
+pub(super) fn ratio(n: u64, d: u64) -> f64 {
+    if d > 0 {
+        round4(n as f64 / d as f64)
+    } else {
+        0.0
+    }
+}
+
+/// `outbound.svc.db.attempts` with prefix `outbound.svc.` → (`db`, `attempts`).
+pub(super) fn counter_parts<'a>(key: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    key.strip_prefix(prefix)?.rsplit_once('.')
+}
+
+/// Rounded to four decimals, so ratios print the same everywhere.
+pub(super) fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}

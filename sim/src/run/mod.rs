@@ -1,0 +1,265 @@
+//! One simulated run, start to finish: build the hosts from the scenario, start every pod (app, and
+//! sidecar when meshed), the clients and the fault time line, tick the network until every request
+//! has an outcome, and hand back the measurements.
+//!
+//! All of it runs on one thread: a current-thread tokio runtime with a paused clock and a seeded
+//! RNG (`--cfg tokio_unstable`), one `LocalSet` for every host's tasks, and a director that owns the
+//! fabric. Nothing reads the wall clock; every random draw comes from a stream derived from the
+//! seed and a stable label (`pod:db-0`, `client:3`, `fabric`).
+//!
+//! # Layout
+//! In the order a run goes: this file builds the topology (hosts, registry, clients) and runs
+//! the director loop; `world` starts, crashes and restarts pods and their sidecars; `faults`
+//! turns the fault time line into events and applies them; `harvest` reads the measurements
+//! out once the run is over.
+
+mod faults;
+mod harvest;
+mod world;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use mesh_core::net::Network;
+use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
+use reports::RunStats;
+use turmoil_net::Net;
+
+use crate::collect::Collector;
+use crate::derive_seed;
+use crate::model::{APP_PORT, Modes, pod_rng};
+use crate::scenario::{LoadModel, Loaded};
+use crate::substrate::{Fabric, HostInfo, SimNet, TICK};
+use crate::telemetry::Telemetry;
+use crate::workload::{Clock, Generator};
+
+use faults::{Event, apply};
+use harvest::harvest;
+use world::{INBOUND_PORT, Pod, World, ip_of};
+
+/// Run the scenario once, with or without the mesh, on `seed`.
+/// `progress` hears (now, end of sending) in ms about once per simulated second.
+pub fn simulate(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> RunStats {
+    simulate_with(loaded, seed, mesh, false, progress).0
+}
+
+/// [`simulate`], also handing back what the sidecars recorded about themselves (metrics, spans,
+/// and every access-log line when `access_log` is set).
+pub fn simulate_with(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    access_log: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (RunStats, Telemetry) {
+    let rt = crate::substrate::runtime(derive_seed(seed, "tokio"));
+    rt.block_on(simulate_inner(loaded, seed, mesh, access_log, progress))
+}
+
+async fn simulate_inner(
+    loaded: &Loaded,
+    seed: u64,
+    mesh: bool,
+    access_log: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (RunStats, Telemetry) {
+    let s = &loaded.scenario;
+    let mut net = Net::with_config(crate::substrate::kernel_config());
+    let mut infos = Vec::new();
+    let mut pods = Vec::new();
+    let mut registry = Registry::new();
+    let mut direct = BTreeMap::new();
+    for (si, svc) in s.services.iter().enumerate() {
+        let mut endpoints = Vec::new();
+        let mut addrs = Vec::new();
+        for (r, (name, version, latency, error_rate)) in svc.pods().into_iter().enumerate() {
+            let index = infos.len();
+            let ip = ip_of(index);
+            let zone = svc.zones[r % svc.zones.len()].clone();
+            let host = net.add_host(ip);
+            infos.push(HostInfo {
+                name: name.clone(),
+                group: svc.name.get_ref().clone(),
+                zone: zone.clone(),
+                ip,
+            });
+            endpoints.push(Endpoint {
+                addr: SocketAddr::new(ip, INBOUND_PORT),
+                pod: name.clone(),
+                zone,
+                subset: version,
+            });
+            addrs.push(SocketAddr::new(ip, APP_PORT));
+            pods.push(Pod {
+                service: si,
+                name,
+                host,
+                index,
+                latency,
+                error_rate,
+            });
+        }
+        registry.insert(
+            svc.name.get_ref().clone(),
+            ServiceEntry {
+                protocol: s.mesh.protocol,
+                endpoints,
+            },
+        );
+        direct.insert(svc.name.get_ref().clone(), (addrs, svc.protocol));
+    }
+    // The control plane's host: present in the topology (and in its cost) from the start; the
+    // control-plane issue gives it work.
+    let cp_ip = ip_of(infos.len());
+    let _cp_host = net.add_host(cp_ip);
+    infos.push(HostInfo {
+        name: "control-plane".into(),
+        group: "control-plane".into(),
+        zone: s.services[0].zones[0].clone(),
+        ip: cp_ip,
+    });
+    let mut clients = Vec::new();
+    for c in 0..s.workload.clients as usize {
+        let ip = ip_of(infos.len());
+        let host = net.add_host(ip);
+        infos.push(HostInfo {
+            name: format!("client-{c}"),
+            group: "clients".into(),
+            zone: s.services[0].zones[c % s.services[0].zones.len()].clone(),
+            ip,
+        });
+        clients.push((infos.len() - 1, host));
+    }
+    let host_names: Vec<String> = infos.iter().map(|h| h.name.clone()).collect();
+    let guard = net.enter();
+    let mut fabric = Fabric::new(
+        infos,
+        s.network.latency.as_us(),
+        s.network.cross_zone_latency.as_us(),
+        derive_seed(seed, "fabric"),
+    );
+
+    let clock = Clock::start();
+    let routes: Vec<String> = s.workload.routes.iter().map(|r| r.label()).collect();
+    let dispatched = Arc::new(Mutex::new(crate::collect::Dispatched::new(routes.len())));
+    let collector = Arc::new(Mutex::new(Collector::new(
+        routes,
+        s.workload.warmup.as_ms(),
+    )));
+    let mut world = World {
+        loaded,
+        seed,
+        mesh,
+        pods,
+        registry: Arc::new(RwLock::new(registry)),
+        direct: Arc::new(direct),
+        modes: Arc::new(Mutex::new(Modes::default())),
+        clock,
+        sidecars: Vec::new(),
+        host_names,
+        access_log: access_log.then(Arc::default),
+        policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
+            services: s
+                .services
+                .iter()
+                .enumerate()
+                .filter_map(|(i, svc)| {
+                    Some((
+                        svc.name.get_ref().clone(),
+                        s.effective_policy(i)?.to_policy(),
+                    ))
+                })
+                .collect(),
+        })),
+        hop_costs: BTreeMap::new(),
+        hosts_net: BTreeMap::new(),
+        incarnation: BTreeMap::new(),
+    };
+
+    let set = tokio::task::LocalSet::new();
+    let spec = Arc::new(s.workload.clone());
+    let mut events: Vec<(u64, u64, Event)> = Vec::new();
+    for (k, f) in s.faults.iter().enumerate() {
+        events.push((f.get_ref().at().as_ms(), 2 * k as u64 + 1, Event::Start(k)));
+        if let Some(u) = f.get_ref().until() {
+            events.push((u.as_ms(), 2 * k as u64, Event::End(k)));
+        }
+    }
+    events.sort_by_key(|(t, seq, _)| (*t, *seq));
+    let mut events = std::collections::VecDeque::from(events);
+
+    let send_end_ms = s.workload.duration.as_ms();
+    let hard_end_ms = send_end_ms + s.workload.timeout.as_ms() + 1_000;
+    let director = async {
+        for p in 0..world.pods.len() {
+            world.start_pod(p);
+        }
+        for (c, (host_index, host)) in clients.iter().enumerate() {
+            let net = SimNet::new(*host);
+            if mesh {
+                world.sidecar(&net, *host_index, Protocol::Http1, "clients");
+            }
+            let generator = Generator {
+                net: net.clone(),
+                caller: Arc::new(world.caller(&net, Protocol::Http1)),
+                spec: spec.clone(),
+                collector: collector.clone(),
+                dispatched: dispatched.clone(),
+                clock,
+            };
+            let rng = pod_rng(seed, &format!("client:{c}"));
+            match spec.model {
+                LoadModel::Open => {
+                    let rate = spec.rate_rps.unwrap_or(1.0) / f64::from(spec.clients);
+                    net.spawn(generator.open_loop(rate, rng));
+                }
+                LoadModel::Closed => {
+                    let users = spec.users.unwrap_or(1) as usize;
+                    let mine = (c..users).step_by(spec.clients as usize).count();
+                    for u in 0..mine {
+                        let rng = pod_rng(seed, &format!("client:{c}:user:{u}"));
+                        net.spawn(generator.clone().closed_loop(rng));
+                    }
+                }
+            }
+        }
+        let mut rule_ids: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        let mut now_ms = 0u64;
+        loop {
+            tokio::time::sleep(TICK).await;
+            now_ms += 1;
+            fabric.tick(&guard);
+            while events.front().is_some_and(|(t, _, _)| *t <= now_ms) {
+                let (_, _, ev) = events.pop_front().expect("checked non-empty");
+                apply(&mut world, &mut fabric, &guard, &mut rule_ids, ev);
+            }
+            if now_ms.is_multiple_of(1000) {
+                progress(now_ms, send_end_ms);
+            }
+            let open = collector.lock().unwrap_or_else(|p| p.into_inner()).open();
+            if (now_ms > send_end_ms && open == 0) || now_ms >= hard_end_ms {
+                break;
+            }
+        }
+        now_ms
+    };
+    let sim_time_ms = set.run_until(director).await;
+    // Tasks close their sockets as they drop; that needs the network still installed.
+    drop(set);
+    let fstats = fabric.stats();
+    drop(guard);
+
+    let finished = Arc::try_unwrap(collector)
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .unwrap_or_else(|_| {
+            unreachable!("every task holding the collector was dropped with the LocalSet")
+        })
+        .finish(&dispatched.lock().unwrap_or_else(|p| p.into_inner()));
+    harvest(loaded, mesh, &world, finished, fstats, sim_time_ms)
+}

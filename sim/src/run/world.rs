@@ -1,0 +1,210 @@
+//! The world of one run: its pods and sidecars, the shared registry and policies, and how a
+//! pod (app, and sidecar when meshed) is started, crashed and restarted.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mesh_core::net::Network;
+use mesh_core::proxy::{Proxy, ProxyConfig};
+use mesh_core::registry::{Protocol, Registry};
+use mesh_core::server::serve_http;
+use turmoil_net::HostId;
+
+use crate::cost::SimHopCost;
+use crate::derive_seed;
+use crate::model::{APP_PORT, App, Caller, Modes, Route, pod_rng};
+use crate::scenario::Loaded;
+use crate::substrate::SimNet;
+use crate::workload::Clock;
+
+/// Ports of the sidecar, as Istio numbers them.
+pub(super) const OUTBOUND_PORT: u16 = 15001;
+pub(super) const INBOUND_PORT: u16 = 15006;
+
+pub(super) fn ip_of(index: usize) -> IpAddr {
+    // 10.0.0.2 onwards; one address per host.
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0002u32 + index as u32))
+}
+
+/// A sidecar of the run: whose it is (a service, or `clients`), its host, and the proxy.
+pub(super) struct Sidecar {
+    pub(super) owner: String,
+    pub(super) host: String,
+    pub(super) proxy: Arc<Proxy<SimNet>>,
+}
+
+#[derive(Clone)]
+pub(super) struct Pod {
+    pub(super) service: usize,
+    pub(super) name: String,
+    pub(super) host: HostId,
+    pub(super) index: usize,
+    pub(super) latency: crate::scenario::LatencySpec,
+    pub(super) error_rate: f64,
+}
+
+pub(super) struct World<'a> {
+    pub(super) loaded: &'a Loaded,
+    pub(super) seed: u64,
+    pub(super) mesh: bool,
+    pub(super) pods: Vec<Pod>,
+    pub(super) registry: Arc<RwLock<Registry>>,
+    pub(super) direct: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
+    pub(super) modes: Arc<Mutex<Modes>>,
+    pub(super) clock: Clock,
+    pub(super) sidecars: Vec<Sidecar>,
+    pub(super) policies: Arc<RwLock<mesh_core::policy::Policies>>,
+    pub(super) hop_costs: BTreeMap<usize, SimHopCost>,
+    pub(super) hosts_net: BTreeMap<usize, SimNet>,
+    pub(super) incarnation: BTreeMap<usize, u64>,
+    pub(super) host_names: Vec<String>,
+    /// Access-log lines of every sidecar, when the run keeps them.
+    pub(super) access_log: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl World<'_> {
+    pub(super) fn sidecar(
+        &mut self,
+        net: &SimNet,
+        host_index: usize,
+        app_protocol: Protocol,
+        owner: &str,
+    ) {
+        let m = &self.loaded.scenario.mesh;
+        let cost = self
+            .hop_costs
+            .entry(host_index)
+            .or_insert_with(|| {
+                SimHopCost::new(
+                    self.loaded.cost.for_protocol(m.protocol).clone(),
+                    m.proxy_workers,
+                    derive_seed(self.seed, &format!("proxy-cost:{host_index}")),
+                    self.clock.epoch(),
+                )
+            })
+            .clone();
+        let request_timeout = (m.request_timeout.0 > Duration::ZERO).then_some(m.request_timeout.0);
+        let own_policy = self
+            .loaded
+            .scenario
+            .services
+            .iter()
+            .position(|s| s.name.get_ref() == owner)
+            .and_then(|i| self.loaded.scenario.effective_policy(i));
+        let cfg = ProxyConfig {
+            outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
+            inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
+            app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),
+            app_protocol,
+            connect_timeout: m.connect_timeout.0,
+            request_timeout,
+            seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
+            stats_epoch: Some(self.clock.epoch()),
+            tls: None,
+            admin_addr: None,
+            telemetry: mesh_core::telemetry::TelemetryConfig {
+                service: owner.to_string(),
+                identity: Some(format!("spiffe://cluster.local/ns/default/sa/{owner}")),
+                record_spans: true,
+                access_log: self.access_log.as_ref().map(|lines| {
+                    let lines = lines.clone();
+                    // Quoted once, as JSON, for every line this sidecar writes.
+                    let host = serde_json::to_string(&self.hosts_name(host_index))
+                        .expect("a string serialises");
+                    mesh_core::telemetry::access::AccessLog(Arc::new(move |r| {
+                        // The sidecar's host first, then the record's own fields.
+                        let json = r.to_json();
+                        let line = format!("{{\"proxy\":{host},{}", &json[1..]);
+                        lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                    }))
+                }),
+            },
+            inbound_rate_limit: own_policy
+                .as_ref()
+                .and_then(|p| p.rate_limit.as_ref())
+                .map(|r| r.to_limit()),
+            inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
+        };
+        let proxy = Proxy::with_policies(
+            net.clone(),
+            cfg,
+            self.registry.clone(),
+            self.policies.clone(),
+            Some(Arc::new(cost)),
+        );
+        self.sidecars.push(Sidecar {
+            owner: owner.to_string(),
+            host: self.hosts_name(host_index),
+            proxy: proxy.clone(),
+        });
+        net.spawn(async move {
+            // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
+            // and its callers see connect failures, which the report shows.
+            let _ = proxy.run().await;
+        });
+    }
+
+    pub(super) fn hosts_name(&self, index: usize) -> String {
+        self.host_names.get(index).cloned().unwrap_or_default()
+    }
+
+    pub(super) fn caller(&self, net: &SimNet, protocol: Protocol) -> Caller {
+        let route = if self.mesh {
+            Route::Mesh {
+                sidecar: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
+                protocol,
+            }
+        } else {
+            Route::Direct {
+                endpoints: self.direct.clone(),
+                cursors: Mutex::new(BTreeMap::new()),
+            }
+        };
+        Caller::new(net.clone(), route)
+    }
+
+    /// Start (or restart) a pod: its app and, when meshed, its sidecar.
+    pub(super) fn start_pod(&mut self, p: usize) {
+        let pod = self.pods[p].clone();
+        let spec = &self.loaded.scenario.services[pod.service];
+        let net = SimNet::new(pod.host);
+        self.hosts_net.insert(pod.index, net.clone());
+        let inc = self.incarnation.entry(pod.index).or_insert(0);
+        *inc += 1;
+        let rng = pod_rng(self.seed, &format!("pod:{}:{}", pod.name, inc));
+        let app = Arc::new(App {
+            service: spec.name.get_ref().clone(),
+            pod: pod.name.clone(),
+            latency: pod.latency.clone(),
+            error_rate: pod.error_rate,
+            calls: spec.calls.clone(),
+            workers: Arc::new(tokio::sync::Semaphore::new(spec.workers as usize)),
+            capacity: (spec.workers + spec.queue) as usize,
+            admitted: Mutex::new(0),
+            rng: Mutex::new(rng),
+            modes: self.modes.clone(),
+            caller: self.caller(&net, spec.protocol),
+        });
+        let app_net = net.clone();
+        net.spawn(async move {
+            let addr = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), APP_PORT);
+            let Ok(listener) = app_net.bind(addr).await else {
+                return;
+            };
+            let handler = move |req| app.clone().handle(req);
+            serve_http(app_net, listener, handler, Arc::new(|_| {})).await;
+        });
+        if self.mesh {
+            let owner = spec.name.get_ref().clone();
+            self.sidecar(&net, pod.index, spec.protocol, &owner);
+        }
+    }
+
+    pub(super) fn crash_pod(&mut self, host_index: usize) {
+        if let Some(net) = self.hosts_net.get(&host_index) {
+            net.kill();
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Checks that span fields, after serde has parsed the file: references to services, pods
+//! and subsets that must exist, ranges and limits checked before memory is spent, call cycles.
+//! Every error names the file, line, column and field; serde's own errors are mapped here too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+
+pub(super) fn toml_error(file: &str, src: &str, field: &str, e: &toml::de::Error) -> ScenarioError {
+    let mut offset = e.span().map(|s| s.start);
+    // For an unknown field serde points at the table; point at the field itself.
+    let unknown = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next());
+    if let (Some(name), Some(start)) = (unknown, offset)
+        && let Some(i) = find_key(&src[start..], name)
+    {
+        offset = Some(start + i);
+    }
+    let (line, column) = offset.map(|o| line_col(src, o)).unwrap_or((0, 0));
+    let field = field.replace(".$__serde_spanned_private_value", "");
+    // Syntax errors (a duplicate key, say) point at the offending text; name it.
+    let spanned_text = e
+        .span()
+        .and_then(|s| src.get(s))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 40 && !t.contains('\n'));
+    let field = match (field.as_str(), spanned_text) {
+        ("(syntax)", Some(t)) => format!("(syntax) `{t}`"),
+        _ => field,
+    };
+    let field = match (field.as_str(), unknown) {
+        ("" | "?" | ".", Some(name)) => name.to_string(),
+        ("" | "?" | ".", None) => "(top level)".to_string(),
+        (path, Some(name)) if !path.ends_with(name) => format!("{path}.{name}"),
+        (path, _) => path.to_string(),
+    };
+    ScenarioError {
+        file: file.to_string(),
+        line,
+        column,
+        field,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// Offset of the first `key =` (at a line start or after `{`/`,`) in `text`.
+pub(super) fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key) {
+        let at = from + i;
+        let before = text[..at].trim_end_matches([' ', '\t']);
+        let after = text[at + key.len()..].trim_start_matches([' ', '\t']);
+        if (before.is_empty() || before.ends_with(['\n', '{', ','])) && after.starts_with('=') {
+            return Some(at);
+        }
+        from = at + key.len();
+    }
+    None
+}
+
+/// 1-based line and column of byte `offset` in `src`.
+pub(super) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// Line of the first occurrence of `needle` (for fields serde kept no span for).
+pub(super) fn line_of_text(src: &str, needle: &str) -> (usize, usize) {
+    src.find(needle).map(|o| line_col(src, o)).unwrap_or((0, 0))
+}
+
+pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
+    let err_at = |span: std::ops::Range<usize>, field: String, message: String| {
+        let (line, column) = line_col(src, span.start);
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+    let err_text = |needle: &str, field: String, message: String| {
+        let (line, column) = line_of_text(src, needle);
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+
+    if s.services.is_empty() {
+        return Err(err_text(
+            "[workload]",
+            "services".into(),
+            "expected at least one [[services]] table".into(),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (i, svc) in s.services.iter().enumerate() {
+        let name = svc.name.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name != "clients"
+            && name != "control-plane";
+        if !valid {
+            return Err(err_at(
+                svc.name.span(),
+                format!("services[{i}].name"),
+                format!(
+                    "expected a DNS-style name of lowercase letters, digits and '-' (not `clients` or `control-plane`), found {name:?}"
+                ),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(err_at(
+                svc.name.span(),
+                format!("services[{i}].name"),
+                format!("service {name:?} is defined twice"),
+            ));
+        }
+        let field = |f: &str| format!("services[{i}].{f}");
+        if svc.replicas == 0 || svc.replicas > 5000 {
+            return Err(err_at(
+                svc.name.span(),
+                field("replicas"),
+                "expected 1 to 5000 replicas".into(),
+            ));
+        }
+        if svc.zones.is_empty() {
+            return Err(err_at(
+                svc.name.span(),
+                field("zones"),
+                "expected at least one zone".into(),
+            ));
+        }
+        if svc.workers == 0 {
+            return Err(err_at(
+                svc.name.span(),
+                field("workers"),
+                "expected at least 1 worker".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&svc.error_rate) {
+            return Err(err_at(
+                svc.name.span(),
+                field("error_rate"),
+                "expected a probability between 0 and 1".into(),
+            ));
+        }
+        if let LatencySpec::Lognormal { p50, p99 } = &svc.latency
+            && (p99 <= p50 || p50.as_us() == 0)
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("latency"),
+                "lognormal needs 0 < p50 < p99".into(),
+            ));
+        }
+        if let LatencySpec::Uniform { min, max } = &svc.latency
+            && max < min
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("latency"),
+                "uniform needs min <= max".into(),
+            ));
+        }
+    }
+    for (i, svc) in s.services.iter().enumerate() {
+        let mut versions = BTreeSet::from([svc.version.clone()]);
+        for (k, sub) in svc.subsets.iter().enumerate() {
+            if !versions.insert(sub.name.clone()) || sub.name.is_empty() {
+                return Err(err_at(
+                    svc.name.span(),
+                    format!("services[{i}].subsets[{k}].name"),
+                    format!(
+                        "subset {:?} is empty or defined twice (the base pods are {:?})",
+                        sub.name, svc.version
+                    ),
+                ));
+            }
+        }
+        let Some(p) = &svc.policy else { continue };
+        let field = |f: &str| format!("services[{i}].policy.{f}");
+        for (k, r) in p.routes.iter().flatten().enumerate() {
+            if r.method
+                .as_ref()
+                .is_some_and(|m| http::Method::from_bytes(m.as_bytes()).is_err())
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].method")),
+                    "expected an HTTP method".into(),
+                ));
+            }
+            if let Some(b) = r
+                .split
+                .iter()
+                .flatten()
+                .find(|b| !versions.contains(&b.subset))
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].split")),
+                    format!("no subset {:?}; expected one of {versions:?}", b.subset),
+                ));
+            }
+            if let Some(rl) = &r.rate_limit
+                && !(rl.rps > 0.0 && rl.rps <= 1e6)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field(&format!("routes[{k}].rate_limit.rps")),
+                    "expected a rate above 0".into(),
+                ));
+            }
+        }
+        for b in p.split.iter().flatten() {
+            if !versions.contains(&b.subset) {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("split"),
+                    format!("no subset {:?}; expected one of {versions:?}", b.subset),
+                ));
+            }
+        }
+        if (p.lb == Some(LbSpec::RingHash)) != p.hash_header.is_some() {
+            return Err(err_at(
+                svc.name.span(),
+                field("hash_header"),
+                "`lb = \"ring-hash\"` needs `hash_header`, and only it takes one".into(),
+            ));
+        }
+        if let Some(r) = &p.retry {
+            if r.max_retries > 100 {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.max_retries"),
+                    "expected at most 100 retries".into(),
+                ));
+            }
+            if r.backoff_max < r.backoff_base {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.backoff_max"),
+                    "expected backoff_max >= backoff_base".into(),
+                ));
+            }
+            if let Some(b) = &r.budget
+                && (!(0.0..=10.0).contains(&b.ratio)
+                    || b.window.as_ms() < 1000
+                    || b.window.as_ms() > 60_000)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.budget"),
+                    "expected 0 <= ratio <= 10 and a window between 1s and 60s".into(),
+                ));
+            }
+        }
+        if let Some(r) = &p.rate_limit
+            && !(r.rps > 0.0 && r.rps <= 1e6)
+        {
+            return Err(err_at(
+                svc.name.span(),
+                field("rate_limit.rps"),
+                "expected a rate above 0".into(),
+            ));
+        }
+        if let Some(c) = &p.circuit_breaker {
+            for (name, v) in [
+                ("max_requests", c.max_requests),
+                ("max_connections", c.max_connections),
+            ] {
+                if v == 0 {
+                    return Err(err_at(
+                        svc.name.span(),
+                        field(&format!("circuit_breaker.{name}")),
+                        "expected at least 1".into(),
+                    ));
+                }
+            }
+            if let Some(b) = &c.retry_budget
+                && !(0.0..=100.0).contains(&b.percent)
+            {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("circuit_breaker.retry_budget.percent"),
+                    "expected a percent between 0 and 100".into(),
+                ));
+            }
+        }
+    }
+    let total_pods: u64 = s.services.iter().map(|s| s.pods().len() as u64).sum();
+    if total_pods > 5000 {
+        return Err(err_text(
+            "replicas",
+            "services".into(),
+            format!("at most 5000 pods in all; found {total_pods}"),
+        ));
+    }
+    for (i, svc) in s.services.iter().enumerate() {
+        for (j, call) in svc.calls.iter().enumerate() {
+            let field = format!("services[{i}].calls[{j}]");
+            if !names.contains(call.service.get_ref()) {
+                return Err(err_at(
+                    call.service.span(),
+                    format!("{field}.service"),
+                    format!(
+                        "no service named {:?}; expected one of {:?}",
+                        call.service.get_ref(),
+                        names
+                    ),
+                ));
+            }
+            if !(0.0..=1.0).contains(&call.probability) || call.fanout == 0 || call.fanout > 100 {
+                return Err(err_at(
+                    call.service.span(),
+                    field,
+                    "expected 0 <= probability <= 1 and 1 <= fanout <= 100".into(),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(s) {
+        return Err(err_text(
+            "calls",
+            "services.calls".into(),
+            format!(
+                "calls form a cycle ({}); requests would never finish",
+                cycle.join(" -> ")
+            ),
+        ));
+    }
+    let w = &s.workload;
+    if !names.contains(w.target.get_ref()) {
+        return Err(err_at(
+            w.target.span(),
+            "workload.target".into(),
+            format!(
+                "no service named {:?}; expected one of {:?}",
+                w.target.get_ref(),
+                names
+            ),
+        ));
+    }
+    match w.model {
+        LoadModel::Open => match w.rate_rps {
+            Some(r) if r > 0.0 && r <= 1_000_000.0 => {}
+            _ => {
+                return Err(err_text(
+                    "[workload]",
+                    "workload.rate_rps".into(),
+                    "the open model needs rate_rps between 0 and 1000000".into(),
+                ));
+            }
+        },
+        LoadModel::Closed => match w.users {
+            Some(u) if u > 0 && u <= 100_000 => {}
+            _ => {
+                return Err(err_text(
+                    "[workload]",
+                    "workload.users".into(),
+                    "the closed model needs users between 1 and 100000".into(),
+                ));
+            }
+        },
+    }
+    if w.duration.as_ms() == 0 || w.warmup >= w.duration {
+        return Err(err_text(
+            "duration",
+            "workload.duration".into(),
+            "expected a duration longer than the warm-up".into(),
+        ));
+    }
+    if w.clients == 0 || w.clients > 1000 {
+        return Err(err_text(
+            "[workload]",
+            "workload.clients".into(),
+            "expected 1 to 1000 client hosts".into(),
+        ));
+    }
+    if w.routes.is_empty() || w.routes.iter().all(|r| r.weight == 0) {
+        return Err(err_text(
+            "routes",
+            "workload.routes".into(),
+            "expected at least one route with a weight above 0".into(),
+        ));
+    }
+    for (k, r) in w.routes.iter().enumerate() {
+        if http::Method::from_bytes(r.method.as_bytes()).is_err() || !r.path.starts_with('/') {
+            return Err(err_text(
+                &r.path,
+                format!("workload.routes[{k}]"),
+                "expected an HTTP method and a path starting with '/'".into(),
+            ));
+        }
+    }
+
+    let pods: BTreeSet<String> = s
+        .services
+        .iter()
+        .flat_map(|svc| svc.pods().into_iter().map(|p| p.0))
+        .collect();
+    for (k, f) in s.faults.iter().enumerate() {
+        let field = format!("faults[{k}]");
+        let bad = |message: String| err_at(f.span(), field.clone(), message);
+        let group_ok = |g: &str| g == "clients" || names.contains(g) || pods.contains(g);
+        let fault = f.get_ref();
+        if let Some(until) = fault.until()
+            && until <= fault.at()
+        {
+            return Err(bad(format!(
+                "`until` ({until}) must come after `at` ({})",
+                fault.at()
+            )));
+        }
+        match fault {
+            FaultSpec::Latency { between, .. }
+            | FaultSpec::Partition { between, .. }
+            | FaultSpec::Hold { between, .. } => {
+                for g in between {
+                    if !group_ok(g) {
+                        return Err(bad(format!(
+                            "`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"",
+                            s.services[0].name.get_ref()
+                        )));
+                    }
+                }
+            }
+            FaultSpec::Crash { pod, .. } => {
+                if !pods.contains(pod) {
+                    return Err(bad(format!(
+                        "no pod named {pod:?}; pods are named <service>-<index>, e.g. \"{}-0\"",
+                        s.services[0].name.get_ref()
+                    )));
+                }
+            }
+            FaultSpec::Slow { service, pod, .. } | FaultSpec::Errors { service, pod, .. } => {
+                if !names.contains(service) {
+                    return Err(bad(format!("no service named {service:?}")));
+                }
+                if let Some(p) = pod
+                    && (!p.starts_with(&format!("{service}-")) || !pods.contains(p))
+                {
+                    return Err(bad(format!("no pod {p:?} in service {service:?}")));
+                }
+                if let FaultSpec::Errors { rate, .. } = fault
+                    && !(0.0..=1.0).contains(rate)
+                {
+                    return Err(bad("`rate` must be a probability between 0 and 1".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn find_cycle(s: &Scenario) -> Option<Vec<String>> {
+    let edges: BTreeMap<&str, Vec<&str>> = s
+        .services
+        .iter()
+        .map(|svc| {
+            (
+                svc.name.get_ref().as_str(),
+                svc.calls
+                    .iter()
+                    .map(|c| c.service.get_ref().as_str())
+                    .collect(),
+            )
+        })
+        .collect();
+    fn visit<'a>(
+        n: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == n) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n);
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(n);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in edges.keys() {
+        if let Some(c) = visit(n, &edges, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
