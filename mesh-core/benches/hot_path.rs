@@ -177,9 +177,10 @@ fn decisions(c: &mut Criterion) {
         ),
     ] {
         let bal = Balancer::new(rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let pool = mesh_core::balance::Pool::of("svc");
         c.bench_function(&format!("lb_pick/{name}_16_endpoints"), |b| {
             b.iter(|| {
-                let p = bal.pick("svc", 16, &lb, Some(b"alice")).unwrap();
+                let p = bal.pick(&pool, 16, &lb, Some(b"alice")).unwrap();
                 p.finish(false, &lb, None);
             })
         });

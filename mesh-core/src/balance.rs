@@ -61,14 +61,51 @@ pub struct OutlierDetection {
     pub max_ejection_percent: u32,
 }
 
+/// What the balancer keeps state for: one service's endpoints, or one subset's when a traffic
+/// split chose the subset first. Displayed `service` or `service@subset`, as reports name it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pool {
+    /// The destination service.
+    pub service: String,
+    /// The subset a split chose, if one did.
+    pub subset: Option<String>,
+}
+
+impl Pool {
+    /// All of `service`'s endpoints.
+    pub fn of(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            subset: None,
+        }
+    }
+
+    /// The endpoints of `service` labelled `subset`.
+    pub fn subset(service: &str, subset: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            subset: Some(subset.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.subset {
+            Some(sub) => write!(f, "{}@{sub}", self.service),
+            None => f.write_str(&self.service),
+        }
+    }
+}
+
 /// An ejection or return, for reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthEvent {
     /// When.
     pub at: Instant,
-    /// The destination service.
-    pub service: String,
-    /// Endpoint index in the registry's order.
+    /// The pool the endpoint belongs to.
+    pub pool: Pool,
+    /// Endpoint index within the pool, in the registry's order.
     pub endpoint: usize,
     /// `ejected`, `probation`, `restored`.
     pub kind: &'static str,
@@ -110,7 +147,7 @@ struct ServiceState {
 
 #[derive(Debug)]
 struct Inner {
-    services: BTreeMap<String, ServiceState>,
+    pools: BTreeMap<Pool, ServiceState>,
     rng: ChaCha8Rng,
     events: Vec<HealthEvent>,
 }
@@ -125,7 +162,7 @@ pub struct Balancer {
 #[derive(Debug)]
 pub struct Pick {
     balancer: Balancer,
-    service: String,
+    pool: Pool,
     /// The chosen endpoint's index.
     pub index: usize,
     started: Instant,
@@ -152,7 +189,7 @@ impl Balancer {
     pub fn new(rng: ChaCha8Rng) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
-                services: BTreeMap::new(),
+                pools: BTreeMap::new(),
                 rng,
                 events: Vec::new(),
             })),
@@ -168,12 +205,12 @@ impl Balancer {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Choose one of `n` endpoints of `service`; `hash_key` is the ring-hash header's value.
+    /// Choose one of the `n` endpoints of `pool`; `hash_key` is the ring-hash header's value.
     /// Ejected endpoints are skipped whenever any other is usable (the ejection itself happens in
     /// [`Pick::finish`] under the outlier settings). `None` when there are no endpoints.
     pub fn pick(
         &self,
-        service: &str,
+        pool: &Pool,
         n: usize,
         policy: &LbPolicy,
         hash_key: Option<&[u8]>,
@@ -187,12 +224,8 @@ impl Balancer {
             _ => Duration::from_millis(30),
         };
         let mut inner = self.lock();
-        let Inner {
-            services,
-            rng,
-            events,
-        } = &mut *inner;
-        let st = services.entry(service.to_string()).or_default();
+        let Inner { pools, rng, events } = &mut *inner;
+        let st = pools.entry(pool.clone()).or_default();
         if st.endpoints.len() != n {
             st.endpoints = vec![Endpoint::new(default_rtt); n];
             st.ring.clear();
@@ -204,7 +237,7 @@ impl Balancer {
                 e.probation = true;
                 events.push(HealthEvent {
                     at: now,
-                    service: service.to_string(),
+                    pool: pool.clone(),
                     endpoint: i,
                     kind: "probation",
                 });
@@ -279,19 +312,19 @@ impl Balancer {
         drop(inner);
         Some(Pick {
             balancer: self.clone(),
-            service: service.to_string(),
+            pool: pool.clone(),
             index,
             started: now,
             done: false,
         })
     }
 
-    /// Endpoints of `service` ejected now.
-    pub fn ejected(&self, service: &str) -> usize {
+    /// Endpoints of `pool` ejected now.
+    pub fn ejected(&self, pool: &Pool) -> usize {
         let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         self.lock()
-            .services
-            .get(service)
+            .pools
+            .get(pool)
             .map(|s| {
                 s.endpoints
                     .iter()
@@ -320,10 +353,8 @@ impl Pick {
         let now = Instant::now(); // tokio clock (simulated under sim); allow-nondeterminism
         let rtt_us = now.saturating_duration_since(self.started).as_micros() as f64;
         let mut inner = self.balancer.lock();
-        let Inner {
-            services, events, ..
-        } = &mut *inner;
-        let Some(st) = services.get_mut(&self.service) else {
+        let Inner { pools, events, .. } = &mut *inner;
+        let Some(st) = pools.get_mut(&self.pool) else {
             return;
         };
         let n = st.endpoints.len();
@@ -361,7 +392,7 @@ impl Pick {
                 e.probation = false;
                 events.push(HealthEvent {
                     at: now,
-                    service: self.service.clone(),
+                    pool: self.pool.clone(),
                     endpoint: self.index,
                     kind: "restored",
                 });
@@ -384,7 +415,7 @@ impl Pick {
             e.probation = false;
             events.push(HealthEvent {
                 at: now,
-                service: self.service.clone(),
+                pool: self.pool.clone(),
                 endpoint: self.index,
                 kind: "ejected",
             });
@@ -398,8 +429,8 @@ impl Drop for Pick {
             // Cancelled (timeout, client gone): release the load slot, record nothing else.
             let mut inner = self.balancer.lock();
             if let Some(e) = inner
-                .services
-                .get_mut(&self.service)
+                .pools
+                .get_mut(&self.pool)
                 .and_then(|s| s.endpoints.get_mut(self.index))
             {
                 e.active = e.active.saturating_sub(1);
@@ -435,7 +466,7 @@ mod tests {
                 let b = b(1);
                 let mut counts = vec![0usize; len];
                 for _ in 0..len * rounds {
-                    let p = b.pick("svc", len, &LbPolicy::RoundRobin, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), len, &LbPolicy::RoundRobin, None).unwrap();
                     counts[p.index] += 1;
                     p.finish(false, &LbPolicy::RoundRobin, None);
                 }
@@ -452,10 +483,10 @@ mod tests {
                 let od = OutlierDetection { consecutive_failures: 1, base_ejection: Duration::from_secs(30), max_ejection: Duration::from_secs(300), max_ejection_percent: pct };
                 let cap = ((n * pct as usize) / 100).max(1);
                 for f in fails {
-                    let p = b.pick("svc", n, &LbPolicy::Random, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &LbPolicy::Random, None).unwrap();
                     let fail = f % 3 != 0;
                     p.finish(fail, &LbPolicy::Random, Some(&od));
-                    prop_assert!(b.ejected("svc") <= cap, "{} > {}", b.ejected("svc"), cap);
+                    prop_assert!(b.ejected(&Pool::of("svc")) <= cap, "{} > {}", b.ejected(&Pool::of("svc")), cap);
                 }
                 Ok(())
             })?;
@@ -481,14 +512,14 @@ mod tests {
                 let k = 1 + k_seed % cap.min(n - 1);
                 let rr = LbPolicy::RoundRobin;
                 for _ in 0..n * n * (consecutive as usize + 1) {
-                    let p = b.pick("svc", n, &rr, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &rr, None).unwrap();
                     let fail = p.index < k;
                     p.finish(fail, &rr, Some(&od));
                 }
-                prop_assert_eq!(b.ejected("svc"), k);
+                prop_assert_eq!(b.ejected(&Pool::of("svc")), k);
                 // Every pick now lands on a healthy endpoint.
                 for _ in 0..n {
-                    let p = b.pick("svc", n, &rr, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &rr, None).unwrap();
                     prop_assert!(p.index >= k, "picked ejected endpoint {}", p.index);
                     p.finish(false, &rr, Some(&od));
                 }
@@ -503,10 +534,10 @@ mod tests {
                 let b = b(3);
                 let lb = LbPolicy::RingHash { header: "x-user".into() };
                 for k in &keys {
-                    let first = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                    let first = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes())).unwrap();
                     let i = first.index;
                     first.finish(false, &lb, None);
-                    let again = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                    let again = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes())).unwrap();
                     prop_assert_eq!(again.index, i);
                     again.finish(false, &lb, None);
                 }
@@ -528,20 +559,20 @@ mod tests {
             let rr = LbPolicy::RoundRobin;
             // Endpoint 0 fails twice in a row (picks alternate 0, 1, 0, 1).
             for _ in 0..4 {
-                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
                 let fail = p.index == 0;
                 p.finish(fail, &rr, Some(&od));
             }
-            assert_eq!(b.ejected("svc"), 1);
+            assert_eq!(b.ejected(&Pool::of("svc")), 1);
             for _ in 0..5 {
-                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
                 assert_eq!(p.index, 1, "ejected endpoint is not picked");
                 p.finish(false, &rr, Some(&od));
             }
             tokio::time::advance(Duration::from_millis(1001)).await;
             let mut probed = false;
             for _ in 0..4 {
-                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
                 probed |= p.index == 0;
                 p.finish(false, &rr, Some(&od));
             }
@@ -561,7 +592,7 @@ mod tests {
             };
             let mut to_slow = 0;
             for round in 0..400 {
-                let p = b.pick("svc", 4, &lb, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 4, &lb, None).unwrap();
                 let slow = p.index == 3;
                 to_slow += usize::from(slow && round >= 100);
                 tokio::time::advance(Duration::from_millis(if slow { 200 } else { 2 })).await;
@@ -582,7 +613,7 @@ mod tests {
             let mut load = [0i32; 2];
             let mut held = Vec::new();
             for _ in 0..40 {
-                let p = bal.pick("svc", 2, &lr, None).unwrap();
+                let p = bal.pick(&Pool::of("svc"), 2, &lr, None).unwrap();
                 load[p.index] += 1;
                 assert!(
                     (load[0] - load[1]).abs() <= 1,
@@ -593,10 +624,10 @@ mod tests {
             // With three endpoints, one held busy is never chosen: every pair drawn holds an
             // idle endpoint, which wins.
             let bal = b(8);
-            let busy = bal.pick("svc", 3, &lr, None).unwrap();
+            let busy = bal.pick(&Pool::of("svc"), 3, &lr, None).unwrap();
             let i = busy.index;
             for _ in 0..50 {
-                let p = bal.pick("svc", 3, &lr, None).unwrap();
+                let p = bal.pick(&Pool::of("svc"), 3, &lr, None).unwrap();
                 assert_ne!(p.index, i, "the busy endpoint won against an idle one");
                 p.finish(false, &lr, None);
             }
@@ -617,13 +648,15 @@ mod tests {
             };
             let rr = LbPolicy::RoundRobin;
             for _ in 0..3 {
-                let p = b.pick("svc", 3, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 3, &rr, None).unwrap();
                 p.finish(true, &rr, Some(&od));
             }
-            assert_eq!(b.ejected("svc"), 3);
+            assert_eq!(b.ejected(&Pool::of("svc")), 3);
             let mut seen = [0; 3];
             for _ in 0..30 {
-                let p = b.pick("svc", 3, &rr, None).expect("panic mode still picks");
+                let p = b
+                    .pick(&Pool::of("svc"), 3, &rr, None)
+                    .expect("panic mode still picks");
                 seen[p.index] += 1;
                 drop(p);
             }
@@ -646,22 +679,26 @@ mod tests {
             let rr = LbPolicy::RoundRobin;
             // Endpoint 0 fails every time it is picked; endpoint 1 never does.
             let step = |b: &Balancer| {
-                let p = b.pick("svc", 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
                 let fail = p.index == 0;
                 p.finish(fail, &rr, Some(&od));
                 fail
             };
             while !step(&b) {}
             for expected_s in [1u64, 2, 3, 3] {
-                assert_eq!(b.ejected("svc"), 1);
+                assert_eq!(b.ejected(&Pool::of("svc")), 1);
                 tokio::time::advance(Duration::from_millis(expected_s * 1000 - 1)).await;
                 assert_eq!(
-                    b.ejected("svc"),
+                    b.ejected(&Pool::of("svc")),
                     1,
                     "still ejected just before {expected_s} s"
                 );
                 tokio::time::advance(Duration::from_millis(1)).await;
-                assert_eq!(b.ejected("svc"), 0, "back on probation at {expected_s} s");
+                assert_eq!(
+                    b.ejected(&Pool::of("svc")),
+                    0,
+                    "back on probation at {expected_s} s"
+                );
                 // The probe fails: ejected again, for longer.
                 while !step(&b) {}
             }
@@ -681,7 +718,9 @@ mod tests {
             let place = |b: &Balancer, n: usize| -> Vec<usize> {
                 keys.iter()
                     .map(|k| {
-                        let p = b.pick("svc", n, &lb, Some(k.as_bytes())).unwrap();
+                        let p = b
+                            .pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes()))
+                            .unwrap();
                         let i = p.index;
                         p.finish(false, &lb, None);
                         i
@@ -701,10 +740,10 @@ mod tests {
                 max_ejection_percent: 50,
             };
             let k2 = keys[before.iter().position(|&i| i == 2).unwrap()].as_bytes();
-            b.pick("svc", 4, &lb, Some(k2))
+            b.pick(&Pool::of("svc"), 4, &lb, Some(k2))
                 .unwrap()
                 .finish(true, &lb, Some(&od));
-            assert_eq!(b.ejected("svc"), 1);
+            assert_eq!(b.ejected(&Pool::of("svc")), 1);
             let ejected = place(&b, 4);
             for (was, now) in before.iter().zip(&ejected) {
                 if *was == 2 {

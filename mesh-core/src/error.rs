@@ -45,6 +45,25 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Every failure, in declaration order.
+    pub const ALL: [ProxyError; 9] = [
+        ProxyError::NoRoute,
+        ProxyError::NoEndpoints,
+        ProxyError::ConnectFailed,
+        ProxyError::ConnectTimeout,
+        ProxyError::UpstreamReset,
+        ProxyError::RefusedStream,
+        ProxyError::UpstreamTimeout,
+        ProxyError::RateLimited,
+        ProxyError::CircuitOpen,
+    ];
+
+    /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
+    /// answered itself (its [`ERROR_HEADER`]) is read back as a typed failure.
+    pub fn from_reason(reason: &str) -> Option<ProxyError> {
+        Self::ALL.into_iter().find(|e| e.reason() == reason)
+    }
+
     /// The status the downstream sees.
     pub fn status(self) -> StatusCode {
         match self {
@@ -73,5 +92,22 @@ impl ProxyError {
             ProxyError::CircuitOpen => "circuit_open",
             ProxyError::RateLimited => "rate_limited",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_back_as_its_failure() {
+        for e in ProxyError::ALL {
+            assert_eq!(ProxyError::from_reason(e.reason()), Some(e));
+        }
+        assert_eq!(ProxyError::from_reason("upstream_5xx"), None);
+        let mut reasons: Vec<_> = ProxyError::ALL.iter().map(|e| e.reason()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        assert_eq!(reasons.len(), ProxyError::ALL.len(), "reasons are distinct");
     }
 }

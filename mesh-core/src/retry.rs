@@ -17,42 +17,51 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
+use crate::error::{ERROR_HEADER, ProxyError};
 use crate::policy::{Budget, RetryOn};
 
-/// How an attempt ended, as far as retry conditions care.
+/// How an attempt ended, as far as retry conditions care: typed, whether this proxy failed the
+/// attempt itself or the upstream's sidecar did and said why in [`ERROR_HEADER`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AttemptEnd<'a> {
+pub struct AttemptEnd {
     /// The response status (the proxy's own when it answered itself).
     pub status: u16,
-    /// The proxy's failure reason (`x-mesh-error`), if the proxy answered itself.
-    pub mesh_error: Option<&'a str>,
+    /// Why a proxy answered itself, if one did.
+    pub error: Option<ProxyError>,
     /// The `grpc-status` header of a trailers-only gRPC response, if any.
     pub grpc_status: Option<u16>,
 }
 
-impl<'a> AttemptEnd<'a> {
+impl AttemptEnd {
     /// Read from a response's status and headers.
-    pub fn of(status: http::StatusCode, headers: &'a http::HeaderMap) -> Self {
+    pub fn of(status: http::StatusCode, headers: &http::HeaderMap) -> Self {
         let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
         Self {
             status: status.as_u16(),
-            mesh_error: text(crate::error::ERROR_HEADER),
+            error: text(ERROR_HEADER).and_then(ProxyError::from_reason),
             grpc_status: text("grpc-status").and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// An attempt this proxy failed with `e`.
+    pub fn failed(e: ProxyError) -> Self {
+        Self {
+            status: e.status().as_u16(),
+            error: Some(e),
+            grpc_status: None,
         }
     }
 }
 
 /// Whether an attempt that ended as `end` may be retried under `on`.
-pub fn retryable(on: &RetryOn, end: AttemptEnd<'_>) -> bool {
+pub fn retryable(on: &RetryOn, end: AttemptEnd) -> bool {
     let code = end.status;
-    let connect = matches!(end.mesh_error, Some("connect_failed" | "connect_timeout"));
-    let reset = end.mesh_error == Some("upstream_reset");
-    let refused = end.mesh_error == Some("refused_stream");
+    let is = |e: ProxyError| end.error == Some(e);
     (on.status_5xx && code >= 500)
         || (on.gateway_error && matches!(code, 502..=504))
-        || (on.connect_failure && connect)
-        || (on.reset && reset)
-        || (on.refused_stream && refused)
+        || (on.connect_failure && (is(ProxyError::ConnectFailed) || is(ProxyError::ConnectTimeout)))
+        || (on.reset && is(ProxyError::UpstreamReset))
+        || (on.refused_stream && is(ProxyError::RefusedStream))
         || on.statuses.contains(&code)
         || end.grpc_status.is_some_and(|g| on.grpc.contains(&g))
 }
@@ -168,10 +177,10 @@ mod tests {
         ));
     }
 
-    fn end(status: u16, mesh_error: Option<&str>) -> AttemptEnd<'_> {
+    fn end(status: u16, reason: Option<&str>) -> AttemptEnd {
         AttemptEnd {
             status,
-            mesh_error,
+            error: reason.map(|r| ProxyError::from_reason(r).expect("a proxy reason")),
             grpc_status: None,
         }
     }

@@ -133,11 +133,7 @@ impl<N: Network> Proxy<N> {
             let again = {
                 let end = match &result {
                     Ok(r) => AttemptEnd::of(r.status(), r.headers()),
-                    Err(e) => AttemptEnd {
-                        status: e.status().as_u16(),
-                        mesh_error: Some(e.reason()),
-                        grpc_status: None,
-                    },
+                    Err(e) => AttemptEnd::failed(*e),
                 };
                 crate::retry::retryable(&retry_on, end)
             };

@@ -32,9 +32,9 @@ impl<N: Network> Proxy<N> {
             .filter(|(_, e)| chosen.as_ref().is_none_or(|s| &e.subset == s))
             .map(|(i, _)| i)
             .collect();
-        let lb_key = match &chosen {
-            Some(s) => format!("{service}@{s}"),
-            None => service.to_string(),
+        let pool = match &chosen {
+            Some(s) => crate::balance::Pool::subset(service, s),
+            None => crate::balance::Pool::of(service),
         };
         let picks = match &policy.retry {
             Some(r) if r.avoid_previous_hosts && !tried.is_empty() => HOST_SELECTION_ATTEMPTS,
@@ -44,7 +44,7 @@ impl<N: Network> Proxy<N> {
         for _ in 0..picks {
             let p = self
                 .balancer
-                .pick(&lb_key, members.len(), &policy.lb, key.as_deref())
+                .pick(&pool, members.len(), &policy.lb, key.as_deref())
                 .ok_or(ProxyError::NoEndpoints)?;
             let fresh = !tried.contains(&entry.endpoints[members[p.index]].addr);
             pick = Some(p);

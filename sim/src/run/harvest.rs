@@ -31,13 +31,10 @@ pub(super) fn harvest(
         for sc in &world.sidecars {
             let host = &sc.host;
             for ev in sc.proxy.health_events() {
-                // Subset-scoped balancer state is keyed `service@subset`, indexed within the subset.
-                let (svc, subset) = match ev.service.split_once('@') {
-                    Some((svc, sub)) => (svc.to_string(), Some(sub.to_string())),
-                    None => (ev.service.clone(), None),
-                };
+                // Subset-scoped balancer state is indexed within the subset.
+                let (svc, subset) = (&ev.pool.service, &ev.pool.subset);
                 let pod = registry
-                    .get(&svc)
+                    .get(svc)
                     .and_then(|e| {
                         e.endpoints
                             .iter()
@@ -52,7 +49,7 @@ pub(super) fn harvest(
                         .saturating_duration_since(world.clock.epoch())
                         .as_millis() as u64,
                     proxy: host.clone(),
-                    service: ev.service.clone(),
+                    service: ev.pool.to_string(),
                     endpoint: pod,
                     event: ev.kind.to_string(),
                 });
