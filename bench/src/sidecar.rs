@@ -5,7 +5,6 @@
 #![allow(clippy::disallowed_methods)] // real sockets, real clock
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mesh_core::net::TokioNet;
@@ -173,7 +172,12 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             .build()?
     };
     rt.block_on(async move {
-        let proxy = Proxy::new(TokioNet, cfg, Arc::new(RwLock::new(registry)), None);
+        let proxy = Proxy::new(
+            TokioNet,
+            cfg,
+            mesh_core::config::fixed(registry, &mesh_core::policy::Policies::default()),
+            None,
+        );
         proxy.run().await
     })
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -98,7 +98,7 @@ fn stack(c: &mut Criterion) {
                 }],
             },
         );
-        let reg = Arc::new(RwLock::new(reg));
+        let reg = mesh_core::config::fixed(reg, &mesh_core::policy::Policies::default());
         let cfg = |out: u16, inb: u16| ProxyConfig {
             admin_addr: None,
             telemetry: Default::default(),
@@ -143,16 +143,21 @@ fn decisions(c: &mut Criterion) {
             ..RoutePolicy::default()
         })
         .collect();
-    let policy = ServicePolicy {
-        routes,
-        ..ServicePolicy::default()
-    };
+    let mut policies = mesh_core::policy::Policies::default();
+    policies.services.insert(
+        "svc".into(),
+        ServicePolicy {
+            routes,
+            ..ServicePolicy::default()
+        },
+    );
+    let snapshot = mesh_core::config::Snapshot::new(1, Registry::new(), &policies);
     let req = http::Request::get("/api/v3/items")
         .header("x-canary", "1")
         .body(())
         .unwrap();
     c.bench_function("route_match/last_of_4_routes", |b| {
-        b.iter(|| policy.for_request(std::hint::black_box(&req)))
+        b.iter(|| snapshot.policy_for("svc", std::hint::black_box(&req)).0)
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -33,6 +33,7 @@ pub mod balance;
 pub mod body;
 pub mod breaker;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod hop;
 pub mod net;

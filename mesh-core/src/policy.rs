@@ -185,22 +185,17 @@ pub struct RoutePolicy {
 }
 
 impl ServicePolicy {
-    /// The policy for `req`: the first matching route's overrides over this policy, and the
-    /// route's name (`default` when none matches).
-    pub fn for_request<B>(&self, req: &http::Request<B>) -> (ServicePolicy, String) {
-        match self.routes.iter().find(|r| r.matcher.matches(req)) {
-            None => (self.clone(), "default".into()),
-            Some(r) => {
-                let mut p = self.clone();
-                p.timeout = r.timeout.or(p.timeout);
-                p.retry = r.retry.clone().or(p.retry);
-                if let Some(split) = &r.split {
-                    p.split = split.clone();
-                }
-                p.routes.clear();
-                (p, r.name.clone())
-            }
+    /// This policy with route `r`'s overrides (timeout, retry, split) laid over it, as the
+    /// requests `r` matches get it.
+    pub fn with_route(&self, r: &RoutePolicy) -> ServicePolicy {
+        let mut p = self.clone();
+        p.timeout = r.timeout.or(p.timeout);
+        p.retry = r.retry.clone().or(p.retry);
+        if let Some(split) = &r.split {
+            p.split = split.clone();
         }
+        p.routes.clear();
+        p
     }
 }
 

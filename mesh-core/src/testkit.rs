@@ -3,7 +3,7 @@
 //! in simulation (the `sim` crate's tests). Not for production use.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -96,7 +96,7 @@ pub async fn start<N: Network>(
             }],
         },
     );
-    let registry = Arc::new(RwLock::new(registry));
+    let registry = crate::config::fixed(registry, &crate::policy::Policies::default());
     let cfg = |outbound, inbound| ProxyConfig {
         admin_addr: None,
         telemetry: Default::default(),
@@ -190,8 +190,8 @@ pub async fn call<N: Network>(
     }
 }
 
-/// A registry with one service of one endpoint (pod `<name>-0`), shared as the proxy wants it.
-pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> Arc<RwLock<Registry>> {
+/// A fixed configuration of one service with one endpoint (pod `<name>-0`) and no policy.
+pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> crate::config::ConfigRx {
     let mut registry = Registry::new();
     registry.insert(
         name,
@@ -205,5 +205,5 @@ pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> Arc<RwLo
             }],
         },
     );
-    Arc::new(RwLock::new(registry))
+    crate::config::fixed(registry, &crate::policy::Policies::default())
 }

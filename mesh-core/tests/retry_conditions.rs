@@ -4,8 +4,8 @@
 //! large to buffer for a replay are streamed and never retried.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -108,11 +108,10 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         stats_epoch: None,
         tls: None,
     };
-    let proxy = Proxy::with_policies(
+    let proxy = Proxy::new(
         TokioNet,
         cfg,
-        Arc::new(RwLock::new(registry)),
-        Arc::new(RwLock::new(policies)),
+        mesh_core::config::fixed(registry, &policies),
         None,
     );
     let stats = proxy.stats();

@@ -11,7 +11,7 @@
 #![allow(clippy::disallowed_methods)] // wall-clock timing of whole runs is the point of this tool
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::client::HttpClients;
@@ -27,7 +27,7 @@ fn pod_ip(i: usize) -> IpAddr {
     IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0002u32 + i as u32))
 }
 
-fn registry(pods: usize) -> Arc<RwLock<Registry>> {
+fn registry(pods: usize) -> mesh_core::config::ConfigRx {
     let mut r = Registry::new();
     r.insert(
         "echo",
@@ -43,7 +43,7 @@ fn registry(pods: usize) -> Arc<RwLock<Registry>> {
                 .collect(),
         },
     );
-    Arc::new(RwLock::new(r))
+    mesh_core::config::fixed(r, &mesh_core::policy::Policies::default())
 }
 
 fn cfg(ip: IpAddr) -> ProxyConfig {
@@ -53,7 +53,7 @@ fn cfg(ip: IpAddr) -> ProxyConfig {
 }
 
 /// A pod: echo app on 8080 and a sidecar.
-async fn pod<N: Network>(net: N, ip: IpAddr, reg: Arc<RwLock<Registry>>) {
+async fn pod<N: Network>(net: N, ip: IpAddr, reg: mesh_core::config::ConfigRx) {
     let l = net
         .bind(SocketAddr::new([0, 0, 0, 0].into(), 8080))
         .await
@@ -69,7 +69,7 @@ async fn pod<N: Network>(net: N, ip: IpAddr, reg: Arc<RwLock<Registry>>) {
 }
 
 /// The client: a sidecar plus REQUESTS calls, one per millisecond; returns how many succeeded.
-async fn client<N: Network>(net: N, ip: IpAddr, reg: Arc<RwLock<Registry>>) -> usize {
+async fn client<N: Network>(net: N, ip: IpAddr, reg: mesh_core::config::ConfigRx) -> usize {
     let p = Proxy::new(net.clone(), cfg(ip), reg, None);
     net.spawn(async move {
         let _ = p.run().await;

@@ -781,3 +781,30 @@ fn a_retry_budget_grants_its_closed_form() {
     assert!(e.retry_amplification <= 1.40, "{e:?}");
     assert!(e.budget_exhausted > 0, "{e:?}");
 }
+
+/// Requests to a service that has no policy take no route, so no route counter: before the
+/// policies were lowered per snapshot they counted `outbound.route.web..requests`, a route
+/// with an empty name.
+#[test]
+fn a_service_without_policy_counts_no_route() {
+    let s = one_service("", "", 50, 2, 30);
+    let counters = &s.proxies.as_ref().expect("meshed").counters;
+    let routes: Vec<_> = counters
+        .keys()
+        .filter(|k| k.starts_with("outbound.route."))
+        .collect();
+    assert!(routes.is_empty(), "{routes:?}");
+    // A route that matches is still counted under its name.
+    let s = one_service(
+        "[services.policy]\n[[services.policy.routes]]\nname = \"all\"\npath_prefix = \"/\"",
+        "",
+        50,
+        2,
+        30,
+    );
+    let counters = &s.proxies.as_ref().expect("meshed").counters;
+    assert!(
+        counters["outbound.route.web.all.requests"] > 90,
+        "{counters:?}"
+    );
+}

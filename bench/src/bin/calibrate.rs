@@ -13,7 +13,7 @@
 #![allow(clippy::disallowed_methods)] // real sockets and the wall clock are what this measures
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -70,7 +70,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
             }],
         },
     );
-    let reg = Arc::new(RwLock::new(reg));
+    let reg = mesh_core::config::fixed(reg, &mesh_core::policy::Policies::default());
     let cfg = |out: u16, inb: u16| ProxyConfig {
         admin_addr: None,
         telemetry: Default::default(),

@@ -39,7 +39,7 @@ use record::Hop;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, Uri};
@@ -49,15 +49,16 @@ use crate::balance::Balancer;
 use crate::body::{self, Body};
 use crate::breaker::{Breakers, Slot};
 use crate::client::HttpClients;
+use crate::config::ConfigRx;
 pub use crate::error::{ERROR_HEADER, ProxyError};
 use crate::hop::{self, Direction, HopCost};
 use crate::net::{ConnectError, Network};
 use crate::policy::{
-    CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, Policies, RetryOn, RouteMatch,
-    ServicePolicy, is_idempotent,
+    CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, RetryOn, RouteMatch, ServicePolicy,
+    is_idempotent,
 };
 use crate::ratelimit::{RateLimit, TokenBucket};
-use crate::registry::{Protocol, Registry, service_of_authority};
+use crate::registry::{Protocol, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
 pub use crate::server::{PeerAddr, PeerIdentity};
 use crate::server::{ServeEvent, serve_http, serve_https};
@@ -155,7 +156,8 @@ pub struct RouteLimit {
 pub struct Proxy<N: Network> {
     net: N,
     cfg: ProxyConfig,
-    registry: Arc<RwLock<Registry>>,
+    /// The newest configuration: endpoints and lowered policies.
+    config: ConfigRx,
     balancer: Balancer,
     /// To other sidecars (TLS when configured).
     clients: HttpClients<N>,
@@ -163,7 +165,6 @@ pub struct Proxy<N: Network> {
     app_clients: HttpClients<N>,
     stats: Arc<ProxyStats>,
     hop: Option<Arc<dyn HopCost>>,
-    policies: Arc<RwLock<Policies>>,
     rng: Mutex<ChaCha8Rng>,
     budgets: Mutex<BTreeMap<String, Arc<RetryBudget>>>,
     breakers: Breakers,
@@ -182,22 +183,12 @@ impl<N: Network> std::fmt::Debug for Proxy<N> {
 }
 
 impl<N: Network> Proxy<N> {
-    /// A proxy on `net` routing by `registry`. `hop` charges modelled processing cost (simulation only).
+    /// A proxy on `net` routing by the endpoints and policies `config` delivers. `hop` charges
+    /// modelled processing cost (simulation only).
     pub fn new(
         net: N,
         cfg: ProxyConfig,
-        registry: Arc<RwLock<Registry>>,
-        hop: Option<Arc<dyn HopCost>>,
-    ) -> Arc<Self> {
-        Self::with_policies(net, cfg, registry, Arc::default(), hop)
-    }
-
-    /// A proxy that also applies per-destination resilience `policies`.
-    pub fn with_policies(
-        net: N,
-        cfg: ProxyConfig,
-        registry: Arc<RwLock<Registry>>,
-        policies: Arc<RwLock<Policies>>,
+        config: ConfigRx,
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
         let inbound_bucket = cfg.inbound_rate_limit.clone().map(TokenBucket::new);
@@ -213,7 +204,6 @@ impl<N: Network> Proxy<N> {
             ids: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7472_6163_6569_6473)),
             golden: Golden::default(),
             spans: Mutex::default(),
-            policies,
             budgets: Mutex::default(),
             breakers: Breakers::default(),
             inbound_bucket,
@@ -227,7 +217,7 @@ impl<N: Network> Proxy<N> {
             app_clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
-            registry,
+            config,
             stats,
             hop,
         })

@@ -15,13 +15,11 @@ impl<N: Network> Proxy<N> {
         route_name: &mut String,
         tried: &mut Vec<SocketAddr>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (policy, route) = self
-            .policies
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(service)
-            .map(|p| p.for_request(&req))
-            .unwrap_or_default();
+        let (policy, route) = {
+            let config = self.config.borrow();
+            let (policy, route) = config.policy_for(service, &req);
+            (policy, route.to_string())
+        };
         self.stats.incr_timed(&svc_key(service, "requests"));
         if route != "default" {
             self.stats
@@ -217,8 +215,8 @@ impl<N: Network> Proxy<N> {
     ) -> Result<Response<Body>, ProxyError> {
         let cb = policy.circuit_breaker.as_ref();
         let protocol = {
-            let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-            registry.get(service).map(|e| e.protocol)
+            let config = self.config.borrow();
+            config.registry.get(service).map(|e| e.protocol)
         };
         if protocol == Some(Protocol::Http1)
             && let Err(o) = slot.connection(cb).await

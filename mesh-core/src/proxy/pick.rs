@@ -13,8 +13,11 @@ impl<N: Network> Proxy<N> {
         policy: &ServicePolicy,
         tried: &[SocketAddr],
     ) -> Result<(SocketAddr, Protocol, crate::balance::Pick, String), ProxyError> {
-        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        let entry = registry.get(service).ok_or(ProxyError::NoEndpoints)?;
+        let config = self.config.borrow();
+        let entry = config
+            .registry
+            .get(service)
+            .ok_or(ProxyError::NoEndpoints)?;
         let key = match &policy.lb {
             LbPolicy::RingHash { header } => req
                 .headers()

@@ -27,7 +27,8 @@ pub(super) fn harvest(
 ) -> (RunStats, Telemetry) {
     let mut health = Vec::new();
     {
-        let registry = world.registry.read().unwrap_or_else(|p| p.into_inner());
+        let config = world.config.borrow();
+        let registry = &config.registry;
         for sc in &world.sidecars {
             let host = &sc.host;
             for ev in sc.proxy.health_events() {

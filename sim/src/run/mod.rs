@@ -19,7 +19,7 @@ mod world;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use mesh_core::net::Network;
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
@@ -152,31 +152,35 @@ async fn simulate_inner(
         routes,
         s.workload.warmup.as_ms(),
     )));
+    // The mesh's configuration, published once; the sender stays with the world, where the
+    // control plane will publish the next versions.
+    let policies = mesh_core::policy::Policies {
+        services: s
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, svc)| {
+                Some((
+                    svc.name.get_ref().clone(),
+                    s.effective_policy(i)?.to_policy(),
+                ))
+            })
+            .collect(),
+    };
+    let (config_tx, _) = mesh_core::config::channel(registry, &policies);
     let mut world = World {
         loaded,
         seed,
         mesh,
         pods,
-        registry: Arc::new(RwLock::new(registry)),
         direct: Arc::new(direct),
         modes: Arc::new(Mutex::new(Modes::default())),
         clock,
         sidecars: Vec::new(),
         host_names,
         access_log: access_log.then(Arc::default),
-        policies: Arc::new(RwLock::new(mesh_core::policy::Policies {
-            services: s
-                .services
-                .iter()
-                .enumerate()
-                .filter_map(|(i, svc)| {
-                    Some((
-                        svc.name.get_ref().clone(),
-                        s.effective_policy(i)?.to_policy(),
-                    ))
-                })
-                .collect(),
-        })),
+        config: config_tx.subscribe(),
+        _config_tx: config_tx,
         hop_costs: BTreeMap::new(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh_core::net::Network;
 use mesh_core::proxy::{Proxy, ProxyConfig};
-use mesh_core::registry::{Protocol, Registry};
+use mesh_core::registry::Protocol;
 use mesh_core::server::serve_http;
 use turmoil_net::HostId;
 
@@ -50,12 +50,15 @@ pub(super) struct World<'a> {
     pub(super) seed: u64,
     pub(super) mesh: bool,
     pub(super) pods: Vec<Pod>,
-    pub(super) registry: Arc<RwLock<Registry>>,
+    /// Publishes the mesh's configuration: one version today; the control plane will publish
+    /// the next on it (held so the channel stays open).
+    pub(super) _config_tx: mesh_core::config::ConfigTx,
+    /// What every sidecar reads it from.
+    pub(super) config: mesh_core::config::ConfigRx,
     pub(super) direct: Arc<BTreeMap<String, (Vec<SocketAddr>, Protocol)>>,
     pub(super) modes: Arc<Mutex<Modes>>,
     pub(super) clock: Clock,
     pub(super) sidecars: Vec<Sidecar>,
-    pub(super) policies: Arc<RwLock<mesh_core::policy::Policies>>,
     pub(super) hop_costs: BTreeMap<usize, SimHopCost>,
     pub(super) hosts_net: BTreeMap<usize, SimNet>,
     pub(super) incarnation: BTreeMap<usize, u64>,
@@ -127,13 +130,7 @@ impl World<'_> {
                 .map(|r| r.to_limit()),
             inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
         };
-        let proxy = Proxy::with_policies(
-            net.clone(),
-            cfg,
-            self.registry.clone(),
-            self.policies.clone(),
-            Some(Arc::new(cost)),
-        );
+        let proxy = Proxy::new(net.clone(), cfg, self.config.clone(), Some(Arc::new(cost)));
         self.sidecars.push(Sidecar {
             owner: owner.to_string(),
             host: self.hosts_name(host_index),

@@ -1,0 +1,160 @@
+//! The configuration a proxy runs on: the mesh's endpoints and policies as one versioned,
+//! immutable [`Snapshot`], delivered through a `tokio::sync::watch` channel as linkerd2-proxy
+//! receives its profiles (`linkerd/stack/src/watch.rs`). Whoever holds the sender (the
+//! simulator, `meshsim sidecar`, later the control plane) publishes a new snapshot; every
+//! request reads the newest one, and a request in flight keeps the policy it started with.
+//!
+//! Policies are lowered once per snapshot, not per request: each route's overrides are merged
+//! over its service's policy here, so the request path only matches and clones an `Arc`.
+//!
+//! Not here: where snapshots come from (the control-plane issue), ACK/NACK, versions per
+//! resource type.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::policy::{Policies, RouteMatch, ServicePolicy};
+use crate::registry::Registry;
+
+/// What a proxy receives its configuration on.
+pub type ConfigRx = watch::Receiver<Arc<Snapshot>>;
+/// What publishes it.
+pub type ConfigTx = watch::Sender<Arc<Snapshot>>;
+
+/// One version of the mesh's configuration, as every proxy sees it.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every published change.
+    pub version: u64,
+    /// Services and their endpoints.
+    pub registry: Registry,
+    services: BTreeMap<String, Lowered>,
+    none: Arc<ServicePolicy>,
+}
+
+/// A service's policy, ready per route.
+#[derive(Debug)]
+struct Lowered {
+    default: Arc<ServicePolicy>,
+    /// In order: the first that matches applies.
+    routes: Vec<(RouteMatch, String, Arc<ServicePolicy>)>,
+}
+
+impl Snapshot {
+    /// Version `version` of `registry` and `policies`, each route's policy lowered now.
+    pub fn new(version: u64, registry: Registry, policies: &Policies) -> Self {
+        let services = policies
+            .services
+            .iter()
+            .map(|(name, p)| {
+                let routes = p
+                    .routes
+                    .iter()
+                    .map(|r| (r.matcher.clone(), r.name.clone(), Arc::new(p.with_route(r))))
+                    .collect();
+                let lowered = Lowered {
+                    default: Arc::new(p.clone()),
+                    routes,
+                };
+                (name.clone(), lowered)
+            })
+            .collect();
+        Self {
+            version,
+            registry,
+            services,
+            none: Arc::default(),
+        }
+    }
+
+    /// The policy for `req` to `service`, and its route's name (`default` when no route
+    /// matches; the empty policy when the service has none).
+    pub fn policy_for<B>(
+        &self,
+        service: &str,
+        req: &http::Request<B>,
+    ) -> (Arc<ServicePolicy>, &str) {
+        match self.services.get(service) {
+            None => (self.none.clone(), "default"),
+            Some(l) => match l.routes.iter().find(|(m, _, _)| m.matches(req)) {
+                Some((_, name, p)) => (p.clone(), name),
+                None => (l.default.clone(), "default"),
+            },
+        }
+    }
+}
+
+/// A channel whose first snapshot (version 1) is `registry` and `policies`.
+pub fn channel(registry: Registry, policies: &Policies) -> (ConfigTx, ConfigRx) {
+    watch::channel(Arc::new(Snapshot::new(1, registry, policies)))
+}
+
+/// A configuration that never changes: the receiver of a channel whose sender is gone, which
+/// keeps answering with its one snapshot.
+pub fn fixed(registry: Registry, policies: &Policies) -> ConfigRx {
+    channel(registry, policies).1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::RoutePolicy;
+
+    fn policies() -> Policies {
+        let mut p = Policies::default();
+        p.services.insert(
+            "db".into(),
+            ServicePolicy {
+                timeout: Some(Duration::from_secs(1)),
+                split: vec![("v1".into(), 1)],
+                routes: vec![RoutePolicy {
+                    name: "slow".into(),
+                    matcher: RouteMatch {
+                        path_prefix: Some("/slow".into()),
+                        ..RouteMatch::default()
+                    },
+                    timeout: Some(Duration::from_millis(5)),
+                    ..RoutePolicy::default()
+                }],
+                ..ServicePolicy::default()
+            },
+        );
+        p
+    }
+
+    fn get(path: &str) -> http::Request<()> {
+        http::Request::get(path).body(()).unwrap()
+    }
+
+    #[test]
+    fn routes_are_lowered_over_their_service() {
+        let s = Snapshot::new(1, Registry::new(), &policies());
+        let (p, route) = s.policy_for("db", &get("/slow/x"));
+        assert_eq!(route, "slow");
+        assert_eq!(p.timeout, Some(Duration::from_millis(5)));
+        assert_eq!(p.split, vec![("v1".to_string(), 1)], "inherited");
+        assert!(p.routes.is_empty());
+        let (p, route) = s.policy_for("db", &get("/fast"));
+        assert_eq!(
+            (route, p.timeout),
+            ("default", Some(Duration::from_secs(1)))
+        );
+        let (p, route) = s.policy_for("web", &get("/"));
+        assert_eq!((route, &*p), ("default", &ServicePolicy::default()));
+    }
+
+    #[test]
+    fn a_published_snapshot_reaches_receivers_and_a_fixed_one_stays() {
+        let (tx, rx) = channel(Registry::new(), &Policies::default());
+        assert_eq!(rx.borrow().version, 1);
+        tx.send_replace(Arc::new(Snapshot::new(2, Registry::new(), &policies())));
+        assert_eq!(rx.borrow().version, 2);
+        assert_eq!(rx.borrow().policy_for("db", &get("/slow")).1, "slow");
+        let fixed = fixed(Registry::new(), &policies());
+        assert_eq!(fixed.borrow().version, 1);
+    }
+}
