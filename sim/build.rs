@@ -4,7 +4,14 @@
 fn main() {
     let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
-    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    // A report without versions cannot be replayed faithfully: fail the build rather than
+    // write an empty list.
+    let text = std::fs::read_to_string(&lock).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} for the report's versions: {e}",
+            lock.display()
+        )
+    });
     let wanted = ["turmoil-net", "tokio", "rand", "rand_chacha", "hyper", "h2"];
     let mut found = Vec::new();
     let mut name: Option<String> = None;

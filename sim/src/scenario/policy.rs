@@ -244,25 +244,36 @@ fn ten_s() -> Dur {
 }
 
 /// Circuit-breaker thresholds.
+/// Fields left out take Envoy's defaults, stated once in the `Default` impl (the presets use it
+/// too).
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerSpec {
     /// Requests in flight to the service from one sidecar (Envoy's default 1024).
-    #[serde(default = "envoy_1024")]
     pub max_requests: u32,
     /// Retries in flight (Envoy's default 3); ignored when `retry_budget` is set.
-    #[serde(default = "three")]
     pub max_retries: u32,
     /// Connections to the service's endpoints from one sidecar (Envoy's default 1024). HTTP/1.1
     /// carries one exchange per connection, so this bounds concurrent HTTP/1.1 attempts; an
     /// HTTP/2 service multiplexes and is bounded by `max_requests`.
-    #[serde(default = "envoy_1024")]
     pub max_connections: u32,
     /// Attempts waiting for a connection (Envoy's default 1024); beyond it they fast-fail.
-    #[serde(default = "envoy_1024")]
     pub max_pending: u32,
     /// Envoy's retry budget (replaces `max_retries`).
     pub retry_budget: Option<ConcurrencyBudgetSpec>,
+}
+
+impl Default for BreakerSpec {
+    /// Envoy's circuit-breaker defaults (`envoy.config.cluster.v3.CircuitBreakers.Thresholds`).
+    fn default() -> Self {
+        Self {
+            max_requests: 1024,
+            max_retries: 3,
+            max_connections: 1024,
+            max_pending: 1024,
+            retry_budget: None,
+        }
+    }
 }
 
 /// Envoy's `retry_budget`: retries in flight up to a percent of requests in flight.
@@ -281,9 +292,6 @@ fn twenty() -> f64 {
     20.0
 }
 
-fn envoy_1024() -> u32 {
-    1024
-}
 fn three() -> u32 {
     3
 }

@@ -34,13 +34,7 @@ pub enum Preset {
 impl Preset {
     /// The default policy this mesh applies to every service.
     pub fn policy(self) -> PolicySpec {
-        let envoy_breaker = Some(BreakerSpec {
-            max_requests: 1024,
-            max_retries: 3,
-            max_connections: 1024,
-            max_pending: 1024,
-            retry_budget: None,
-        });
+        let envoy_breaker = Some(BreakerSpec::default());
         let istio = |retry_503: bool| PolicySpec {
             timeout: Some(Dur::from_ms(0)),
             retry: Some(RetrySpec {
