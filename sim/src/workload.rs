@@ -65,15 +65,9 @@ pub struct Generator {
 
 impl Generator {
     fn pick_route(&self, rng: &mut ChaCha8Rng) -> usize {
-        let total: u64 = self.spec.routes.iter().map(|r| u64::from(r.weight)).sum();
-        let mut x = rng.random_range(0..total.max(1));
-        for (i, r) in self.spec.routes.iter().enumerate() {
-            if x < u64::from(r.weight) {
-                return i;
-            }
-            x -= u64::from(r.weight);
-        }
-        self.spec.routes.len() - 1
+        // The scenario check guarantees a route of weight above 0.
+        let weights = self.spec.routes.iter().map(|r| r.weight);
+        mesh_core::balance::weighted_index(rng, weights).unwrap_or(self.spec.routes.len() - 1)
     }
 
     /// Send one request of route `route` and wait for its outcome.

@@ -61,21 +61,8 @@ impl<N: Network> Proxy<N> {
     }
 
     pub(super) fn choose_subset(&self, split: &[(String, u32)]) -> Option<String> {
-        let total: u64 = split.iter().map(|(_, w)| u64::from(*w)).sum();
-        if total == 0 {
-            return None;
-        }
-        let mut x = self
-            .rng
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .random_range(0..total);
-        for (name, w) in split {
-            if x < u64::from(*w) {
-                return Some(name.clone());
-            }
-            x -= u64::from(*w);
-        }
-        None
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let i = crate::balance::weighted_index(&mut *rng, split.iter().map(|(_, w)| *w))?;
+        Some(split[i].0.clone())
     }
 }
