@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use reports::{
-    BreakerRecord, EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, Storm,
+    BreakerRecord, EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats,
     SubsetStats,
 };
 
@@ -189,27 +189,7 @@ pub(super) fn harvest(
                 error_ratio: ratio(failures, requests),
             })
             .collect();
-        let mut open: Option<Storm> = None;
-        for b in &buckets {
-            let stormy = b.requests > 0 && b.amplification > threshold;
-            match (&mut open, stormy) {
-                (Some(s), true) if s.end_s == b.t_s => {
-                    s.end_s = b.t_s + 1;
-                    s.peak_amplification = s.peak_amplification.max(b.amplification);
-                }
-                (_, true) => {
-                    storms.extend(open.take());
-                    open = Some(Storm {
-                        edge: edge.clone(),
-                        start_s: b.t_s,
-                        end_s: b.t_s + 1,
-                        peak_amplification: b.amplification,
-                    });
-                }
-                (_, false) => storms.extend(open.take()),
-            }
-        }
-        storms.extend(open);
+        storms.extend(super::storms::storms_in(&edge, &buckets, threshold));
         edge_timeline.insert(edge, buckets);
     }
     storms.sort_by(|a, b| (a.start_s, &a.edge).cmp(&(b.start_s, &b.edge)));

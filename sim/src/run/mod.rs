@@ -11,10 +11,11 @@
 //! In the order a run goes: this file builds the topology (hosts, registry, clients) and runs
 //! the director loop; `world` starts, crashes and restarts pods and their sidecars; `faults`
 //! turns the fault time line into events and applies them; `harvest` reads the measurements
-//! out once the run is over.
+//! out once the run is over, with `storms` finding retry storms in the per-second series.
 
 mod faults;
 mod harvest;
+mod storms;
 mod world;
 
 use std::collections::BTreeMap;
