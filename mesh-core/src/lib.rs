@@ -3,13 +3,18 @@
 //!
 //! It reaches the network only through the [`net::Network`] boundary: [`net::TokioNet`] is the real
 //! implementation on `tokio::net`; the `sim` crate provides a simulated one. Time is tokio time (the
-//! simulator drives it) and nothing here draws randomness, so the same code is deterministic under
-//! the simulator and real on sockets.
+//! simulator drives it), and every random draw (balancer picks, splits, retry jitter, trace ids)
+//! comes from ChaCha streams seeded from `ProxyConfig::seed`, so the same code is deterministic
+//! under the simulator and real on sockets.
 //!
 //! # Layout
 //! - [`net`]: the IO boundary (bind/accept, connect, spawn) and its tokio implementation.
-//! - [`registry`]: services and their endpoints (static for now; the control plane will push versions).
-//! - [`balance`]: endpoint selection (round robin for now; the policies issue adds P2C, EWMA, hashing).
+//! - [`registry`]: services and their endpoints.
+//! - [`config`]: the versioned snapshot (registry and lowered policies) a proxy reads, delivered on a
+//!   watch channel.
+//! - [`balance`]: endpoint selection (round robin, random, least request, peak-EWMA, ring hash),
+//!   outlier ejection, and the one weighted draw splits use.
+//! - [`error`]: why the proxy answered a request itself (`ProxyError`), a leaf every module uses.
 //! - [`proxy`]: the sidecar: outbound routing by service name, inbound forwarding to the local app,
 //!   hop-by-hop header handling, upstream failures mapped to 502/503/504.
 //! - [`server`]: accept-and-serve HTTP/1.1 + HTTP/2 on any network, shared by every listener.

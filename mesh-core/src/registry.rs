@@ -1,7 +1,7 @@
 //! Services and their endpoints: what the outbound proxy routes a service name to.
 //!
-//! Static for now: the harness (or the binary) builds it from the topology. The control-plane issue
-//! turns it into a versioned snapshot pushed to proxies; the lookup API stays the same.
+//! The harness (or the binary) builds it from the topology; proxies read it inside a
+//! [`crate::config::Snapshot`], which a control plane will publish in new versions.
 //! Ordered maps only, so any iteration (reports, debugging) is deterministic.
 
 use std::collections::BTreeMap;
