@@ -316,8 +316,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn pending_waits_for_a_connection_and_overflows_past_max_pending() {
+    /// Thresholds of one connection and one pending attempt, with the connection held by a
+    /// first attempt.
+    async fn one_connection_held() -> (CircuitBreaker, Breakers, Slot) {
         let cb = CircuitBreaker {
             max_connections: 1,
             max_pending: 1,
@@ -326,6 +327,12 @@ mod tests {
         let b = Breakers::default();
         let mut first = b.admit("db", Some(&cb), false).unwrap();
         first.connection(Some(&cb)).await.unwrap();
+        (cb, b, first)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_waits_for_a_connection_and_overflows_past_max_pending() {
+        let (cb, b, first) = one_connection_held().await;
         let mut second = b.admit("db", Some(&cb), false).unwrap();
         let b2 = b.clone();
         let waiter = tokio::spawn(async move {
@@ -353,14 +360,7 @@ mod tests {
     /// does) leaves the queue: the count returns to zero and the place is free for the next.
     #[tokio::test(start_paused = true)]
     async fn a_pending_attempt_dropped_while_waiting_leaves_the_queue() {
-        let cb = CircuitBreaker {
-            max_connections: 1,
-            max_pending: 1,
-            ..limits(100, 3)
-        };
-        let b = Breakers::default();
-        let mut first = b.admit("db", Some(&cb), false).unwrap();
-        first.connection(Some(&cb)).await.unwrap();
+        let (cb, b, first) = one_connection_held().await;
         let mut second = b.admit("db", Some(&cb), false).unwrap();
         let cb2 = cb.clone();
         let waiter = tokio::spawn(async move {

@@ -7,9 +7,10 @@
 //! fails its case, because the figures compared are checked to be distinct where a swap could
 //! hide (the latency percentiles, the edge counters).
 
+mod common;
+
 use reports::{EdgeStats, Report};
-use sim::cost::Calibration;
-use sim::scenario::{Loaded, assertion::METRICS, parse};
+use sim::scenario::assertion::METRICS;
 
 const SRC: &str = r#"
 name = "every-metric"
@@ -54,12 +55,7 @@ until = "5s"
 "#;
 
 fn report() -> Report {
-    let loaded = Loaded {
-        scenario: parse("every-metric.toml", SRC).unwrap_or_else(|e| panic!("{e}")),
-        path: "every-metric.toml".into(),
-        hash: "test".into(),
-        cost: Calibration::builtin(),
-    };
+    let loaded = common::loaded("every-metric.toml", SRC);
     let opts = sim::RunOptions {
         seed: 41,
         scenario_arg: "every-metric.toml".into(),

@@ -4,7 +4,7 @@ mod common;
 
 use reports::RunStats;
 use sim::cost::Calibration;
-use sim::scenario::{Loaded, parse};
+use sim::scenario::Loaded;
 
 fn run(service_extra: &str, workload_extra: &str) -> RunStats {
     run_mesh("", service_extra, workload_extra)
@@ -34,14 +34,7 @@ duration = "3s"
 {workload_extra}
 "#
     );
-    let scenario = parse("t.toml", &src).unwrap_or_else(|e| panic!("{e}"));
-    let loaded = Loaded {
-        scenario,
-        path: "t.toml".into(),
-        hash: "test".into(),
-        cost: Calibration::builtin(),
-    };
-    checked(sim::run::simulate(&loaded, 3, true, &mut |_, _| {}))
+    common::simulate(&src, 3, true)
 }
 
 #[test]
@@ -129,19 +122,10 @@ fn run_file_with_preset(file: &str, preset: &str) -> RunStats {
     let src = std::fs::read_to_string(&path).unwrap();
     let src = src.replace("preset = \"istio-1.24\"", &format!("preset = \"{preset}\""));
     let loaded = Loaded {
-        scenario: parse(file, &src).unwrap_or_else(|e| panic!("{e}")),
         path,
-        hash: "test".into(),
-        cost: Calibration::builtin(),
+        ..common::loaded(file, &src)
     };
-    checked(sim::run::simulate(&loaded, 19, true, &mut |_, _| {}))
-}
-
-/// `s`, after checking that its every request and try is accounted for.
-fn checked(s: RunStats) -> RunStats {
-    let problems = sim::check::ledger(&s);
-    assert!(problems.is_empty(), "{problems:#?}");
-    s
+    common::run(&loaded, 19, true)
 }
 
 #[test]
@@ -207,7 +191,7 @@ fn presets_carry_the_documented_defaults() {
 fn breaker_trips_while_db_hangs_and_closes_after() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/breaker.toml");
     let loaded = sim::scenario::load(&path).unwrap();
-    let s = checked(sim::run::simulate(&loaded, 29, true, &mut |_, _| {}));
+    let s = common::run(&loaded, 29, true);
     let window = |from: u64, to: u64| {
         s.timeline
             .iter()
@@ -261,13 +245,7 @@ routes = [
   { path = "/slow/x", weight = 1 },
 ]
 "#;
-    let loaded = Loaded {
-        scenario: parse("routes.toml", src).unwrap_or_else(|e| panic!("{e}")),
-        path: "routes.toml".into(),
-        hash: "test".into(),
-        cost: Calibration::builtin(),
-    };
-    let s = checked(sim::run::simulate(&loaded, 5, true, &mut |_, _| {}));
+    let s = common::run(&common::loaded("routes.toml", src), 5, true);
     let r = |name: &str| &s.routes[name].books;
     assert_eq!(r("GET /a").failed, 0, "default route goes to v1 only");
     assert_eq!(r("GET /b").ok, 0, "header route goes to the failing v2");

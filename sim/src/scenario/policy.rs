@@ -264,13 +264,14 @@ pub struct BreakerSpec {
 }
 
 impl Default for BreakerSpec {
-    /// Envoy's circuit-breaker defaults (`envoy.config.cluster.v3.CircuitBreakers.Thresholds`).
+    /// Envoy's circuit-breaker defaults, as mesh-core states them.
     fn default() -> Self {
+        let envoy = mesh_core::policy::CircuitBreaker::envoy_defaults();
         Self {
-            max_requests: 1024,
-            max_retries: 3,
-            max_connections: 1024,
-            max_pending: 1024,
+            max_requests: envoy.max_requests,
+            max_retries: envoy.max_retries,
+            max_connections: envoy.max_connections,
+            max_pending: envoy.max_pending,
             retry_budget: None,
         }
     }

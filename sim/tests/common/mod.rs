@@ -1,21 +1,34 @@
-//! What the integration tests share: run a scenario written inline, with its ledger checked.
+//! What the integration tests share: load a scenario written inline, and run it with its ledger
+//! checked.
+#![allow(dead_code)] // each test binary uses its own part of this
 
 use reports::RunStats;
 use sim::cost::Calibration;
 use sim::scenario::{Loaded, parse};
 
-/// Simulate the scenario `src` with `seed`, meshed or not, after checking that every request
-/// and every try in it is accounted for.
-pub fn simulate(src: &str, seed: u64, mesh: bool) -> RunStats {
-    let scenario = parse("t.toml", src).unwrap_or_else(|e| panic!("{e}"));
-    let loaded = Loaded {
-        scenario,
-        path: "t.toml".into(),
+/// The scenario `src`, parsed as file `file`, with the built-in calibration.
+pub fn loaded(file: &str, src: &str) -> Loaded {
+    Loaded {
+        scenario: parse(file, src).unwrap_or_else(|e| panic!("{e}")),
+        path: file.into(),
         hash: "test".into(),
         cost: Calibration::builtin(),
-    };
-    let stats = sim::run::simulate(&loaded, seed, mesh, &mut |_, _| {});
+    }
+}
+
+/// `stats`, after checking that its every request and every try is accounted for.
+pub fn checked(stats: RunStats) -> RunStats {
     let problems = sim::check::ledger(&stats);
     assert!(problems.is_empty(), "{problems:#?}");
     stats
+}
+
+/// Simulate `loaded` with `seed`, meshed or not, its ledger checked.
+pub fn run(loaded: &Loaded, seed: u64, mesh: bool) -> RunStats {
+    checked(sim::run::simulate(loaded, seed, mesh, &mut |_, _| {}))
+}
+
+/// Simulate the scenario `src` with `seed`, meshed or not, its ledger checked.
+pub fn simulate(src: &str, seed: u64, mesh: bool) -> RunStats {
+    run(&loaded("t.toml", src), seed, mesh)
 }
