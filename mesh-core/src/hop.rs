@@ -22,6 +22,27 @@ pub enum Direction {
     Inbound,
 }
 
+impl Direction {
+    /// Both directions, outbound first (the order of every per-direction table and output).
+    pub const ALL: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
+
+    /// The direction's name in metrics labels, counters and access logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+
+    /// The direction's place in [`Direction::ALL`], for per-direction arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Outbound => 0,
+            Direction::Inbound => 1,
+        }
+    }
+}
+
 /// Charges the proxy's processing cost for one hop.
 pub trait HopCost: Send + Sync + 'static {
     /// Delay the request as the model says; resolve to the residual microseconds not slept.

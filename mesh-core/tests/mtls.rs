@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use mesh_core::error::ProxyError;
+use mesh_core::hop::Direction;
 use mesh_core::net::{Network, TokioNet};
 use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::Protocol;
@@ -92,9 +94,21 @@ async fn requests_cross_mtls_on_both_protocols() {
                 seen.body
             );
         }
-        assert_eq!(client.get("outbound.responses.2xx"), 3);
-        assert_eq!(server.get("inbound.responses.2xx"), 3);
-        assert_eq!(server.get("inbound.tls_handshake_errors"), 0);
+        assert_eq!(
+            client.snapshot().direction(Direction::Outbound).responses[2],
+            3
+        );
+        assert_eq!(
+            server.snapshot().direction(Direction::Inbound).responses[2],
+            3
+        );
+        assert_eq!(
+            server
+                .snapshot()
+                .direction(Direction::Inbound)
+                .tls_handshake_errors,
+            0
+        );
         // The server's access log names the caller by the SPIFFE ID in its client certificate.
         let inbound: Vec<serde_json::Value> = lines
             .lock()
@@ -128,10 +142,23 @@ async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
     let seen = testkit::call(TokioNet, a(base), Protocol::Http1, "echo", "/").await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(seen.mesh_error.as_deref(), Some("connect_failed"));
-    assert!(client.get("outbound.error.connect_failed") >= 1);
+    assert!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::ConnectFailed)
+            >= 1
+    );
     // The caller gives up first (it distrusts the server's CA); the server counts its side of
     // the failed handshake when the alert reaches it.
-    eventually(|| server.get("inbound.tls_handshake_errors") >= 1).await;
+    eventually(|| {
+        server
+            .snapshot()
+            .direction(Direction::Inbound)
+            .tls_handshake_errors
+            >= 1
+    })
+    .await;
 
     // Plain HTTP to the mTLS port: refused at the handshake too, and the server keeps going.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,8 +173,15 @@ async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
         "{:?}",
         String::from_utf8_lossy(&buf)
     );
-    eventually(|| server.get("inbound.tls_handshake_errors") >= 2).await;
-    assert_eq!(server.get("inbound.requests"), 0);
+    eventually(|| {
+        server
+            .snapshot()
+            .direction(Direction::Inbound)
+            .tls_handshake_errors
+            >= 2
+    })
+    .await;
+    assert_eq!(server.snapshot().direction(Direction::Inbound).requests, 0);
 }
 
 /// Wait up to 2 s for `cond`, failing the test if it never holds.
@@ -315,8 +349,14 @@ async fn the_server_refuses_client_certificates_it_must_not_accept() {
     .await
     .expect("an honest client certificate is accepted");
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    assert_eq!(server.get("inbound.requests"), 1);
-    assert_eq!(server.get("inbound.tls_handshake_errors"), 0);
+    assert_eq!(server.snapshot().direction(Direction::Inbound).requests, 1);
+    assert_eq!(
+        server
+            .snapshot()
+            .direction(Direction::Inbound)
+            .tls_handshake_errors,
+        0
+    );
 
     let from_rogue = rogue.issue("client").unwrap();
     let no_spiffe = ca.issue_without_spiffe_id().unwrap();
@@ -344,7 +384,18 @@ async fn the_server_refuses_client_certificates_it_must_not_accept() {
             err.contains("alert") || err.contains("reset") || err.contains("eof"),
             "{what}: {err}"
         );
-        eventually(|| server.get("inbound.tls_handshake_errors") == n as u64 + 1).await;
-        assert_eq!(server.get("inbound.requests"), 1, "{what} reached the app");
+        eventually(|| {
+            server
+                .snapshot()
+                .direction(Direction::Inbound)
+                .tls_handshake_errors
+                == n as u64 + 1
+        })
+        .await;
+        assert_eq!(
+            server.snapshot().direction(Direction::Inbound).requests,
+            1,
+            "{what} reached the app"
+        );
     }
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
+use mesh_core::error::ProxyError;
+use mesh_core::hop::Direction;
 use mesh_core::net::TokioNet;
 use mesh_core::registry::Protocol;
 use mesh_core::testkit::{self, TwoPods};
@@ -54,8 +56,14 @@ async fn h1_to_h2_to_h1_with_hop_headers_stripped() {
         !seen.resp_hop,
         "response hop-by-hop header must not be forwarded"
     );
-    assert_eq!(client.get("outbound.responses.2xx"), 1);
-    assert_eq!(server.get("inbound.responses.2xx"), 1);
+    assert_eq!(
+        client.snapshot().direction(Direction::Outbound).responses[2],
+        1
+    );
+    assert_eq!(
+        server.snapshot().direction(Direction::Inbound).responses[2],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +94,13 @@ async fn unknown_service_is_503_no_endpoints() {
     let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "nope", "/").await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(seen.mesh_error.as_deref(), Some("no_endpoints"));
-    assert_eq!(client.get("outbound.error.no_endpoints"), 1);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::NoEndpoints),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +117,13 @@ async fn slow_upstream_is_504_and_dead_app_is_503() {
     .await;
     assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(seen.mesh_error.as_deref(), Some("upstream_timeout"));
-    assert_eq!(client.get("outbound.error.upstream_timeout"), 1);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::UpstreamTimeout),
+        1
+    );
 
     // The app is down: the server sidecar cannot reach it and says so with a 503.
     let dead = TwoPods {
@@ -114,7 +134,13 @@ async fn slow_upstream_is_504_and_dead_app_is_503() {
     let seen = testkit::call(TokioNet, dead.client_outbound, Protocol::Http1, "echo", "/").await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE, "{seen:?}");
     assert_eq!(seen.mesh_error.as_deref(), Some("connect_failed"));
-    assert_eq!(server.get("inbound.error.connect_failed"), 1);
+    assert_eq!(
+        server
+            .snapshot()
+            .direction(Direction::Inbound)
+            .error(ProxyError::ConnectFailed),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +154,13 @@ async fn refused_connect_is_503_connect_failed() {
     let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "echo", "/").await;
     assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE, "{seen:?}");
     assert_eq!(seen.mesh_error.as_deref(), Some("connect_failed"));
-    assert_eq!(client.get("outbound.error.connect_failed"), 1);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::ConnectFailed),
+        1
+    );
     // Still alive afterwards.
     let again = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "nope", "/").await;
     assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -150,7 +182,13 @@ async fn malformed_request_gets_400_and_the_proxy_survives() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(client.get("outbound.downstream_errors"), 1);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .downstream_errors,
+        1
+    );
     let seen = testkit::call(
         TokioNet,
         p.client_outbound,
@@ -180,8 +218,17 @@ async fn a_request_naming_no_service_is_400_no_route() {
     let text = raw(p.client_outbound, b"GET /x HTTP/1.0\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.0 400"), "{text}");
     assert!(text.contains("x-mesh-error: no_route"), "{text}");
-    assert_eq!(client.get("outbound.error.no_route"), 1);
-    assert_eq!(client.get("outbound.responses.4xx"), 1);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::NoRoute),
+        1
+    );
+    assert_eq!(
+        client.snapshot().direction(Direction::Outbound).responses[4],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,5 +251,11 @@ async fn an_upstream_that_closes_without_answering_is_502_upstream_reset() {
     let seen = testkit::call(TokioNet, p.client_outbound, Protocol::Http1, "echo", "/").await;
     assert_eq!(seen.status, StatusCode::BAD_GATEWAY, "{seen:?}");
     assert_eq!(seen.mesh_error.as_deref(), Some("upstream_reset"));
-    assert_eq!(server.get("inbound.error.upstream_reset"), 1);
+    assert_eq!(
+        server
+            .snapshot()
+            .direction(Direction::Inbound)
+            .error(ProxyError::UpstreamReset),
+        1
+    );
 }

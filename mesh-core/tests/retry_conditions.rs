@@ -11,8 +11,10 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use mesh_core::body;
 use mesh_core::client::HttpClients;
+use mesh_core::error::ProxyError;
 use mesh_core::net::TokioNet;
 use mesh_core::policy::{Policies, RetryOn, RetryPolicy, ServicePolicy};
+use mesh_core::proxy::AttemptOutcome;
 use mesh_core::proxy::{ERROR_HEADER, Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
 
@@ -163,8 +165,14 @@ async fn refused_stream_is_its_own_reason_and_retried_even_for_post() {
     let resp = post(outbound).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(seen.load(Ordering::SeqCst), 2, "one refusal, one retry");
-    assert_eq!(stats.get("outbound.svc.grpc.attempt_refused_stream"), 1);
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+    assert_eq!(
+        stats
+            .snapshot()
+            .service("grpc")
+            .outcome(AttemptOutcome::Failed(ProxyError::RefusedStream)),
+        1
+    );
+    assert_eq!(stats.snapshot().service("grpc").retries, 1);
 
     // Without the condition the refusal reaches the caller as 503 refused_stream.
     let (outbound, _) = sidecar(21_320, RetryOn::default()).await;
@@ -193,8 +201,14 @@ async fn grpc_unavailable_is_retried_for_a_grpc_call() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["grpc-status"], "0");
     assert_eq!(seen.load(Ordering::SeqCst), 3, "two UNAVAILABLE, then OK");
-    assert_eq!(stats.get("outbound.svc.grpc.attempt_2xx"), 3);
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 2);
+    assert_eq!(
+        stats
+            .snapshot()
+            .service("grpc")
+            .outcome(AttemptOutcome::Class(2)),
+        3
+    );
+    assert_eq!(stats.snapshot().service("grpc").retries, 2);
 
     // Without the condition the first UNAVAILABLE is the answer.
     let (outbound, stats) = sidecar(21_360, RetryOn::default()).await;
@@ -206,7 +220,7 @@ async fn grpc_unavailable_is_retried_for_a_grpc_call() {
     .await;
     let resp = post(outbound).await;
     assert_eq!(resp.headers()["grpc-status"], "14");
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
+    assert_eq!(stats.snapshot().service("grpc").retries, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +241,7 @@ async fn a_body_over_64_kib_is_streamed_and_never_retried() {
     let resp = post_body(outbound, body::full(vec![0u8; 64 * 1024])).await;
     assert_eq!(resp.headers()["grpc-status"], "0");
     assert_eq!(seen.load(Ordering::SeqCst), 2, "one UNAVAILABLE, one retry");
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+    assert_eq!(stats.snapshot().service("grpc").retries, 1);
 
     // ...one byte over, it is streamed to the upstream and its first answer is final.
     let (outbound, stats) = sidecar(21_390, retry_on()).await;
@@ -240,8 +254,8 @@ async fn a_body_over_64_kib_is_streamed_and_never_retried() {
     let resp = post_body(outbound, body::full(vec![0u8; 64 * 1024 + 1])).await;
     assert_eq!(resp.headers()["grpc-status"], "14");
     assert_eq!(seen.load(Ordering::SeqCst), 1, "no retry");
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
-    assert_eq!(stats.get("outbound.svc.grpc.attempts"), 1);
+    assert_eq!(stats.snapshot().service("grpc").retries, 0);
+    assert_eq!(stats.snapshot().service("grpc").attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,8 +270,14 @@ async fn a_reset_is_retried_for_a_get_and_not_for_a_post() {
     let resp = call(outbound, http::Method::GET, body::empty()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(seen.load(Ordering::SeqCst), 2, "one reset, one retry");
-    assert_eq!(stats.get("outbound.svc.grpc.attempt_upstream_reset"), 1);
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 1);
+    assert_eq!(
+        stats
+            .snapshot()
+            .service("grpc")
+            .outcome(AttemptOutcome::Failed(ProxyError::UpstreamReset)),
+        1
+    );
+    assert_eq!(stats.snapshot().service("grpc").retries, 1);
 
     // A POST the upstream may have acted on is not: the reset reaches the caller as 502.
     let (outbound, stats) = sidecar(21_420, retry_on()).await;
@@ -266,5 +286,5 @@ async fn a_reset_is_retried_for_a_get_and_not_for_a_post() {
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(resp.headers()[ERROR_HEADER], "upstream_reset");
     assert_eq!(seen.load(Ordering::SeqCst), 1, "no retry");
-    assert_eq!(stats.get("outbound.svc.grpc.retries"), 0);
+    assert_eq!(stats.snapshot().service("grpc").retries, 0);
 }

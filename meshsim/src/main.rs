@@ -338,9 +338,12 @@ fn run(
         }
     };
     let seed = seed.unwrap_or(loaded.scenario.seed);
+    let scenario_arg = scenario.display().to_string();
     let opts = sim::RunOptions {
         seed,
-        scenario_arg: scenario.display().to_string(),
+        repro: format!("cargo run --release --bin meshsim -- run {scenario_arg} --seed {seed}"),
+        scenario_arg,
+        access_log,
     };
     // A bar on a terminal; nothing in CI or with --quiet (indicatif hides itself when stderr
     // is not a terminal, and `hidden` covers --quiet).
@@ -374,8 +377,7 @@ fn run(
     #[allow(clippy::disallowed_methods)]
     // wall time for the user's information only; never in the report
     let started = std::time::Instant::now();
-    let (report, telemetry) =
-        sim::run_scenario_with_telemetry(&loaded, &opts, access_log, &mut progress);
+    let sim::RunOutput { report, telemetry } = sim::run(&loaded, &opts, &mut progress);
     bar.finish_and_clear();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = reports::to_json(&report);

@@ -13,11 +13,8 @@ fn measured(json: &str) -> serde_json::Value {
 fn report_bytes(seed: u64) -> String {
     let path = scenarios::dir().join("three-tier.toml");
     let loaded = sim::scenario::load(&path).expect("ships valid");
-    let opts = sim::RunOptions {
-        seed,
-        scenario_arg: "scenarios/three-tier.toml".into(),
-    };
-    reports::to_json(&sim::run_scenario(&loaded, &opts, &mut |_, _, _| {}))
+    let opts = sim::RunOptions::new(seed, "scenarios/three-tier.toml");
+    reports::to_json(&sim::run(&loaded, &opts, &mut |_, _, _| {}).report)
 }
 
 #[test]

@@ -21,11 +21,8 @@ fn every_scenario_meets_its_assertions() {
             "{} asserts nothing",
             path.display()
         );
-        let opts = sim::RunOptions {
-            seed: loaded.scenario.seed,
-            scenario_arg: path.display().to_string(),
-        };
-        let report = sim::run_scenario(&loaded, &opts, &mut |_, _, _| {});
+        let opts = sim::RunOptions::new(loaded.scenario.seed, path.display().to_string());
+        let report = sim::run(&loaded, &opts, &mut |_, _, _| {}).report;
         // The report.json we write validates against the committed JSON Schema.
         let json: serde_json::Value = serde_json::from_str(&reports::to_json(&report)).unwrap();
         let errors: Vec<String> = validator

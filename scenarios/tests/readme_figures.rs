@@ -19,11 +19,8 @@ fn run_with(file: &str, preset: Option<Preset>) -> Report {
     if preset.is_some() {
         loaded.scenario.mesh.preset = preset;
     }
-    let opts = sim::RunOptions {
-        seed: loaded.scenario.seed,
-        scenario_arg: format!("scenarios/{file}"),
-    };
-    sim::run_scenario(&loaded, &opts, &mut |_, _, _| {})
+    let opts = sim::RunOptions::new(loaded.scenario.seed, format!("scenarios/{file}"));
+    sim::run(&loaded, &opts, &mut |_, _, _| {}).report
 }
 
 fn ms(us: u64) -> String {

@@ -38,7 +38,12 @@ fn main() {
         let loaded = sim::scenario::load(&path).expect("valid");
         let pods: u32 = loaded.scenario.services.iter().map(|s| s.replicas).sum();
         let t = std::time::Instant::now(); // wall time of a bench run, never simulated; allow-nondeterminism
-        let run = sim::run::simulate(&loaded, loaded.scenario.seed, true, &mut |_, _| {});
+        let pass = sim::run::Pass {
+            seed: loaded.scenario.seed,
+            mesh: true,
+            access_log: false,
+        };
+        let (run, _) = sim::run::simulate(&loaded, &pass, &mut |_, _| {});
         let wall = t.elapsed().as_secs_f64();
         let simulated = run.sim_time_ms as f64 / 1000.0;
         println!(

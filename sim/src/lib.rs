@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`scenario`]: the scenario file format, parsing and validation (errors name file, line, field).
+//! - [`fault`]: the fault kinds, one file each: fields, checks, report target, effect.
 //! - [`substrate`]: turmoil-net hosts, host-scoped tasks, and the fabric that moves packets and
 //!   applies network faults.
 //! - [`model`]: service models (latency, workers and queue, errors, fan-out calls) and callers.
@@ -14,7 +15,8 @@
 //! - [`collect`]: outcomes and hdrhistogram latencies; the books.
 //! - [`telemetry`]: the sidecars' own metrics, spans (OTLP-JSON) and access logs from a run.
 //! - [`run`]: one run start to finish. [`check`]: assertions.
-//! - [`run_scenario`]: meshed run + unmeshed baseline + overhead + verdict = a `reports::Report`.
+//! - [`run()`]: meshed run + unmeshed baseline + overhead + verdict = a `reports::Report`, and the
+//!   sidecars' telemetry.
 //!
 //! # Substrate: turmoil-net, chosen by measurement
 //! Both candidates come from the turmoil project. `turmoil` 0.7 is a whole simulation runtime; it
@@ -45,6 +47,7 @@
 pub mod check;
 pub mod collect;
 pub mod cost;
+pub mod fault;
 pub mod model;
 pub mod run;
 pub mod scenario;
@@ -54,7 +57,7 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 
-use reports::{FaultWindow, Overhead, Report, RunMeta, Verdict};
+use reports::{Overhead, Report, RunMeta, Verdict};
 
 /// A seed for the stream named `label`, derived from the run's seed (SplitMix64 over FNV-1a),
 /// stable across platforms and builds.
@@ -81,102 +84,71 @@ pub fn dep_versions() -> BTreeMap<String, String> {
 }
 
 /// What to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// The seed.
     pub seed: u64,
-    /// The scenario path as the user gave it (for the report and the repro command).
+    /// The scenario path as the user gave it (for the report).
     pub scenario_arg: String,
+    /// The command that reproduces this run, as the caller (the binary) would have it typed.
+    pub repro: String,
+    /// Keep every sidecar's access-log lines in the telemetry.
+    pub access_log: bool,
 }
 
-/// Run a loaded scenario as [`run_scenario`] does, also handing back the meshed run's telemetry
-/// (each sidecar's metrics, spans, and access-log lines when `access_log` is set).
-pub fn run_scenario_with_telemetry(
-    loaded: &scenario::Loaded,
-    opts: &RunOptions,
-    access_log: bool,
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> (Report, Option<telemetry::Telemetry>) {
-    let mut tel = None;
-    let report = run_inner(loaded, opts, progress, &mut |loaded, seed, p| {
-        let (stats, t) = run::simulate_with(loaded, seed, true, access_log, p);
-        tel = Some(t);
-        stats
-    });
-    (report, tel)
+impl RunOptions {
+    /// Run `scenario_arg` on `seed`, with no repro line and no access log.
+    pub fn new(seed: u64, scenario_arg: impl Into<String>) -> Self {
+        Self {
+            seed,
+            scenario_arg: scenario_arg.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a run produces: the report, and the meshed run's own telemetry (each sidecar's
+/// metrics and spans, and access-log lines when asked for), if the mesh ran.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The report: both runs, the overhead, the assertions, the verdict.
+    pub report: Report,
+    /// What the sidecars recorded about themselves.
+    pub telemetry: Option<telemetry::Telemetry>,
 }
 
 /// Run a loaded scenario: the meshed run and the unmeshed baseline (as the scenario asks), the
 /// overhead between them, the assertions and the verdict. `progress` hears (phase, now, end).
-pub fn run_scenario(
+pub fn run(
     loaded: &scenario::Loaded,
     opts: &RunOptions,
     progress: &mut dyn FnMut(&str, u64, u64),
-) -> Report {
-    run_inner(loaded, opts, progress, &mut |loaded, seed, p| {
-        run::simulate(loaded, seed, true, p)
-    })
-}
-
-type MeshRun<'a> =
-    dyn FnMut(&scenario::Loaded, u64, &mut dyn FnMut(u64, u64)) -> reports::RunStats + 'a;
-
-fn run_inner(
-    loaded: &scenario::Loaded,
-    opts: &RunOptions,
-    progress: &mut dyn FnMut(&str, u64, u64),
-    mesh_run: &mut MeshRun<'_>,
-) -> Report {
+) -> RunOutput {
     let s = &loaded.scenario;
-    let mesh = s
-        .mesh
-        .enabled
-        .then(|| mesh_run(loaded, opts.seed, &mut |n, e| progress("mesh", n, e)));
+    let (mesh, telemetry) = if s.mesh.enabled {
+        let pass = run::Pass {
+            seed: opts.seed,
+            mesh: true,
+            access_log: opts.access_log,
+        };
+        let (stats, telemetry) = run::simulate(loaded, &pass, &mut |n, e| progress("mesh", n, e));
+        (Some(stats), Some(telemetry))
+    } else {
+        (None, None)
+    };
     let baseline = (s.mesh.baseline || !s.mesh.enabled).then(|| {
-        run::simulate(loaded, opts.seed, false, &mut |n, e| {
-            progress("no mesh", n, e)
-        })
+        let pass = run::Pass {
+            seed: opts.seed,
+            mesh: false,
+            access_log: false,
+        };
+        run::simulate(loaded, &pass, &mut |n, e| progress("no mesh", n, e)).0
     });
     let overhead = match (&mesh, &baseline) {
         (Some(m), Some(b)) => Some(Overhead::between(m, b)),
         _ => None,
     };
-    let faults = s
-        .faults
-        .iter()
-        .map(|f| {
-            let f = f.get_ref();
-            let target = match f {
-                scenario::FaultSpec::Latency {
-                    between, one_way, ..
-                }
-                | scenario::FaultSpec::Partition {
-                    between, one_way, ..
-                }
-                | scenario::FaultSpec::Hold {
-                    between, one_way, ..
-                } => {
-                    format!(
-                        "{} {} {}",
-                        between[0],
-                        if *one_way { "->" } else { "<->" },
-                        between[1]
-                    )
-                }
-                scenario::FaultSpec::Crash { pod, .. } => pod.clone(),
-                scenario::FaultSpec::Slow { service, pod, .. }
-                | scenario::FaultSpec::Errors { service, pod, .. } => {
-                    pod.clone().unwrap_or_else(|| service.clone())
-                }
-            };
-            FaultWindow {
-                kind: f.kind().to_string(),
-                target,
-                start_ms: f.at().as_ms(),
-                end_ms: f.until().map(|u| u.as_ms()),
-            }
-        })
-        .collect();
+    let faults = s.faults.iter().map(|f| f.get_ref().window()).collect();
     let mut report = Report {
         schema_version: reports::SCHEMA_VERSION,
         kind: "simulation".into(),
@@ -190,10 +162,7 @@ fn run_inner(
             substrate: "turmoil-net".into(),
             versions: dep_versions(),
             proxy_cost_source: loaded.cost.source.clone(),
-            repro: format!(
-                "cargo run --release --bin meshsim -- run {} --seed {}",
-                opts.scenario_arg, opts.seed
-            ),
+            repro: opts.repro.clone(),
             faults,
         },
         mesh,
@@ -213,5 +182,5 @@ fn run_inner(
     if !balanced || report.assertions.iter().any(|a| !a.passed) {
         report.verdict = Verdict::Fail;
     }
-    report
+    RunOutput { report, telemetry }
 }

@@ -40,13 +40,6 @@ pub struct Telemetry {
     pub access_log: Vec<String>,
 }
 
-fn direction(d: Direction) -> &'static str {
-    match d {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
 /// Spans grouped by trace, with the trace's root (a span whose parent is not in the trace).
 fn traces(spans: &[HostSpan]) -> Vec<(u128, &HostSpan, Vec<&HostSpan>)> {
     let mut by_trace: BTreeMap<u128, Vec<&HostSpan>> = BTreeMap::new();
@@ -99,7 +92,7 @@ pub fn slowest_traces(spans: &[HostSpan], n: usize) -> Vec<TraceSummary> {
                         format!("{:016x}", s.span.parent_id)
                     },
                     proxy: s.host.clone(),
-                    direction: direction(s.span.direction).to_string(),
+                    direction: s.span.direction.name().to_string(),
                     service: s.span.service.clone(),
                     offset_us: s.span.start_us.saturating_sub(root.span.start_us),
                     duration_us: s.span.duration_us,
@@ -131,7 +124,7 @@ pub fn otlp_json(spans: &[HostSpan], n: usize) -> String {
         for s in members {
             let sp = &s.span;
             let mut attributes = vec![
-                attr("meshsim.direction", json!(direction(sp.direction))),
+                attr("meshsim.direction", json!(sp.direction.name())),
                 attr("meshsim.destination_service", json!(sp.service)),
                 attr("http.response.status_code", json!(sp.status)),
                 attr("meshsim.attempts", json!(sp.attempts)),
@@ -148,7 +141,7 @@ pub fn otlp_json(spans: &[HostSpan], n: usize) -> String {
                     "traceId": format!("{:032x}", sp.trace_id),
                     "spanId": format!("{:016x}", sp.span_id),
                     "parentSpanId": if sp.parent_id == 0 { String::new() } else { format!("{:016x}", sp.parent_id) },
-                    "name": format!("{} {}", direction(sp.direction), sp.name),
+                    "name": format!("{} {}", sp.direction.name(), sp.name),
                     // SPAN_KIND_CLIENT = 3 for the caller's side, SPAN_KIND_SERVER = 2.
                     "kind": match sp.direction { Direction::Outbound => 3, Direction::Inbound => 2 },
                     "startTimeUnixNano": ns(sp.start_us),

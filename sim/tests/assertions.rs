@@ -56,11 +56,8 @@ until = "5s"
 
 fn report() -> Report {
     let loaded = common::loaded("every-metric.toml", SRC);
-    let opts = sim::RunOptions {
-        seed: 41,
-        scenario_arg: "every-metric.toml".into(),
-    };
-    sim::run_scenario(&loaded, &opts, &mut |_, _, _| {})
+    let opts = sim::RunOptions::new(41, "every-metric.toml");
+    sim::run(&loaded, &opts, &mut |_, _, _| {}).report
 }
 
 fn ms(us: u64) -> f64 {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::StatusCode;
+use mesh_core::hop::Direction;
 use mesh_core::registry::Protocol;
 use mesh_core::testkit::{self, TwoPods};
 use sim::substrate::Harness;
@@ -60,7 +61,12 @@ fn same_proxy_code_serves_in_simulation() {
                 .await;
                 let none =
                     testkit::call(client, p.client_outbound, Protocol::Http2, "nope", "/").await;
-                (ok, slow, none, stats.0.get("outbound.responses.5xx"))
+                (
+                    ok,
+                    slow,
+                    none,
+                    stats.0.snapshot().direction(Direction::Outbound).responses[5],
+                )
             })
             .expect("finishes within the limit");
         let (ok, slow, none, fives) = seen;

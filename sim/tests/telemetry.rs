@@ -13,11 +13,14 @@ fn run(seed: u64) -> (reports::Report, Telemetry) {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/three-tier.toml");
     let loaded = load(&path).unwrap();
     let opts = sim::RunOptions {
-        seed,
-        scenario_arg: "scenarios/three-tier.toml".into(),
+        access_log: true,
+        ..sim::RunOptions::new(seed, "scenarios/three-tier.toml")
     };
-    let (report, tel) = sim::run_scenario_with_telemetry(&loaded, &opts, true, &mut |_, _, _| {});
-    (report, tel.expect("a meshed run has telemetry"))
+    let out = sim::run(&loaded, &opts, &mut |_, _, _| {});
+    (
+        out.report,
+        out.telemetry.expect("a meshed run has telemetry"),
+    )
 }
 
 /// Sum of a metric's samples whose labels include all of `labels`, over every pod.

@@ -5,7 +5,7 @@ use super::*;
 impl<N: Network> Proxy<N> {
     pub(super) async fn admin_loop(self: Arc<Self>, listener: N::Listener) {
         let stats = self.stats.clone();
-        let on_event = Arc::new(move |_e: ServeEvent| stats.incr("admin.errors"));
+        let on_event = Arc::new(move |_e: ServeEvent| stats.update(|c| c.admin_errors += 1));
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
             let this = this.clone();

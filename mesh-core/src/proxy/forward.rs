@@ -3,42 +3,38 @@
 
 use super::*;
 
-impl<N: Network> Proxy<N> {
-    /// Send `req` to `addr` on `protocol`, rewriting what changes between legs.
-    pub(super) async fn forward(
-        &self,
-        clients: &HttpClients<N>,
-        req: Request<Body>,
-        addr: SocketAddr,
-        protocol: Protocol,
-        authority: Option<&str>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let (mut parts, req_body) = req.into_parts();
-        // The authority survives the hop as Host so the far side still knows the service name
-        // even when the leg's URI names an address (HTTP/2 carries it as a plain header).
-        let host = authority.map(str::to_string).or_else(|| {
-            parts
-                .uri
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .filter(|_| !parts.headers.contains_key(http::header::HOST))
-        });
-        headers::strip_hop_by_hop(&mut parts.headers);
-        if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-            parts.headers.insert(http::header::HOST, host);
-        }
-        let path = parts
+/// Send `req` to `addr` on `protocol`, rewriting what changes between legs.
+pub(super) async fn send<N: Network>(
+    clients: &HttpClients<N>,
+    req: Request<Body>,
+    addr: SocketAddr,
+    protocol: Protocol,
+    authority: Option<&str>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, req_body) = req.into_parts();
+    // The authority survives the hop as Host so the far side still knows the service name
+    // even when the leg's URI names an address (HTTP/2 carries it as a plain header).
+    let host = authority.map(str::to_string).or_else(|| {
+        parts
             .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri =
-            Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
-        parts.version = protocol.version();
-        let req = Request::from_parts(parts, req_body);
-        let resp = clients.get(protocol).request(req).await.map_err(classify)?;
-        Ok(resp.map(body::boxed))
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .filter(|_| !parts.headers.contains_key(http::header::HOST))
+    });
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        parts.headers.insert(http::header::HOST, host);
     }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    parts.uri = Uri::try_from(format!("http://{addr}{path}")).map_err(|_| ProxyError::NoRoute)?;
+    parts.version = protocol.version();
+    let req = Request::from_parts(parts, req_body);
+    let resp = clients.get(protocol).request(req).await.map_err(classify)?;
+    Ok(resp.map(body::boxed))
 }
 
 /// Map a pooled-client failure to the proxy failure it stands for.

@@ -1,44 +1,91 @@
-//! The inbound path: local rate limits (per route or service-wide), then the local app under
-//! the mesh's request timeout.
+//! The inbound path: the route phase (which inbound route a request is on), then the local app
+//! as a tower service stack: local rate limits ([`crate::ratelimit::LocalRateLimitLayer`])
+//! around one leg to the app under the mesh's request timeout ([`ToApp`]). Authorization will
+//! be another layer in this stack.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tower::Service;
+
+use crate::ratelimit::{LocalRateLimit, MatchedRoute};
 
 use super::*;
+
+/// The inbound stack the proxy calls per request.
+pub(super) type InboundStack<N> = LocalRateLimit<ToApp<N>>;
 
 impl<N: Network> Proxy<N> {
     pub(super) async fn inbound(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         route_name: &mut String,
     ) -> Result<Response<Body>, ProxyError> {
         let route = self
-            .route_buckets
+            .cfg
+            .inbound_route_limits
             .iter()
-            .find(|(r, _)| r.matcher.matches(&req));
-        if let Some((r, _)) = route {
-            route_name.clone_from(&r.name);
+            .position(|r| r.matcher.matches(&req));
+        if let Some(i) = route {
+            route_name.clone_from(&self.cfg.inbound_route_limits[i].name);
+            req.extensions_mut().insert(MatchedRoute(i));
         }
-        let bucket = match route {
-            Some((_, b)) => Some(b),
-            None => self.inbound_bucket.as_ref(),
-        };
-        if bucket.is_some_and(|b| !b.try_acquire()) {
-            if let Some((r, _)) = route {
-                self.stats
-                    .incr(&format!("inbound.route.{}.rate_limited", r.name));
+        let result = call_stack(self.inbound.clone(), req.map(body::boxed)).await;
+        if let (Err(ProxyError::RateLimited), Some(i)) = (&result, route) {
+            let name = &self.cfg.inbound_route_limits[i].name;
+            self.stats.update(|c| {
+                // Allocates the route's name only the first time it limits.
+                match c.route_rate_limited.get_mut(name) {
+                    Some(n) => *n += 1,
+                    None => {
+                        c.route_rate_limited.insert(name.clone(), 1);
+                    }
+                }
+            });
+        }
+        result
+    }
+}
+
+/// Call the inbound stack once. Written out rather than `ServiceExt::oneshot`, whose generic
+/// request type defeats the compiler's proof that the proxy's future is `Send`.
+async fn call_stack<N: Network>(
+    mut stack: InboundStack<N>,
+    req: Request<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut stack, cx)).await?;
+    Service::<Request<Body>>::call(&mut stack, req).await
+}
+
+/// The local app as a service: one leg to it on its protocol, under the mesh's request timeout.
+#[derive(Clone, Debug)]
+pub(super) struct ToApp<N: Network> {
+    pub(super) clients: HttpClients<N>,
+    pub(super) addr: SocketAddr,
+    pub(super) protocol: Protocol,
+    pub(super) timeout: Option<Duration>,
+}
+
+impl<N: Network> tower::Service<Request<Body>> for ToApp<N> {
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let call = forward::send(&this.clients, req, this.addr, this.protocol, None);
+            match this.timeout {
+                Some(t) => tokio::time::timeout(t, call)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamTimeout)?,
+                None => call.await,
             }
-            return Err(ProxyError::RateLimited);
-        }
-        let call = self.forward(
-            &self.app_clients,
-            req.map(body::boxed),
-            self.cfg.app_addr,
-            self.cfg.app_protocol,
-            None,
-        );
-        match self.cfg.request_timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout)?,
-            None => call.await,
-        }
+        })
     }
 }

@@ -19,8 +19,8 @@
 //! This file holds the configuration, the listeners and the request entry (`Proxy::handle`),
 //! which routes each request to its direction. Then, in request order: `outbound` (the
 //! ordered outbound path: timeout, breaker admission, retry loop, attempts), `pick` (split
-//! and endpoint), `forward` (one leg on the wire, failure classification), `inbound` (rate
-//! limits, the local app); `record` records each hop once; `admin` serves `/metrics` and
+//! and endpoint), `forward` (one leg on the wire, failure classification), `inbound` (the
+//! route phase, then the app behind tower layers: rate limits); `record` records each hop once; `admin` serves `/metrics` and
 //! `/ready`; [`stats`] and [`headers`] are the counters and hop-by-hop header rules. The
 //! failure type is [`crate::error`], a leaf every module may use.
 
@@ -57,7 +57,7 @@ use crate::policy::{
     CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, RetryOn, RouteMatch, ServicePolicy,
     is_idempotent,
 };
-use crate::ratelimit::{RateLimit, TokenBucket};
+use crate::ratelimit::{LocalRateLimitLayer, RateLimit};
 use crate::registry::{Protocol, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
 pub use crate::server::{PeerAddr, PeerIdentity};
@@ -65,7 +65,8 @@ use crate::server::{ServeEvent, serve_http, serve_https};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-pub use stats::ProxyStats;
+pub use stats::{AttemptOutcome, Counters, ProxyStats, Timed};
+use tower::Layer;
 
 use crate::telemetry::TelemetryConfig;
 use crate::telemetry::access::AccessRecord;
@@ -161,15 +162,13 @@ pub struct Proxy<N: Network> {
     balancer: Balancer,
     /// To other sidecars (TLS when configured).
     clients: HttpClients<N>,
-    /// To the local app (always plain).
-    app_clients: HttpClients<N>,
     stats: Arc<ProxyStats>,
     hop: Option<Arc<dyn HopCost>>,
     rng: Mutex<ChaCha8Rng>,
     budgets: Mutex<BTreeMap<String, Arc<RetryBudget>>>,
     breakers: Breakers,
-    inbound_bucket: Option<TokenBucket>,
-    route_buckets: Vec<(RouteLimit, TokenBucket)>,
+    /// To the local app (always plain), behind the inbound layers.
+    inbound: inbound::InboundStack<N>,
     golden: Golden,
     spans: Mutex<Vec<Span>>,
     /// Trace and span ids: their own stream, so tracing never shifts retry jitter or splits.
@@ -191,12 +190,16 @@ impl<N: Network> Proxy<N> {
         config: ConfigRx,
         hop: Option<Arc<dyn HopCost>>,
     ) -> Arc<Self> {
-        let inbound_bucket = cfg.inbound_rate_limit.clone().map(TokenBucket::new);
-        let route_buckets = cfg
-            .inbound_route_limits
-            .iter()
-            .map(|r| (r.clone(), TokenBucket::new(r.limit.clone())))
-            .collect();
+        let inbound = LocalRateLimitLayer::new(
+            cfg.inbound_rate_limit.clone(),
+            cfg.inbound_route_limits.iter().map(|r| r.limit.clone()),
+        )
+        .layer(inbound::ToApp {
+            clients: HttpClients::new(net.clone(), cfg.connect_timeout),
+            addr: cfg.app_addr,
+            protocol: cfg.app_protocol,
+            timeout: cfg.request_timeout,
+        });
         let stats = Arc::new(cfg.stats_epoch.map(ProxyStats::new).unwrap_or_default());
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),
@@ -206,15 +209,13 @@ impl<N: Network> Proxy<N> {
             spans: Mutex::default(),
             budgets: Mutex::default(),
             breakers: Breakers::default(),
-            inbound_bucket,
-            route_buckets,
+            inbound,
             clients: match &cfg.tls {
                 Some(t) => {
                     HttpClients::with_tls(net.clone(), cfg.connect_timeout, t.client.clone())
                 }
                 None => HttpClients::new(net.clone(), cfg.connect_timeout),
             },
-            app_clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             net,
             cfg,
             config,
@@ -247,10 +248,10 @@ impl<N: Network> Proxy<N> {
     async fn accept_loop(self: Arc<Self>, listener: N::Listener, dir: Direction) {
         let stats = self.stats.clone();
         let on_event = Arc::new(move |e: ServeEvent| match e {
-            ServeEvent::AcceptError => stats.incr(dir_key(dir, "accept_errors")),
+            ServeEvent::AcceptError => stats.direction(dir, |d| d.accept_errors += 1),
             // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
-            ServeEvent::ConnectionError => stats.incr(dir_key(dir, "downstream_errors")),
-            ServeEvent::TlsHandshakeError => stats.incr(dir_key(dir, "tls_handshake_errors")),
+            ServeEvent::ConnectionError => stats.direction(dir, |d| d.downstream_errors += 1),
+            ServeEvent::TlsHandshakeError => stats.direction(dir, |d| d.tls_handshake_errors += 1),
         });
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
@@ -274,7 +275,7 @@ impl<N: Network> Proxy<N> {
 
     async fn handle(&self, dir: Direction, mut req: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now(); // tokio clock; allow-nondeterminism
-        self.stats.incr(dir_key(dir, "requests"));
+        self.stats.direction(dir, |d| d.requests += 1);
         self.golden.start(dir);
         let tel = &self.cfg.telemetry;
         let authority = match dir {
@@ -329,13 +330,14 @@ impl<N: Network> Proxy<N> {
             Ok(resp) => resp,
             Err(e) => {
                 self.stats
-                    .incr(&format!("{}.error.{}", dir_name(dir), e.reason()));
+                    .direction(dir, |d| *d.errors.entry(e).or_insert(0) += 1);
                 reason = Some(e.reason());
                 error_response(e)
             }
         };
         let status = resp.status().as_u16();
-        self.stats.incr(response_key(dir, status / 100));
+        self.stats
+            .direction(dir, |d| d.responses[usize::from(status / 100).min(5)] += 1);
         headers::strip_hop_by_hop(resp.headers_mut());
         *resp.version_mut() = downstream_version;
         hop::add_residual(resp.headers_mut(), residual_us);
@@ -382,55 +384,5 @@ impl<N: Network> Proxy<N> {
     /// Ejections, probations and restorations this proxy's outlier detection has made.
     pub fn health_events(&self) -> Vec<crate::balance::HealthEvent> {
         self.balancer.events()
-    }
-}
-
-/// The counter `outbound.svc.<service>.<what>`.
-pub fn svc_key(service: &str, what: &str) -> String {
-    format!("outbound.svc.{service}.{what}")
-}
-
-/// `<direction>.responses.<class>xx`, without formatting a string per request.
-fn response_key(dir: Direction, class: u16) -> &'static str {
-    const OUT: [&str; 6] = [
-        "outbound.responses.0xx",
-        "outbound.responses.1xx",
-        "outbound.responses.2xx",
-        "outbound.responses.3xx",
-        "outbound.responses.4xx",
-        "outbound.responses.5xx",
-    ];
-    const IN: [&str; 6] = [
-        "inbound.responses.0xx",
-        "inbound.responses.1xx",
-        "inbound.responses.2xx",
-        "inbound.responses.3xx",
-        "inbound.responses.4xx",
-        "inbound.responses.5xx",
-    ];
-    let i = usize::from(class).min(5);
-    match dir {
-        Direction::Outbound => OUT[i],
-        Direction::Inbound => IN[i],
-    }
-}
-
-fn dir_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
-fn dir_key(dir: Direction, what: &str) -> &'static str {
-    match (dir, what) {
-        (Direction::Outbound, "requests") => "outbound.requests",
-        (Direction::Inbound, "requests") => "inbound.requests",
-        (Direction::Outbound, "accept_errors") => "outbound.accept_errors",
-        (Direction::Inbound, "accept_errors") => "inbound.accept_errors",
-        (Direction::Outbound, "tls_handshake_errors") => "outbound.tls_handshake_errors",
-        (Direction::Inbound, "tls_handshake_errors") => "inbound.tls_handshake_errors",
-        (Direction::Outbound, _) => "outbound.downstream_errors",
-        (Direction::Inbound, _) => "inbound.downstream_errors",
     }
 }

@@ -20,10 +20,13 @@ impl<N: Network> Proxy<N> {
             let (policy, route) = config.policy_for(service, &req);
             (policy, route.to_string())
         };
-        self.stats.incr_timed(&svc_key(service, "requests"));
+        self.stats.timed(service, Timed::Request);
         if route != "default" {
-            self.stats
-                .incr(&format!("outbound.route.{service}.{route}.requests"));
+            self.stats.update(|c| {
+                *c.routes
+                    .entry((service.to_string(), route.clone()))
+                    .or_insert(0) += 1
+            });
         }
         route_name.push_str(route.as_ref());
         let calls = self.outbound_attempts(service, authority, req, &policy, tried);
@@ -36,7 +39,7 @@ impl<N: Network> Proxy<N> {
             Some(t) => match tokio::time::timeout(t, calls).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.stats.incr(&svc_key(service, "timeouts"));
+                    self.stats.service(service, |s| s.timeouts += 1);
                     Err(ProxyError::UpstreamTimeout)
                 }
             },
@@ -46,7 +49,7 @@ impl<N: Network> Proxy<N> {
             .as_ref()
             .map_or(true, |r| r.status().is_server_error())
         {
-            self.stats.incr_timed(&svc_key(service, "failures"));
+            self.stats.timed(service, Timed::Failure);
         }
         result
     }
@@ -141,7 +144,7 @@ impl<N: Network> Proxy<N> {
             if let Some(b) = &budget
                 && !b.withdraw()
             {
-                self.stats.incr(&svc_key(service, "budget_exhausted"));
+                self.stats.service(service, |s| s.budget_exhausted += 1);
                 return result;
             }
             // The retry takes its breaker slot now and holds it through the backoff; refused,
@@ -149,12 +152,12 @@ impl<N: Network> Proxy<N> {
             slot = match self.admit(service, cb, true) {
                 Some(s) => (s, TryTally::new(&self.stats, service)),
                 None => {
-                    self.stats.incr(&svc_key(service, "retry_overflow"));
+                    self.stats.service(service, |s| s.retry_overflow += 1);
                     return result;
                 }
             };
             retries += 1;
-            self.stats.incr(&svc_key(service, "retries"));
+            self.stats.service(service, |s| s.retries += 1);
             let delay = {
                 let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
                 crate::retry::backoff(&mut rng, retry.backoff_base, retry.backoff_max, retries)
@@ -176,19 +179,36 @@ impl<N: Network> Proxy<N> {
         match self.breakers.admit(service, cb, retry) {
             Ok(s) => Some(s),
             Err(o) => {
-                if !retry {
-                    self.stats.incr(&svc_key(service, "circuit_open"));
-                }
-                self.count_overflow(service, o);
+                self.count_overflow(service, o, !retry);
                 None
             }
         }
     }
 
-    /// Count a breaker refusal by threshold (`overflow_<reason>`).
-    pub(super) fn count_overflow(&self, service: &str, o: crate::breaker::Overflow) {
-        self.stats
-            .incr(&svc_key(service, &format!("overflow_{}", o.reason())));
+    /// Count a breaker refusal by threshold, and as a fast failure (`circuit_open`) when the
+    /// try fails because of it rather than falling back to an earlier answer.
+    pub(super) fn count_overflow(
+        &self,
+        service: &str,
+        o: crate::breaker::Overflow,
+        fast_fail: bool,
+    ) {
+        self.stats.service(service, |s| {
+            *s.overflow.entry(o).or_insert(0) += 1;
+            s.circuit_open += u64::from(fast_fail);
+        });
+    }
+
+    fn count_subset(
+        &self,
+        service: &str,
+        subset: &str,
+        f: impl FnOnce(&mut stats::SubsetCounters),
+    ) {
+        self.stats.update(|c| {
+            let key = (service.to_string(), subset.to_string());
+            f(c.subsets.entry(key).or_default())
+        });
     }
 
     pub(super) fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
@@ -223,31 +243,28 @@ impl<N: Network> Proxy<N> {
         {
             // Refused while holding a slot: a fast-fail whether first try or retry.
             tally.state = TryState::Ended;
-            self.stats.incr(&svc_key(service, "circuit_open"));
-            self.count_overflow(service, o);
+            self.count_overflow(service, o, true);
             return Err(ProxyError::CircuitOpen);
         }
         tally.state = TryState::Sent;
-        self.stats.incr_timed(&svc_key(service, "attempts"));
+        self.stats.timed(service, Timed::Attempt);
         let (addr, protocol, pick, subset) = match self.pick_endpoint(service, &req, policy, tried)
         {
             Ok(p) => p,
             Err(e) => {
                 tally.state = TryState::Ended;
-                self.stats
-                    .incr(&svc_key(service, &format!("attempt_{}", e.reason())));
+                self.stats.outcome(service, AttemptOutcome::Failed(e));
                 return Err(e);
             }
         };
         tried.push(addr);
         if !subset.is_empty() {
-            self.stats
-                .incr(&format!("outbound.subset.{service}.{subset}.attempts"));
+            self.count_subset(service, &subset, |c| c.attempts += 1);
         }
-        let call = self.forward(&self.clients, req, addr, protocol, Some(authority));
+        let call = forward::send(&self.clients, req, addr, protocol, Some(authority));
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, call).await.unwrap_or_else(|_| {
-                self.stats.incr(&svc_key(service, "per_try_timeouts"));
+                self.stats.service(service, |s| s.per_try_timeouts += 1);
                 Err(ProxyError::UpstreamTimeout)
             }),
             None => call.await,
@@ -259,16 +276,14 @@ impl<N: Network> Proxy<N> {
         };
         // Every attempt ends in exactly one outcome: an HTTP status class or the proxy's reason.
         let outcome = match &result {
-            Ok(r) => ATTEMPT_CLASSES[usize::from(r.status().as_u16() / 100).min(5)],
-            Err(e) => e.reason(),
+            Ok(r) => AttemptOutcome::of_status(r.status()),
+            Err(e) => AttemptOutcome::Failed(*e),
         };
         tally.state = TryState::Ended;
-        self.stats
-            .incr(&svc_key(service, &format!("attempt_{outcome}")));
+        self.stats.outcome(service, outcome);
         pick.finish(failed, &policy.lb, policy.outlier.as_ref());
         if !subset.is_empty() && failed {
-            self.stats
-                .incr(&format!("outbound.subset.{service}.{subset}.failures"));
+            self.count_subset(service, &subset, |c| c.failures += 1);
         }
         result
     }
@@ -306,15 +321,12 @@ impl<'a> TryTally<'a> {
 impl Drop for TryTally<'_> {
     fn drop(&mut self) {
         match self.state {
-            TryState::Admitted => self.stats.incr(&svc_key(self.service, "unsent")),
-            TryState::Sent => self.stats.incr(&svc_key(self.service, "attempt_cancelled")),
+            TryState::Admitted => self.stats.service(self.service, |s| s.unsent += 1),
+            TryState::Sent => self.stats.outcome(self.service, AttemptOutcome::Cancelled),
             TryState::Ended => {}
         }
     }
 }
-
-/// Attempt outcome names by status class (1xx..5xx; index 0 never used by a valid status).
-const ATTEMPT_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Largest request body buffered for retries (Linkerd's limit).
 const MAX_RETRY_BODY: u64 = 64 * 1024;

@@ -65,7 +65,7 @@ impl<N: Network> Hop<'_, N> {
                 });
             } else {
                 drop(spans);
-                p.stats.incr("spans_dropped");
+                p.stats.update(|c| c.spans_dropped += 1);
             }
         }
         if let Some(log) = &tel.access_log {
@@ -79,7 +79,7 @@ impl<N: Network> Hop<'_, N> {
             };
             (log.0)(&AccessRecord {
                 start_us,
-                direction: dir_name(self.dir),
+                direction: self.dir.name(),
                 source_identity,
                 source_address: self.peer.map(|a| a.to_string()).unwrap_or_default(),
                 destination_service: self.service.to_string(),

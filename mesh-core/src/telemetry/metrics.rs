@@ -20,6 +20,7 @@ use std::sync::Mutex;
 
 use crate::breaker::InFlight;
 use crate::hop::Direction;
+use crate::proxy::Counters;
 
 /// Upper bounds of the latency buckets, seconds (Prometheus client defaults, extended below
 /// 5 ms because a proxy hop lives there).
@@ -55,22 +56,6 @@ pub struct Golden {
     inner: Mutex<Inner>,
 }
 
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::Outbound => 0,
-        Direction::Inbound => 1,
-    }
-}
-
-const DIRECTIONS: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
-
-fn dir_label(d: Direction) -> &'static str {
-    match d {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
 impl Golden {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -78,7 +63,7 @@ impl Golden {
 
     /// A request entered the proxy.
     pub fn start(&self, dir: Direction) {
-        self.lock().in_flight[dir_index(dir)] += 1;
+        self.lock().in_flight[dir.index()] += 1;
     }
 
     /// A request left it: `status` answered after `duration_us`, `reason` if the proxy failed
@@ -92,7 +77,7 @@ impl Golden {
         duration_us: u64,
     ) {
         let mut g = self.lock();
-        let i = dir_index(dir);
+        let i = dir.index();
         g.in_flight[i] = g.in_flight[i].saturating_sub(1);
         // Look up before inserting: the name is allocated once per service, not per request.
         if !g.services.contains_key(service) {
@@ -128,47 +113,86 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A counter key of [`crate::proxy::ProxyStats`] as a metric name and labels, or `None` for the
-/// keys the golden signals already carry (responses by class, errors by reason).
-fn counter_metric(key: &str) -> Option<(String, Vec<(&'static str, String)>)> {
-    let parts: Vec<&str> = key.split('.').collect();
-    let name = |words: &[&str]| format!("meshsim_{}_total", words.join("_"));
-    match parts.as_slice() {
-        [_, "responses", _] | [_, "error", _] | [_, "requests"] => None,
-        [dir, "svc", service @ .., what] if !service.is_empty() => {
-            Some((name(&[dir, what]), vec![("service", service.join("."))]))
+/// The proxy's counters as metric families: name → (labels, value), zeros left out. Requests,
+/// responses and errors per direction are not here: the golden signals carry them per service.
+fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
+    let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    let mut put = |name: String, labels: &[(&str, &str)], n: u64| {
+        if n == 0 {
+            return;
         }
-        [dir, "route", service, route, what] => Some((
-            name(&[dir, "route", what]),
-            vec![
-                ("service", service.to_string()),
-                ("route", route.to_string()),
-            ],
-        )),
-        [dir, "subset", service, subset, what] => Some((
-            name(&[dir, "subset", what]),
-            vec![
-                ("service", service.to_string()),
-                ("subset", subset.to_string()),
-            ],
-        )),
-        _ => Some((
-            name(
-                &parts
-                    .iter()
-                    .map(|p| p.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
-                    .collect::<Vec<_>>(),
-            ),
-            Vec::new(),
-        )),
+        let l = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        families.entry(name).or_default().push((l, n));
+    };
+    for d in Direction::ALL {
+        let dc = c.direction(d);
+        let dir = d.name();
+        put(
+            format!("meshsim_{dir}_accept_errors_total"),
+            &[],
+            dc.accept_errors,
+        );
+        put(
+            format!("meshsim_{dir}_downstream_errors_total"),
+            &[],
+            dc.downstream_errors,
+        );
+        put(
+            format!("meshsim_{dir}_tls_handshake_errors_total"),
+            &[],
+            dc.tls_handshake_errors,
+        );
     }
+    for (service, sc) in &c.services {
+        for (what, n) in sc.named() {
+            put(
+                format!("meshsim_outbound_{what}_total"),
+                &[("service", service)],
+                n,
+            );
+        }
+    }
+    for ((service, route), n) in &c.routes {
+        put(
+            "meshsim_outbound_route_requests_total".into(),
+            &[("service", service), ("route", route)],
+            *n,
+        );
+    }
+    for ((service, subset), sc) in &c.subsets {
+        let labels = [("service", service.as_str()), ("subset", subset.as_str())];
+        put(
+            "meshsim_outbound_subset_attempts_total".into(),
+            &labels,
+            sc.attempts,
+        );
+        put(
+            "meshsim_outbound_subset_failures_total".into(),
+            &labels,
+            sc.failures,
+        );
+    }
+    for (route, n) in &c.route_rate_limited {
+        put(
+            "meshsim_inbound_route_rate_limited_total".into(),
+            &[("route", route)],
+            *n,
+        );
+    }
+    put("meshsim_admin_errors_total".into(), &[], c.admin_errors);
+    put("meshsim_spans_dropped_total".into(), &[], c.spans_dropped);
+    families
 }
 
 /// The exposition of `golden`, the proxy's `counters` and the breakers' `in_flight` per
 /// destination, in a fixed order.
 pub fn exposition(
     golden: &Golden,
-    counters: &BTreeMap<String, u64>,
+    counters: &Counters,
     in_flight: &BTreeMap<String, InFlight>,
 ) -> String {
     let g = golden.lock();
@@ -179,14 +203,14 @@ pub fn exposition(
         "counter",
         "Requests the proxy answered, by direction, service and status class.",
     );
-    for d in DIRECTIONS {
+    for d in Direction::ALL {
         for (s, svc) in &g.services {
-            for (c, n) in svc.requests[dir_index(d)].iter().enumerate() {
+            for (c, n) in svc.requests[d.index()].iter().enumerate() {
                 if *n > 0 {
                     let _ = writeln!(
                         out,
                         "meshsim_requests_total{{direction=\"{}\",service=\"{}\",status_class=\"{c}xx\"}} {n}",
-                        dir_label(d),
+                        d.name(),
                         label(s)
                     );
                 }
@@ -199,13 +223,13 @@ pub fn exposition(
         "counter",
         "Failed requests by reason: the proxy's own (connect_failed, circuit_open, ...) or upstream_5xx.",
     );
-    for d in DIRECTIONS {
+    for d in Direction::ALL {
         for (s, svc) in &g.services {
             for ((_, r), n) in svc.errors.iter().filter(|((x, _), _)| *x == d) {
                 let _ = writeln!(
                     out,
                     "meshsim_request_errors_total{{direction=\"{}\",service=\"{}\",reason=\"{r}\"}} {n}",
-                    dir_label(d),
+                    d.name(),
                     label(s)
                 );
             }
@@ -217,13 +241,13 @@ pub fn exposition(
         "histogram",
         "Time from a request's arrival at the proxy to its response headers.",
     );
-    let hists = DIRECTIONS.iter().flat_map(|d| {
+    let hists = Direction::ALL.iter().flat_map(|d| {
         g.services
             .iter()
-            .map(move |(s, svc)| (*d, s, &svc.durations[dir_index(*d)]))
+            .map(move |(s, svc)| (*d, s, &svc.durations[d.index()]))
     });
     for (d, s, h) in hists.filter(|(_, _, h)| h.counts.iter().any(|n| *n > 0)) {
-        let labels = format!("direction=\"{}\",service=\"{}\"", dir_label(d), label(s));
+        let labels = format!("direction=\"{}\",service=\"{}\"", d.name(), label(s));
         let mut cumulative = 0;
         for (le, n) in DURATION_BUCKETS_S.iter().zip(h.counts) {
             cumulative += n;
@@ -253,12 +277,12 @@ pub fn exposition(
         "gauge",
         "Requests inside the proxy now.",
     );
-    for d in DIRECTIONS {
+    for d in Direction::ALL {
         let _ = writeln!(
             out,
             "meshsim_requests_in_flight{{direction=\"{}\"}} {}",
-            dir_label(d),
-            g.in_flight[dir_index(d)]
+            d.name(),
+            g.in_flight[d.index()]
         );
     }
     drop(g);
@@ -285,18 +309,7 @@ pub fn exposition(
         }
     }
     // The proxy's other counters, grouped by metric name so each has one HELP/TYPE.
-    let mut families: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
-    for (key, n) in counters {
-        if let Some((name, labels)) = counter_metric(key) {
-            let l = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
-                .collect::<Vec<_>>()
-                .join(",");
-            families.entry(name).or_default().push((l, *n));
-        }
-    }
-    for (name, samples) in families {
+    for (name, samples) in counter_families(counters) {
         header(
             &mut out,
             &name,
@@ -331,23 +344,44 @@ mod tests {
 
     #[test]
     fn counters_become_labelled_metrics() {
+        use crate::proxy::{AttemptOutcome, ProxyStats};
+        let stats = ProxyStats::default();
+        stats.service("db", |s| s.retries += 2);
+        stats.outcome("db", AttemptOutcome::Class(2));
+        stats.direction(Direction::Inbound, |d| {
+            d.tls_handshake_errors += 1;
+            d.responses[2] += 1;
+        });
+        stats.update(|c| {
+            *c.routes
+                .entry(("reviews".into(), "canary".into()))
+                .or_insert(0) += 1;
+            *c.route_rate_limited.entry("a.b".into()).or_insert(0) += 4;
+        });
+        let fams = counter_families(&stats.snapshot());
+        let names: Vec<&str> = fams.keys().map(String::as_str).collect();
         assert_eq!(
-            counter_metric("outbound.svc.db.retries"),
-            Some((
-                "meshsim_outbound_retries_total".into(),
-                vec![("service", "db".into())]
-            ))
+            names,
+            [
+                "meshsim_inbound_route_rate_limited_total",
+                "meshsim_inbound_tls_handshake_errors_total",
+                "meshsim_outbound_attempt_2xx_total",
+                "meshsim_outbound_retries_total",
+                "meshsim_outbound_route_requests_total",
+            ]
         );
         assert_eq!(
-            counter_metric("outbound.route.reviews.canary.requests")
-                .unwrap()
-                .0,
-            "meshsim_outbound_route_requests_total"
+            fams["meshsim_outbound_retries_total"],
+            [("service=\"db\"".to_string(), 2)]
         );
-        assert_eq!(counter_metric("outbound.responses.2xx"), None);
+        // A route's name is a label, whatever characters it holds, never part of the metric name.
         assert_eq!(
-            counter_metric("inbound.tls_handshake_errors").unwrap().0,
-            "meshsim_inbound_tls_handshake_errors_total"
+            fams["meshsim_inbound_route_rate_limited_total"],
+            [("route=\"a.b\"".to_string(), 4)]
+        );
+        assert_eq!(
+            fams["meshsim_outbound_route_requests_total"],
+            [("service=\"reviews\",route=\"canary\"".to_string(), 1)]
         );
     }
 
@@ -360,7 +394,7 @@ mod tests {
         }
         g.start(Direction::Outbound);
         g.finish(Direction::Outbound, "db", 503, Some("circuit_open"), 50);
-        let text = exposition(&g, &BTreeMap::new(), &BTreeMap::new());
+        let text = exposition(&g, &Counters::default(), &BTreeMap::new());
         let bucket = |le: &str| {
             text.lines()
                 .find(|l| {

@@ -1,9 +1,10 @@
-//! The fault time line: each fault's start and end as an event, and what applying one does
-//! to the fabric and the pods.
+//! The fault time line: each fault's start and end as an event, and the world as a fault acts
+//! on it ([`crate::fault::Effects`]: packet rules, crashes, slow and failing apps). What each
+//! kind does is in its own file under [`crate::fault`].
 
 use std::collections::BTreeMap;
 
-use crate::scenario::FaultSpec;
+use crate::fault::Effects;
 use crate::substrate::{Fabric, RuleKind};
 
 use super::*;
@@ -15,6 +16,7 @@ pub(super) enum Event {
     End(usize),
 }
 
+/// Start or end fault `k` of the time line.
 pub(super) fn apply(
     world: &mut World<'_>,
     fabric: &mut Fabric,
@@ -22,87 +24,71 @@ pub(super) fn apply(
     rule_ids: &mut BTreeMap<usize, Vec<u64>>,
     ev: Event,
 ) {
-    let faults = &world.loaded.scenario.faults;
     let (k, start) = match ev {
         Event::Start(k) => (k, true),
         Event::End(k) => (k, false),
     };
-    match faults[k].get_ref() {
-        FaultSpec::Latency {
-            between,
-            delay,
-            jitter,
-            one_way,
-            ..
-        } => {
-            if start {
-                let kind = RuleKind::Latency {
-                    delay_us: delay.as_us(),
-                    jitter_us: jitter.as_us(),
-                };
-                rule_ids.insert(k, fabric.add_rule(kind, &between[0], &between[1], *one_way));
-            } else {
-                for id in rule_ids.remove(&k).unwrap_or_default() {
-                    fabric.remove_rule(id, guard);
-                }
-            }
+    let fault = world.loaded.scenario.faults[k].get_ref();
+    let mut stage = Stage {
+        world,
+        fabric,
+        guard,
+        rule_ids,
+        fault: k,
+    };
+    fault.apply(start, &mut stage);
+}
+
+/// The running world as one fault sees it.
+struct Stage<'s, 'w> {
+    world: &'s mut World<'w>,
+    fabric: &'s mut Fabric,
+    guard: &'s turmoil_net::EnterGuard,
+    rule_ids: &'s mut BTreeMap<usize, Vec<u64>>,
+    fault: usize,
+}
+
+impl Effects for Stage<'_, '_> {
+    fn add_rules(&mut self, kind: RuleKind, from: &str, to: &str, one_way: bool) -> Vec<u64> {
+        self.fabric.add_rule(kind, from, to, one_way)
+    }
+
+    fn keep_rules(&mut self, ids: Vec<u64>) {
+        self.rule_ids.insert(self.fault, ids);
+    }
+
+    fn remove_rules(&mut self) {
+        for id in self.rule_ids.remove(&self.fault).unwrap_or_default() {
+            self.fabric.remove_rule(id, self.guard);
         }
-        FaultSpec::Partition {
-            between, one_way, ..
+    }
+
+    fn set_crashed(&mut self, pod: &str, down: bool) {
+        let Some(p) = self.world.pods.iter().position(|x| x.name == pod) else {
+            return;
+        };
+        let index = self.world.pods[p].index;
+        self.fabric.set_crashed(index, down);
+        if down {
+            self.world.crash_pod(index);
+        } else {
+            self.world.start_pod(p);
         }
-        | FaultSpec::Hold {
-            between, one_way, ..
-        } => {
-            let kind = if matches!(faults[k].get_ref(), FaultSpec::Hold { .. }) {
-                RuleKind::Hold
-            } else {
-                RuleKind::Partition
-            };
-            if start {
-                rule_ids.insert(k, fabric.add_rule(kind, &between[0], &between[1], *one_way));
-            } else {
-                for id in rule_ids.remove(&k).unwrap_or_default() {
-                    fabric.remove_rule(id, guard);
-                }
-            }
-        }
-        FaultSpec::Crash { pod, .. } => {
-            let Some(p) = world.pods.iter().position(|x| &x.name == pod) else {
-                return;
-            };
-            let index = world.pods[p].index;
-            if start {
-                fabric.set_crashed(index, true);
-                world.crash_pod(index);
-            } else {
-                fabric.set_crashed(index, false);
-                world.start_pod(p);
-            }
-        }
-        FaultSpec::Slow {
-            service,
-            pod,
-            extra,
-            ..
-        } => {
-            let key = pod.clone().unwrap_or_else(|| service.clone());
-            let mut m = world.modes.lock().unwrap_or_else(|p| p.into_inner());
-            if start {
-                m.slow_us.insert(key, extra.as_us());
-            } else {
-                m.slow_us.remove(&key);
-            }
-        }
-        FaultSpec::Errors {
-            service, pod, rate, ..
-        } => {
-            let key = pod.clone().unwrap_or_else(|| service.clone());
-            let mut m = world.modes.lock().unwrap_or_else(|p| p.into_inner());
-            if start {
-                m.errors.insert(key, *rate);
-            } else {
-                m.errors.remove(&key);
-            }
-        }
+    }
+
+    fn set_slow(&mut self, key: &str, extra_us: Option<u64>) {
+        let mut m = self.world.modes.lock().unwrap_or_else(|p| p.into_inner());
+        match extra_us {
+            Some(us) => m.slow_us.insert(key.to_string(), us),
+            None => m.slow_us.remove(key),
+        };
+    }
+
+    fn set_errors(&mut self, key: &str, rate: Option<f64>) {
+        let mut m = self.world.modes.lock().unwrap_or_else(|p| p.into_inner());
+        match rate {
+            Some(r) => m.errors.insert(key.to_string(), r),
+            None => m.errors.remove(key),
+        };
     }
 }

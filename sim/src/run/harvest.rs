@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use reports::{
-    BreakerRecord, EdgeBucket, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats,
-    SubsetStats,
+    BreakerRecord, EdgeStats, HealthRecord, NetworkStats, ProxyTotals, RunStats, SubsetStats,
 };
 
 use crate::cost::{CpuTally, SimHopCost};
@@ -80,26 +79,17 @@ pub(super) fn harvest(
     // Stable: events of one sidecar at the same millisecond keep their order.
     breaker_events.sort_by(|a, b| (a.at_ms, &a.proxy).cmp(&(b.at_ms, &b.proxy)));
     // Each sidecar's counters, read once: (owning service or `clients`, counters).
-    let snapshots: Vec<(String, BTreeMap<String, u64>)> = world
+    let snapshots: Vec<(&str, mesh_core::proxy::Counters)> = world
         .sidecars
         .iter()
-        .map(|sc| (sc.owner.clone(), sc.proxy.stats().snapshot()))
+        .map(|sc| (sc.owner.as_str(), sc.proxy.stats().snapshot()))
         .collect();
     let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
     for (_, counters) in &snapshots {
-        for (k, &v) in counters {
-            let Some((key, what)) = counter_parts(k, "outbound.subset.") else {
-                continue;
-            };
-            let Some((svc, sub)) = key.split_once('.') else {
-                continue;
-            };
+        for ((svc, sub), c) in &counters.subsets {
             let e = subsets.entry(format!("{svc}/{sub}")).or_default();
-            match what {
-                "attempts" => e.attempts += v,
-                "failures" => e.failures += v,
-                _ => {}
-            }
+            e.attempts += c.attempts;
+            e.failures += c.failures;
         }
     }
     let mut per_service: BTreeMap<String, u64> = BTreeMap::new();
@@ -113,86 +103,48 @@ pub(super) fn harvest(
             .get(k.split('/').next().unwrap_or_default())
             .copied()
             .unwrap_or(0);
-        v.share = if total > 0 {
-            round4(v.attempts as f64 / total as f64)
-        } else {
-            0.0
-        };
-        v.error_ratio = if v.attempts > 0 {
-            round4(v.failures as f64 / v.attempts as f64)
-        } else {
-            0.0
-        };
+        v.share = ratio(v.attempts, total);
+        v.error_ratio = ratio(v.failures, v.attempts);
     }
     let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
+    // Per-second requests, attempts and failures per edge.
+    let mut per_sec: BTreeMap<String, BTreeMap<u64, mesh_core::proxy::stats::Second>> =
+        BTreeMap::new();
     for (owner, counters) in &snapshots {
-        for (k, &v) in counters {
-            let Some((callee, what)) = counter_parts(k, "outbound.svc.") else {
+        for (callee, c) in &counters.services {
+            let edge = format!("{owner}->{callee}");
+            let e = edges.entry(edge.clone()).or_default();
+            e.requests += c.requests;
+            e.attempts += c.attempts;
+            e.retries += c.retries;
+            e.budget_exhausted += c.budget_exhausted;
+            e.per_try_timeouts += c.per_try_timeouts;
+            e.timeouts += c.timeouts;
+            e.circuit_open += c.circuit_open;
+            e.retry_overflow += c.retry_overflow;
+            e.unsent += c.unsent;
+            e.failures += c.failures;
+            for (outcome, n) in &c.outcomes {
+                *e.attempt_outcomes
+                    .entry(outcome.name().into_owned())
+                    .or_insert(0) += n;
+            }
+            *attempts_to.entry(callee.clone()).or_insert(0) += c.attempts;
+            if c.per_second.is_empty() {
                 continue;
-            };
-            let e = edges.entry(format!("{owner}->{callee}")).or_default();
-            match what {
-                "requests" => e.requests += v,
-                "attempts" => {
-                    e.attempts += v;
-                    *attempts_to.entry(callee.to_string()).or_insert(0) += v;
-                }
-                "retries" => e.retries += v,
-                "budget_exhausted" => e.budget_exhausted += v,
-                "per_try_timeouts" => e.per_try_timeouts += v,
-                "timeouts" => e.timeouts += v,
-                "circuit_open" => e.circuit_open += v,
-                "retry_overflow" => e.retry_overflow += v,
-                "unsent" => e.unsent += v,
-                "failures" => e.failures += v,
-                _ => {
-                    if let Some(outcome) = what.strip_prefix("attempt_") {
-                        *e.attempt_outcomes.entry(outcome.to_string()).or_insert(0) += v;
-                    }
-                }
+            }
+            let series = per_sec.entry(edge).or_default();
+            for (sec, n) in &c.per_second {
+                let b = series.entry(*sec).or_default();
+                b.requests += n.requests;
+                b.attempts += n.attempts;
+                b.failures += n.failures;
             }
         }
     }
-    // Per-second requests and attempts per edge, and the storms in them.
-    let mut per_sec: BTreeMap<String, BTreeMap<u64, (u64, u64, u64)>> = BTreeMap::new();
-    for sc in &world.sidecars {
-        let owner = &sc.owner;
-        for (k, series) in sc.proxy.stats().series() {
-            let Some((callee, what)) = counter_parts(&k, "outbound.svc.") else {
-                continue;
-            };
-            let edge = per_sec.entry(format!("{owner}->{callee}")).or_default();
-            for (sec, n) in series {
-                let b = edge.entry(sec).or_insert((0, 0, 0));
-                match what {
-                    "requests" => b.0 += n,
-                    "attempts" => b.1 += n,
-                    "failures" => b.2 += n,
-                    _ => {}
-                }
-            }
-        }
-    }
-    let threshold = loaded.scenario.report.storm_threshold;
-    let mut storms = Vec::new();
-    let mut edge_timeline = BTreeMap::new();
-    for (edge, secs) in per_sec {
-        let buckets: Vec<EdgeBucket> = secs
-            .into_iter()
-            .map(|(t_s, (requests, attempts, failures))| EdgeBucket {
-                t_s,
-                requests,
-                attempts,
-                amplification: ratio(attempts, requests),
-                failures,
-                error_ratio: ratio(failures, requests),
-            })
-            .collect();
-        storms.extend(super::storms::storms_in(&edge, &buckets, threshold));
-        edge_timeline.insert(edge, buckets);
-    }
-    storms.sort_by(|a, b| (a.start_s, &a.edge).cmp(&(b.start_s, &b.edge)));
+    let (edge_timeline, storms) =
+        super::storms::edge_series(per_sec, loaded.scenario.report.storm_threshold);
     for e in edges.values_mut() {
         e.retry_amplification = if e.requests > 0 {
             round4(e.attempts as f64 / e.requests as f64)
@@ -209,11 +161,9 @@ pub(super) fn harvest(
         mesh.then(|| {
             let mut counters = BTreeMap::new();
             for (_, snapshot) in &snapshots {
-                for (k, &v) in snapshot {
-                    // Per-destination counters are reported per edge; keep the totals readable.
-                    if !k.starts_with("outbound.svc.") {
-                        *counters.entry(k.clone()).or_insert(0) += v;
-                    }
+                // Per-destination counters are reported per edge; keep the totals readable.
+                for (k, v) in snapshot.flat(false) {
+                    *counters.entry(k).or_insert(0) += v;
                 }
             }
             let tally = world.hop_costs.values().map(SimHopCost::tally).fold(
@@ -297,11 +247,6 @@ pub(super) fn ratio(n: u64, d: u64) -> f64 {
     } else {
         0.0
     }
-}
-
-/// `outbound.svc.db.attempts` with prefix `outbound.svc.` → (`db`, `attempts`).
-pub(super) fn counter_parts<'a>(key: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
-    key.strip_prefix(prefix)?.rsplit_once('.')
 }
 
 /// Rounded to four decimals, so ratios print the same everywhere.

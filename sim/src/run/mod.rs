@@ -39,28 +39,33 @@ use faults::{Event, apply};
 use harvest::harvest;
 use world::{INBOUND_PORT, Pod, World, ip_of};
 
-/// Run the scenario once, with or without the mesh, on `seed`.
-/// `progress` hears (now, end of sending) in ms about once per simulated second.
-pub fn simulate(
-    loaded: &Loaded,
-    seed: u64,
-    mesh: bool,
-    progress: &mut dyn FnMut(u64, u64),
-) -> RunStats {
-    simulate_with(loaded, seed, mesh, false, progress).0
+/// One pass of a scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Pass {
+    /// The run's seed.
+    pub seed: u64,
+    /// With sidecars (else apps call each other directly: the baseline).
+    pub mesh: bool,
+    /// Keep every sidecar's access-log lines.
+    pub access_log: bool,
 }
 
-/// [`simulate`], also handing back what the sidecars recorded about themselves (metrics, spans,
-/// and every access-log line when `access_log` is set).
-pub fn simulate_with(
+/// Run the scenario once as `pass` says, handing back the measurements and what the sidecars
+/// recorded about themselves (metrics, spans, access-log lines when asked for). `progress`
+/// hears (now, end of sending) in ms about once per simulated second.
+pub fn simulate(
     loaded: &Loaded,
-    seed: u64,
-    mesh: bool,
-    access_log: bool,
+    pass: &Pass,
     progress: &mut dyn FnMut(u64, u64),
 ) -> (RunStats, Telemetry) {
-    let rt = crate::substrate::runtime(derive_seed(seed, "tokio"));
-    rt.block_on(simulate_inner(loaded, seed, mesh, access_log, progress))
+    let rt = crate::substrate::runtime(derive_seed(pass.seed, "tokio"));
+    rt.block_on(simulate_inner(
+        loaded,
+        pass.seed,
+        pass.mesh,
+        pass.access_log,
+        progress,
+    ))
 }
 
 async fn simulate_inner(

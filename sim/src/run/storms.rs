@@ -1,8 +1,38 @@
-//! Retry storms, found in an edge's per-second series: maximal runs of consecutive seconds whose
-//! attempts per request exceed the threshold. A pure function of recorded data, so it is tested
-//! on series written by hand.
+//! Per-second edge series and the retry storms in them: maximal runs of consecutive seconds
+//! whose attempts per request exceed the threshold. Pure functions of recorded data, so they
+//! are tested on series written by hand.
 
+use std::collections::BTreeMap;
+
+use mesh_core::proxy::stats::Second;
 use reports::{EdgeBucket, Storm};
+
+/// Each edge's per-second counts as report buckets (amplification and error ratio per second),
+/// and every storm in them, ordered by start then edge.
+pub(super) fn edge_series(
+    per_sec: BTreeMap<String, BTreeMap<u64, Second>>,
+    threshold: f64,
+) -> (BTreeMap<String, Vec<EdgeBucket>>, Vec<Storm>) {
+    let mut storms = Vec::new();
+    let mut timeline = BTreeMap::new();
+    for (edge, secs) in per_sec {
+        let buckets: Vec<EdgeBucket> = secs
+            .into_iter()
+            .map(|(t_s, n)| EdgeBucket {
+                t_s,
+                requests: n.requests,
+                attempts: n.attempts,
+                amplification: super::harvest::ratio(n.attempts, n.requests),
+                failures: n.failures,
+                error_ratio: super::harvest::ratio(n.failures, n.requests),
+            })
+            .collect();
+        storms.extend(storms_in(&edge, &buckets, threshold));
+        timeline.insert(edge, buckets);
+    }
+    storms.sort_by(|a, b| (a.start_s, &a.edge).cmp(&(b.start_s, &b.edge)));
+    (timeline, storms)
+}
 
 /// The storms on `edge` in `buckets` (ordered by second): each a run of consecutive seconds
 /// with requests and an amplification above `threshold`, with its peak. A second without
@@ -55,6 +85,32 @@ mod tests {
             .iter()
             .map(|s| (s.start_s, s.end_s, s.peak_amplification))
             .collect()
+    }
+
+    #[test]
+    fn edge_series_are_ratios_per_second_and_storms_are_ordered() {
+        let second = |requests, attempts, failures| Second {
+            requests,
+            attempts,
+            failures,
+        };
+        let per_sec = BTreeMap::from([
+            (
+                "b->c".to_string(),
+                BTreeMap::from([(0, second(10, 40, 5)), (1, second(0, 3, 0))]),
+            ),
+            ("a->b".to_string(), BTreeMap::from([(3, second(3, 9, 0))])),
+        ]);
+        let (timeline, storms) = edge_series(per_sec, 2.0);
+        let b = &timeline["b->c"];
+        assert_eq!((b[0].amplification, b[0].error_ratio), (4.0, 0.5));
+        assert_eq!((b[1].amplification, b[1].error_ratio), (0.0, 0.0));
+        assert_eq!(timeline["a->b"][0].t_s, 3);
+        let order: Vec<(&str, u64)> = storms
+            .iter()
+            .map(|s| (s.edge.as_str(), s.start_s))
+            .collect();
+        assert_eq!(order, [("b->c", 0), ("a->b", 3)]);
     }
 
     #[test]

@@ -11,12 +11,12 @@
 //! One file per section of the format, each holding its serde types and their lowering:
 //! this file (the top level: `Scenario`, `[mesh]`, `[network]`, loading and errors),
 //! [`service`] (`[[services]]`), [`policy`] (`[services.policy]`, lowered to mesh-core's
-//! policy types), [`preset`] (the meshes' defaults), [`workload`], [`fault`] (`[[faults]]`),
+//! policy types), [`preset`] (the meshes' defaults), [`workload`], `[[faults]]` (one file per kind in
+//! [`crate::fault`]),
 //! [`assertion`], [`duration`], and `validate` (the cross-field checks run after parsing).
 
 pub mod assertion;
 pub mod duration;
-pub mod fault;
 pub mod policy;
 pub mod preset;
 pub mod service;
@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub use crate::fault::FaultSpec;
 pub use assertion::{Assertion, Op};
 pub use duration::Dur;
-pub use fault::*;
 pub use mesh_core::registry::Protocol;
 pub use policy::*;
 pub use preset::*;

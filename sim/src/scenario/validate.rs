@@ -411,56 +411,15 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
         .iter()
         .flat_map(|svc| svc.pods().into_iter().map(|p| p.0))
         .collect();
+    let topology = crate::fault::Topology {
+        services: &names,
+        pods: &pods,
+        example: s.services[0].name.get_ref(),
+    };
     for (k, f) in s.faults.iter().enumerate() {
-        let field = format!("faults[{k}]");
-        let bad = |message: String| err_at(f.span(), field.clone(), message);
-        let group_ok = |g: &str| g == "clients" || names.contains(g) || pods.contains(g);
-        let fault = f.get_ref();
-        if let Some(until) = fault.until()
-            && until <= fault.at()
-        {
-            return Err(bad(format!(
-                "`until` ({until}) must come after `at` ({})",
-                fault.at()
-            )));
-        }
-        match fault {
-            FaultSpec::Latency { between, .. }
-            | FaultSpec::Partition { between, .. }
-            | FaultSpec::Hold { between, .. } => {
-                for g in between {
-                    if !group_ok(g) {
-                        return Err(bad(format!(
-                            "`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"",
-                            s.services[0].name.get_ref()
-                        )));
-                    }
-                }
-            }
-            FaultSpec::Crash { pod, .. } => {
-                if !pods.contains(pod) {
-                    return Err(bad(format!(
-                        "no pod named {pod:?}; pods are named <service>-<index>, e.g. \"{}-0\"",
-                        s.services[0].name.get_ref()
-                    )));
-                }
-            }
-            FaultSpec::Slow { service, pod, .. } | FaultSpec::Errors { service, pod, .. } => {
-                if !names.contains(service) {
-                    return Err(bad(format!("no service named {service:?}")));
-                }
-                if let Some(p) = pod
-                    && (!p.starts_with(&format!("{service}-")) || !pods.contains(p))
-                {
-                    return Err(bad(format!("no pod {p:?} in service {service:?}")));
-                }
-                if let FaultSpec::Errors { rate, .. } = fault
-                    && !(0.0..=1.0).contains(rate)
-                {
-                    return Err(bad("`rate` must be a probability between 0 and 1".into()));
-                }
-            }
-        }
+        f.get_ref()
+            .check(&topology)
+            .map_err(|message| err_at(f.span(), format!("faults[{k}]"), message))?;
     }
     Ok(())
 }

@@ -25,7 +25,12 @@ pub fn checked(stats: RunStats) -> RunStats {
 
 /// Simulate `loaded` with `seed`, meshed or not, its ledger checked.
 pub fn run(loaded: &Loaded, seed: u64, mesh: bool) -> RunStats {
-    checked(sim::run::simulate(loaded, seed, mesh, &mut |_, _| {}))
+    let pass = sim::run::Pass {
+        seed,
+        mesh,
+        access_log: false,
+    };
+    checked(sim::run::simulate(loaded, &pass, &mut |_, _| {}).0)
 }
 
 /// Simulate the scenario `src` with `seed`, meshed or not, its ledger checked.
