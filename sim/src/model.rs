@@ -252,16 +252,10 @@ impl App {
                 tp.to_string(),
             );
         }
-        {
-            let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
-            if *admitted >= self.capacity {
-                return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
-            }
-            *admitted += 1;
-        }
-        let resp = self.clone().work(&propagate).await;
-        *self.admitted.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        resp
+        let Some(_admission) = Admission::take(&self.admitted, self.capacity) else {
+            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
+        };
+        self.clone().work(&propagate).await
     }
 
     async fn work(self: Arc<Self>, propagate: &BTreeMap<String, String>) -> Response<Body> {
@@ -331,6 +325,28 @@ impl App {
             }
         }
         app_response(StatusCode::OK, None, residual_us)
+    }
+}
+
+/// A request's place in an app's admission limit (workers + queue), given back when the
+/// request ends however it ends: answered, or dropped because its caller gave up. Giving it
+/// back after an `.await` instead leaked the place of every cancelled request, until the app
+/// refused everything as overloaded, also after the fault had ended.
+struct Admission<'a>(&'a Mutex<usize>);
+
+impl<'a> Admission<'a> {
+    fn take(admitted: &'a Mutex<usize>, capacity: usize) -> Option<Self> {
+        let mut n = admitted.lock().unwrap_or_else(|p| p.into_inner());
+        (*n < capacity).then(|| {
+            *n += 1;
+            Admission(admitted)
+        })
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
     }
 }
 

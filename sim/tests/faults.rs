@@ -234,3 +234,48 @@ fn cross_zone_latency_applies_between_zones_only() {
         "two 20 ms crossings: +{added} µs"
     );
 }
+
+/// A service slower than its callers' timeout for a while: every request that times out is
+/// cancelled at the app. Once the slowdown ends the service must serve again; when cancelled
+/// requests kept their admission places, the app refused everything as overloaded from the
+/// moment workers + queue requests had been cancelled, for the rest of the run.
+#[test]
+fn a_service_behind_timeouts_recovers_when_the_fault_ends() {
+    let src = r#"
+name = "t"
+[mesh]
+baseline = false
+request_timeout = "50ms"
+[[services]]
+name = "web"
+replicas = 1
+workers = 4
+queue = 8
+latency = { dist = "constant", value = "2ms" }
+[workload]
+target = "web"
+rate_rps = 100
+duration = "12s"
+timeout = "5s"
+[[faults]]
+kind = "slow"
+at = "2s"
+until = "6s"
+service = "web"
+extra = "100ms"
+"#;
+    for mesh in [true, false] {
+        let s = run_src(src, mesh);
+        let during = bucket_ok_ratio(&s, 3, 6);
+        let after = bucket_ok_ratio(&s, 7, 12);
+        if mesh {
+            // The sidecar's 50 ms timeout cancels every slowed request: far more than the
+            // 12 places the app has.
+            assert!(during < 0.2, "mesh: ok ratio during the slowdown {during}");
+        }
+        assert!(
+            after >= 0.99,
+            "mesh={mesh}: ok ratio after the fault {after}"
+        );
+    }
+}
