@@ -16,13 +16,14 @@
 //!   outlier ejection, and the one weighted draw splits use.
 //! - [`error`]: why the proxy answered a request itself (`ProxyError`), a leaf every module uses.
 //! - [`proxy`]: the sidecar: outbound routing by service name, inbound forwarding to the local app,
-//!   hop-by-hop header handling, upstream failures mapped to 502/503/504.
+//!   hop-by-hop header handling, upstream failures mapped to 502/503/504, and its typed counters
+//!   ([`proxy::stats`]).
 //! - [`server`]: accept-and-serve HTTP/1.1 + HTTP/2 on any network, shared by every listener.
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 clients over any network.
 //! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
 //! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (tower's `TpsBudget`).
 //! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
-//! - [`ratelimit`]: local token-bucket rate limiting (429).
+//! - [`ratelimit`]: local token-bucket rate limiting (429), as a tower layer on the inbound path.
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
 //! - [`telemetry`]: golden-signal metrics (Prometheus text on the admin listener), W3C trace

@@ -21,7 +21,8 @@
 //! ordered outbound path: timeout, breaker admission, retry loop, attempts), `pick` (split
 //! and endpoint), `forward` (one leg on the wire, failure classification), `inbound` (the
 //! route phase, then the app behind tower layers: rate limits); `record` records each hop once; `admin` serves `/metrics` and
-//! `/ready`; [`stats`] and [`headers`] are the counters and hop-by-hop header rules. The
+//! `/ready`; [`stats`] holds the typed counters (per direction, per destination, per route and
+//! subset) and [`headers`] the hop-by-hop header rules. The
 //! failure type is [`crate::error`], a leaf every module may use.
 
 mod admin;
