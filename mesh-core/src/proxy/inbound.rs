@@ -33,16 +33,8 @@ impl<N: Network> Proxy<N> {
         }
         let result = call_stack(self.inbound.clone(), req.map(body::boxed)).await;
         if let (Err(ProxyError::RateLimited), Some(i)) = (&result, route) {
-            let name = &self.cfg.inbound_route_limits[i].name;
-            self.stats.update(|c| {
-                // Allocates the route's name only the first time it limits.
-                match c.route_rate_limited.get_mut(name) {
-                    Some(n) => *n += 1,
-                    None => {
-                        c.route_rate_limited.insert(name.clone(), 1);
-                    }
-                }
-            });
+            self.stats
+                .route_rate_limited(&self.cfg.inbound_route_limits[i].name);
         }
         result
     }
@@ -59,12 +51,23 @@ async fn call_stack<N: Network>(
 }
 
 /// The local app as a service: one leg to it on its protocol, under the mesh's request timeout.
+/// Cloned per request (with the stack around it), so it is one shared pointer.
 #[derive(Clone, Debug)]
-pub(super) struct ToApp<N: Network> {
+pub(super) struct ToApp<N: Network>(Arc<AppLeg<N>>);
+
+/// Where and how [`ToApp`] reaches the app.
+#[derive(Debug)]
+pub(super) struct AppLeg<N: Network> {
     pub(super) clients: HttpClients<N>,
     pub(super) addr: SocketAddr,
     pub(super) protocol: Protocol,
     pub(super) timeout: Option<Duration>,
+}
+
+impl<N: Network> ToApp<N> {
+    pub(super) fn new(leg: AppLeg<N>) -> Self {
+        Self(Arc::new(leg))
+    }
 }
 
 impl<N: Network> tower::Service<Request<Body>> for ToApp<N> {
@@ -77,10 +80,10 @@ impl<N: Network> tower::Service<Request<Body>> for ToApp<N> {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let this = self.clone();
+        let leg = self.0.clone();
         Box::pin(async move {
-            let call = forward::send(&this.clients, req, this.addr, this.protocol, None);
-            match this.timeout {
+            let call = forward::send(&leg.clients, req, leg.addr, leg.protocol, None);
+            match leg.timeout {
                 Some(t) => tokio::time::timeout(t, call)
                     .await
                     .map_err(|_| ProxyError::UpstreamTimeout)?,

@@ -195,12 +195,12 @@ impl<N: Network> Proxy<N> {
             cfg.inbound_rate_limit.clone(),
             cfg.inbound_route_limits.iter().map(|r| r.limit.clone()),
         )
-        .layer(inbound::ToApp {
+        .layer(inbound::ToApp::new(inbound::AppLeg {
             clients: HttpClients::new(net.clone(), cfg.connect_timeout),
             addr: cfg.app_addr,
             protocol: cfg.app_protocol,
             timeout: cfg.request_timeout,
-        });
+        }));
         let stats = Arc::new(cfg.stats_epoch.map(ProxyStats::new).unwrap_or_default());
         Arc::new(Self {
             balancer: Balancer::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c62_6173_6565_6421)),

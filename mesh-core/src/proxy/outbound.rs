@@ -22,11 +22,7 @@ impl<N: Network> Proxy<N> {
         };
         self.stats.timed(service, Timed::Request);
         if route != "default" {
-            self.stats.update(|c| {
-                *c.routes
-                    .entry((service.to_string(), route.clone()))
-                    .or_insert(0) += 1
-            });
+            self.stats.route(service, &route);
         }
         route_name.push_str(route.as_ref());
         let calls = self.outbound_attempts(service, authority, req, &policy, tried);
@@ -199,18 +195,6 @@ impl<N: Network> Proxy<N> {
         });
     }
 
-    fn count_subset(
-        &self,
-        service: &str,
-        subset: &str,
-        f: impl FnOnce(&mut stats::SubsetCounters),
-    ) {
-        self.stats.update(|c| {
-            let key = (service.to_string(), subset.to_string());
-            f(c.subsets.entry(key).or_default())
-        });
-    }
-
     pub(super) fn budget(&self, service: &str, b: &crate::policy::Budget) -> Arc<RetryBudget> {
         self.budgets
             .lock()
@@ -259,7 +243,7 @@ impl<N: Network> Proxy<N> {
         };
         tried.push(addr);
         if !subset.is_empty() {
-            self.count_subset(service, &subset, |c| c.attempts += 1);
+            self.stats.subset(service, &subset, |c| c.attempts += 1);
         }
         let call = forward::send(&self.clients, req, addr, protocol, Some(authority));
         let result = match per_try {
@@ -283,7 +267,7 @@ impl<N: Network> Proxy<N> {
         self.stats.outcome(service, outcome);
         pick.finish(failed, &policy.lb, policy.outlier.as_ref());
         if !subset.is_empty() && failed {
-            self.count_subset(service, &subset, |c| c.failures += 1);
+            self.stats.subset(service, &subset, |c| c.failures += 1);
         }
         result
     }

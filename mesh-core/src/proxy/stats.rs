@@ -129,10 +129,10 @@ pub struct Counters {
     pub directions: [DirectionCounters; 2],
     /// Outbound, per destination service.
     pub services: BTreeMap<String, ServiceCounters>,
-    /// Outbound requests per `(service, route)`, for routes other than the default.
-    pub routes: BTreeMap<(String, String), u64>,
-    /// Outbound attempts per `(service, subset)`, when the service has subsets.
-    pub subsets: BTreeMap<(String, String), SubsetCounters>,
+    /// Outbound requests per service, then route, for routes other than the default.
+    pub routes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Outbound attempts per service, then subset, when the service has subsets.
+    pub subsets: BTreeMap<String, BTreeMap<String, SubsetCounters>>,
     /// Inbound requests a route's own rate limit refused, per route.
     pub route_rate_limited: BTreeMap<String, u64>,
     /// Broken connections on the admin listener.
@@ -153,10 +153,9 @@ impl Counters {
     }
 
     /// Every counter under the stable dotted name reports list totals by
-    /// (`outbound.responses.2xx`, `inbound.error.rate_limited`, `outbound.subset.db.v1.attempts`,
-    /// `outbound.svc.db.retries`), omitting zeros. Per-destination counters (`outbound.svc.*`)
-    /// are included only with `with_services`: reports show them per edge instead.
-    pub fn flat(&self, with_services: bool) -> BTreeMap<String, u64> {
+    /// (`outbound.responses.2xx`, `inbound.error.rate_limited`, `outbound.subset.db.v1.attempts`),
+    /// omitting zeros. Per-destination counters are not here: reports show them per edge.
+    pub fn flat(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         let mut put = |k: String, v: u64| {
             if v > 0 {
@@ -177,19 +176,16 @@ impl Counters {
             put(format!("{n}.downstream_errors"), d.downstream_errors);
             put(format!("{n}.tls_handshake_errors"), d.tls_handshake_errors);
         }
-        if with_services {
-            for (s, c) in &self.services {
-                for (what, v) in c.named() {
-                    put(format!("outbound.svc.{s}.{what}"), v);
-                }
+        for (s, routes) in &self.routes {
+            for (r, v) in routes {
+                put(format!("outbound.route.{s}.{r}.requests"), *v);
             }
         }
-        for ((s, r), v) in &self.routes {
-            put(format!("outbound.route.{s}.{r}.requests"), *v);
-        }
-        for ((s, sub), c) in &self.subsets {
-            put(format!("outbound.subset.{s}.{sub}.attempts"), c.attempts);
-            put(format!("outbound.subset.{s}.{sub}.failures"), c.failures);
+        for (s, subsets) in &self.subsets {
+            for (sub, c) in subsets {
+                put(format!("outbound.subset.{s}.{sub}.attempts"), c.attempts);
+                put(format!("outbound.subset.{s}.{sub}.failures"), c.failures);
+            }
         }
         for (r, v) in &self.route_rate_limited {
             put(format!("inbound.route.{r}.rate_limited"), *v);
@@ -233,6 +229,15 @@ impl ServiceCounters {
     pub fn outcome(&self, outcome: AttemptOutcome) -> u64 {
         self.outcomes.get(&outcome).copied().unwrap_or(0)
     }
+}
+
+/// The entry for `key`, made empty if absent. Looks up before inserting, so a name is
+/// allocated once, the first time it is counted, not on every request.
+fn named<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// Which per-second series a count also goes into.
@@ -285,13 +290,22 @@ impl ProxyStats {
 
     /// Update the outbound counters of `service`.
     pub fn service(&self, service: &str, f: impl FnOnce(&mut ServiceCounters)) {
-        self.update(|c| {
-            // Look up before inserting: the name is allocated once, not on every request.
-            match c.services.get_mut(service) {
-                Some(s) => f(s),
-                None => f(c.services.entry(service.to_string()).or_default()),
-            }
-        });
+        self.update(|c| f(named(&mut c.services, service)));
+    }
+
+    /// Count one request to a non-default `route` of `service`.
+    pub fn route(&self, service: &str, route: &str) {
+        self.update(|c| *named(named(&mut c.routes, service), route) += 1);
+    }
+
+    /// Update the counters of one `subset` of `service`.
+    pub fn subset(&self, service: &str, subset: &str, f: impl FnOnce(&mut SubsetCounters)) {
+        self.update(|c| f(named(named(&mut c.subsets, service), subset)));
+    }
+
+    /// Count one inbound request refused by `route`'s own rate limit.
+    pub fn route_rate_limited(&self, route: &str) {
+        self.update(|c| *named(&mut c.route_rate_limited, route) += 1);
     }
 
     /// Count one `what` for `service`, in its total and its series at the current second.
@@ -385,36 +399,23 @@ mod tests {
             *s.overflow.entry(Overflow::MaxPending).or_insert(0) += 1;
         });
         stats.outcome("db", AttemptOutcome::Cancelled);
-        stats.update(|c| {
-            *c.routes.entry(("db".into(), "reads".into())).or_insert(0) += 1;
-            c.subsets
-                .entry(("db".into(), "v1".into()))
-                .or_default()
-                .attempts += 4;
-            *c.route_rate_limited.entry("login".into()).or_insert(0) += 1;
-        });
-        let flat = stats.snapshot().flat(true);
+        stats.route("db", "reads");
+        stats.subset("db", "v1", |c| c.attempts += 4);
+        stats.route_rate_limited("login");
+        let flat = stats.snapshot().flat();
         let want = [
             ("inbound.route.login.rate_limited", 1),
             ("outbound.error.circuit_open", 1),
             ("outbound.responses.2xx", 3),
             ("outbound.route.db.reads.requests", 1),
             ("outbound.subset.db.v1.attempts", 4),
-            ("outbound.svc.db.attempt_cancelled", 1),
-            ("outbound.svc.db.overflow_max_pending", 1),
-            ("outbound.svc.db.retries", 2),
         ];
         assert_eq!(
             flat,
             want.iter().map(|(k, v)| (k.to_string(), *v)).collect()
         );
-        assert!(
-            !stats
-                .snapshot()
-                .flat(false)
-                .keys()
-                .any(|k| k.starts_with("outbound.svc."))
-        );
+        // Per-destination counts (retries, overflow, outcomes above) are reported per edge.
+        assert!(!flat.keys().any(|k| k.starts_with("outbound.svc.")));
     }
 
     #[test]

@@ -156,14 +156,20 @@ fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
             );
         }
     }
-    for ((service, route), n) in &c.routes {
-        put(
-            "meshsim_outbound_route_requests_total".into(),
-            &[("service", service), ("route", route)],
-            *n,
-        );
+    for (service, routes) in &c.routes {
+        for (route, n) in routes {
+            put(
+                "meshsim_outbound_route_requests_total".into(),
+                &[("service", service), ("route", route)],
+                *n,
+            );
+        }
     }
-    for ((service, subset), sc) in &c.subsets {
+    for (service, subset, sc) in c
+        .subsets
+        .iter()
+        .flat_map(|(s, subs)| subs.iter().map(move |(sub, sc)| (s, sub, sc)))
+    {
         let labels = [("service", service.as_str()), ("subset", subset.as_str())];
         put(
             "meshsim_outbound_subset_attempts_total".into(),
@@ -352,12 +358,10 @@ mod tests {
             d.tls_handshake_errors += 1;
             d.responses[2] += 1;
         });
-        stats.update(|c| {
-            *c.routes
-                .entry(("reviews".into(), "canary".into()))
-                .or_insert(0) += 1;
-            *c.route_rate_limited.entry("a.b".into()).or_insert(0) += 4;
-        });
+        stats.route("reviews", "canary");
+        for _ in 0..4 {
+            stats.route_rate_limited("a.b");
+        }
         let fams = counter_families(&stats.snapshot());
         let names: Vec<&str> = fams.keys().map(String::as_str).collect();
         assert_eq!(

@@ -84,27 +84,25 @@ pub(super) fn harvest(
         .iter()
         .map(|sc| (sc.owner.as_str(), sc.proxy.stats().snapshot()))
         .collect();
-    let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
+    // Per service, then subset, summed over every sidecar; shares are within the service.
+    let mut by_service: BTreeMap<&str, BTreeMap<&str, SubsetStats>> = BTreeMap::new();
     for (_, counters) in &snapshots {
-        for ((svc, sub), c) in &counters.subsets {
-            let e = subsets.entry(format!("{svc}/{sub}")).or_default();
-            e.attempts += c.attempts;
-            e.failures += c.failures;
+        for (svc, subs) in &counters.subsets {
+            for (sub, c) in subs {
+                let e = by_service.entry(svc).or_default().entry(sub).or_default();
+                e.attempts += c.attempts;
+                e.failures += c.failures;
+            }
         }
     }
-    let mut per_service: BTreeMap<String, u64> = BTreeMap::new();
-    for (k, v) in &subsets {
-        *per_service
-            .entry(k.split('/').next().unwrap_or_default().to_string())
-            .or_insert(0) += v.attempts;
-    }
-    for (k, v) in subsets.iter_mut() {
-        let total = per_service
-            .get(k.split('/').next().unwrap_or_default())
-            .copied()
-            .unwrap_or(0);
-        v.share = ratio(v.attempts, total);
-        v.error_ratio = ratio(v.failures, v.attempts);
+    let mut subsets: BTreeMap<String, SubsetStats> = BTreeMap::new();
+    for (svc, subs) in by_service {
+        let total: u64 = subs.values().map(|v| v.attempts).sum();
+        for (sub, mut v) in subs {
+            v.share = ratio(v.attempts, total);
+            v.error_ratio = ratio(v.failures, v.attempts);
+            subsets.insert(format!("{svc}/{sub}"), v);
+        }
     }
     let mut edges: BTreeMap<String, EdgeStats> = BTreeMap::new();
     let mut attempts_to: BTreeMap<String, u64> = BTreeMap::new();
@@ -162,7 +160,7 @@ pub(super) fn harvest(
             let mut counters = BTreeMap::new();
             for (_, snapshot) in &snapshots {
                 // Per-destination counters are reported per edge; keep the totals readable.
-                for (k, v) in snapshot.flat(false) {
+                for (k, v) in snapshot.flat() {
                     *counters.entry(k).or_insert(0) += v;
                 }
             }
