@@ -122,6 +122,10 @@ pub struct RunStats {
     pub subsets: BTreeMap<String, SubsetStats>,
     /// What the network did to packets.
     pub network: NetworkStats,
+    /// Each service's apps as queues (all pods, the whole run including warm-up): what a
+    /// queueing-theory check needs.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceQueue>,
     /// The slowest traces the sidecars recorded (meshed runs only), slowest first.
     #[serde(default)]
     pub slowest_traces: Vec<TraceSummary>,
@@ -422,8 +426,8 @@ pub struct EdgeStats {
     pub retry_amplification: f64,
 }
 
-/// Packet counts from the simulated network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Packet counts and delays from the simulated network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NetworkStats {
     /// Packets delivered between hosts.
     pub delivered: u64,
@@ -433,6 +437,46 @@ pub struct NetworkStats {
     pub dropped_crashed: u64,
     /// Held and later released.
     pub held: u64,
+    /// The scenario's one-way latency between two hosts of one zone (`[network] latency`), µs:
+    /// the least one trip between hosts costs.
+    #[serde(default)]
+    pub latency_us: u64,
+    /// The extra one-way latency between zones, µs.
+    #[serde(default)]
+    pub cross_zone_latency_us: u64,
+    /// Mean one-way delay of the packets delivered (baseline, zones, latency faults and jitter;
+    /// time held by a hold fault excluded), µs.
+    #[serde(default)]
+    pub mean_delay_us: f64,
+}
+
+/// One service's apps as a queue (summed over its pods), over the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceQueue {
+    /// Workers per pod and queue places per pod, as configured.
+    pub workers: u32,
+    /// Queue places per pod.
+    pub queue: u32,
+    /// Requests that reached an app.
+    pub arrived: u64,
+    /// Refused at once, workers and queue full (503 `app_overloaded`).
+    pub refused: u64,
+    /// Completed visits per second of simulated time (throughput).
+    pub throughput_rps: f64,
+    /// Mean time waiting for a worker, over requests that got one, µs.
+    pub mean_wait_us: f64,
+    /// Mean time holding a worker (own work plus downstream calls), µs.
+    pub mean_service_us: f64,
+    /// Fraction of requests that got a worker only after waiting for one.
+    pub p_wait: f64,
+    /// Time-averaged requests in the apps (waiting or working), summed over pods.
+    pub mean_in_system: f64,
+    /// Time-averaged requests waiting for a worker, summed over pods.
+    pub mean_queue: f64,
+    /// Requests whose caller had gone before the app finished with them.
+    pub abandoned: u64,
+    /// Worker time spent on those requests (`cancellation = "continue"` finishes them), ms.
+    pub wasted_ms: f64,
 }
 
 /// Meshed minus unmeshed latency, microseconds (negative when the mesh was faster).

@@ -206,6 +206,39 @@ pub fn render(report: &Report) -> String {
                 .join(", ")
         );
     }
+    if let Some(m) = report.mesh.as_ref().or(report.baseline.as_ref())
+        && !m.services.is_empty()
+    {
+        let _ = writeln!(
+            s,
+            "\n## Services as queues ({} run)\n\n| service | workers + queue per pod | arrived | refused | throughput (/s) | mean wait (ms) | P(wait) | mean service (ms) | in system (avg) | queued (avg) | abandoned | wasted worker time (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            label(m)
+        );
+        for (name, q) in &m.services {
+            let _ = writeln!(
+                s,
+                "| {name} | {} + {} | {} | {} | {:.1} | {:.3} | {:.4} | {:.3} | {:.2} | {:.2} | {} | {:.1} |",
+                q.workers,
+                q.queue,
+                q.arrived,
+                q.refused,
+                q.throughput_rps,
+                q.mean_wait_us / 1000.0,
+                q.p_wait,
+                q.mean_service_us / 1000.0,
+                q.mean_in_system,
+                q.mean_queue,
+                q.abandoned,
+                q.wasted_ms
+            );
+        }
+        let n = &m.network;
+        let _ = writeln!(
+            s,
+            "\nNetwork: {} µs one way within a zone, +{} µs between zones; packets delivered {}, mean one-way delay {:.1} µs.",
+            n.latency_us, n.cross_zone_latency_us, n.delivered, n.mean_delay_us
+        );
+    }
     if let Some(m) = report.mesh.as_ref().filter(|m| m.subsets.len() > 1) {
         let _ = writeln!(
             s,

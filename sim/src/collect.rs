@@ -29,7 +29,7 @@ pub enum Outcome {
 pub struct Ticket {
     id: u64,
     route: usize,
-    sent_ms: u64,
+    sent_us: u64,
     measured: bool,
 }
 
@@ -122,13 +122,14 @@ impl Collector {
         })
     }
 
-    /// Register a request of route `route` sent at `now_ms`.
-    pub fn sent(&mut self, route: usize, now_ms: u64) -> Ticket {
+    /// Register a request of route `route` sent at `now_us`.
+    pub fn sent(&mut self, route: usize, now_us: u64) -> Ticket {
+        let now_ms = now_us / 1000;
         let measured = now_ms >= self.warmup_ms;
         let t = Ticket {
             id: self.next_id,
             route,
-            sent_ms: now_ms,
+            sent_us: now_us,
             measured,
         };
         self.next_id += 1;
@@ -140,9 +141,8 @@ impl Collector {
         t
     }
 
-    /// Close `ticket` at `now_ms` with `outcome`; `residual_us` is latency charged but not slept.
-    /// Closing a ticket twice is a broken invariant.
-    pub fn done(&mut self, ticket: Ticket, now_ms: u64, residual_us: u64, outcome: Outcome) {
+    /// Close `ticket` at `now_us` with `outcome`. Closing a ticket twice is a broken invariant.
+    pub fn done(&mut self, ticket: Ticket, now_us: u64, outcome: Outcome) {
         let t = self
             .open
             .remove(&ticket.id)
@@ -150,7 +150,8 @@ impl Collector {
         if !t.measured {
             return;
         }
-        let latency_us = ((now_ms - t.sent_ms) * 1000 + residual_us).max(1);
+        let latency_us = (now_us - t.sent_us).max(1);
+        let now_ms = now_us / 1000;
         let ok = outcome == Outcome::Ok;
         for books in [&mut self.books, &mut self.routes[t.route].1.books] {
             match &outcome {
@@ -332,7 +333,7 @@ mod tests {
                 match op {
                     Op::Send { route, dt_ms } => {
                         now += dt_ms;
-                        let t = c.sent(route, now);
+                        let t = c.sent(route, now * 1000);
                         d.count(route, now, warmup_ms);
                         measured_sent += u64::from(now >= warmup_ms);
                         open.push(t);
@@ -342,7 +343,7 @@ mod tests {
                         let t = open.swap_remove(pick % open.len());
                         measured_done += u64::from(t.measured);
                         let outcome = if ok { Outcome::Ok } else { Outcome::Failed(format!("r{reason}")) };
-                        c.done(t, now, 0, outcome);
+                        c.done(t, now * 1000, outcome);
                     }
                     Op::Finish { .. } => {}
                 }
@@ -365,12 +366,12 @@ mod tests {
         let finish = |sends: usize, registered: usize, closed: usize| {
             let mut c = Collector::new(vec!["a".into()], 0);
             let mut d = Dispatched::new(1);
-            let tickets: Vec<Ticket> = (0..registered).map(|_| c.sent(0, 1)).collect();
+            let tickets: Vec<Ticket> = (0..registered).map(|_| c.sent(0, 1000)).collect();
             for _ in 0..sends {
                 d.count(0, 1, 0);
             }
             for t in tickets.into_iter().take(closed) {
-                c.done(t, 2, 0, Outcome::Failed("x".into()));
+                c.done(t, 2000, Outcome::Failed("x".into()));
             }
             c.finish(&d).books
         };
@@ -390,7 +391,7 @@ mod tests {
     fn closing_twice_is_a_broken_invariant() {
         let mut c = Collector::new(vec!["a".into()], 0);
         let t = c.sent(0, 0);
-        c.done(t, 1, 0, Outcome::Ok);
-        c.done(t, 2, 0, Outcome::Ok);
+        c.done(t, 1000, Outcome::Ok);
+        c.done(t, 2000, Outcome::Ok);
     }
 }

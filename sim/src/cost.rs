@@ -5,11 +5,8 @@
 //! from a per-protocol distribution (a [`Calibration`] file, which the real-socket bench writes) and
 //! queues hops behind the proxy's workers (a multi-server FIFO queue in microseconds).
 //!
-//! The simulated clock ticks in whole milliseconds. A hop sleeps the whole milliseconds of its
-//! delay and returns the rest as a residual, which travels back in the response's
-//! [`mesh_core::hop::RESIDUAL_HEADER`] and is added to the measured latency. Accounting therefore
-//! stays at microsecond precision; the only approximation is that a sub-millisecond remainder does
-//! not hold up the simulated timeline (it cannot: the timeline has no finer unit).
+//! A hop arrives at its exact simulated microsecond ([`crate::time`]) and sleeps its whole delay
+//! (queueing plus cost), so the proxy's cost holds up the timeline as CPU time would.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -193,7 +190,6 @@ struct ProxyCpu {
 #[derive(Clone, Debug)]
 pub struct SimHopCost {
     dist: CostDist,
-    epoch: tokio::time::Instant,
     cpu: Arc<Mutex<ProxyCpu>>,
 }
 
@@ -210,10 +206,9 @@ pub struct CpuTally {
 
 impl SimHopCost {
     /// A model drawing from `dist` with `workers` servers and its own RNG stream.
-    pub fn new(dist: CostDist, workers: u32, seed: u64, epoch: tokio::time::Instant) -> Self {
+    pub fn new(dist: CostDist, workers: u32, seed: u64) -> Self {
         Self {
             dist,
-            epoch,
             cpu: Arc::new(Mutex::new(ProxyCpu {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 free_at_us: vec![0; workers.max(1) as usize],
@@ -263,24 +258,13 @@ impl SimHopCost {
 }
 
 impl HopCost for SimHopCost {
-    fn charge(&self, _direction: Direction) -> Pin<Box<dyn Future<Output = u64> + Send>> {
-        // Everything that happens within a tick shares its millisecond timestamp; spread arrivals
-        // uniformly over the tick so hops that are really microseconds apart do not queue as if
-        // they had arrived at the same instant.
+    fn charge(&self, _direction: Direction) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let delay_us = {
             let mut cpu = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
-            let offset = cpu.rng.random_range(0..1000u64);
-            let now_us = self.epoch.elapsed().as_micros() as u64 + offset;
             let u: f64 = cpu.rng.random();
-            self.admit_with(&mut cpu, now_us, u)
+            self.admit_with(&mut cpu, crate::time::now_us(), u)
         };
-        Box::pin(async move {
-            let whole_ms = delay_us / 1000;
-            if whole_ms > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(whole_ms)).await;
-            }
-            delay_us % 1000
-        })
+        Box::pin(crate::time::sleep_us(delay_us))
     }
 }
 
@@ -333,34 +317,30 @@ mod tests {
         assert!((closed_form_mean(&dist()) - 46.94).abs() < 1e-9);
     }
 
-    /// `charge()` as the proxy calls it, on a paused clock, with two workers and one hop per
-    /// millisecond: no hop can find both workers busy (three arrivals span more than the largest
-    /// cost, 600 µs), so nothing queues; the mean cost is the distribution's mean within four
-    /// standard errors (costs lie in [24, 600] µs, so σ ≤ 288 µs); and each hop's delay, read
-    /// from the simulated clock (whole milliseconds slept) plus the residual it returns, adds up
-    /// to the CPU time charged: the sub-millisecond remainder is handed back, not lost.
+    /// `charge()` as the proxy calls it, under the simulator's stepper, with two workers and one
+    /// hop per millisecond: no hop can find both workers busy (three arrivals span more than the
+    /// largest cost, 600 µs), so nothing queues; the mean cost is the distribution's mean within
+    /// four standard errors (costs lie in [24, 600] µs, so σ ≤ 288 µs); and each hop's delay, read
+    /// from the simulated clock, is exactly the CPU time charged, to the microsecond.
     #[test]
-    fn charge_with_several_workers_costs_the_distribution_and_returns_the_residual() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+    fn charge_with_several_workers_costs_the_distribution_and_sleeps_it_exactly() {
         let n = 20_000u64;
-        let (tally, observed_us) = rt.block_on(async {
-            let epoch = tokio::time::Instant::now(); // paused test clock; allow-nondeterminism
-            let m = SimHopCost::new(dist(), 2, 7, epoch);
-            let mut observed = 0u64;
-            for _ in 0..n {
-                let t0 = tokio::time::Instant::now(); // paused test clock; allow-nondeterminism
-                let residual = m.charge(Direction::Outbound).await;
-                assert!(residual < 1000);
-                observed += t0.elapsed().as_millis() as u64 * 1000 + residual;
-                // Next hop one tick later, measured from the start of this one.
-                tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1)).await;
-            }
-            (m.tally(), observed)
-        });
+        let mut h = crate::substrate::Harness::new();
+        h.host("proxy", [10, 0, 0, 1].into());
+        let (tally, observed_us) = h
+            .run(1, std::time::Duration::from_secs(60), |_| async move {
+                let m = SimHopCost::new(dist(), 2, 7);
+                let mut observed = 0u64;
+                for _ in 0..n {
+                    let t0 = crate::time::now_us();
+                    m.charge(Direction::Outbound).await;
+                    observed += crate::time::now_us() - t0;
+                    // Next hop one millisecond later, measured from the start of this one.
+                    crate::time::sleep_until_us(t0 + 1000).await;
+                }
+                (m.tally(), observed)
+            })
+            .expect("finishes within the limit");
         assert_eq!(tally.hops, n);
         assert_eq!(tally.queued_hops, 0, "{tally:?}");
         let mean = tally.busy_us as f64 / n as f64;
@@ -384,7 +364,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let m = SimHopCost::new(dist(), 1, 3, tokio::time::Instant::now()); // paused test clock; allow-nondeterminism
+            let m = SimHopCost::new(dist(), 1, 3);
             let delays: Vec<u64> = (0..40).map(|_| m.admit(0)).collect();
             for (k, d) in delays.iter().enumerate() {
                 assert!(*d >= 24 * (k as u64 + 1), "hop {k}: {d} µs");
@@ -411,7 +391,7 @@ mod tests {
         fn one_worker_serialises_hops(n in 1usize..50, seed in 0u64..1000) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             rt.block_on(async {
-                let m = SimHopCost::new(dist(), 1, seed, tokio::time::Instant::now()); // paused test clock; allow-nondeterminism
+                let m = SimHopCost::new(dist(), 1, seed);
                 let mut last = 0;
                 for _ in 0..n {
                     let d = m.admit(0);

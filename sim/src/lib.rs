@@ -49,10 +49,12 @@ pub mod collect;
 pub mod cost;
 pub mod fault;
 pub mod model;
+pub mod queueing;
 pub mod run;
 pub mod scenario;
 pub mod substrate;
 pub mod telemetry;
+pub mod time;
 pub mod workload;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,11 @@
 //!
 //! An app is a real HTTP server on the simulated network (port 8080) whose behaviour is a model:
 //! a latency distribution, a worker pool with a bounded queue (503 when full), an error rate,
-//! and downstream calls with fan-out. Faults switch it into slow or erroring modes.
+//! and downstream calls with fan-out. Faults switch it into slow or erroring modes. Service time
+//! holds a worker for exactly the drawn microseconds ([`crate::time::sleep_us`]). A request whose
+//! caller gave up is finished anyway (`cancellation = "continue"`, the default: its worker time is
+//! counted as wasted) or stopped at once (`"abort"`); every visit is counted in the service's
+//! [`crate::queueing::Tally`].
 //! Apps never see the mesh: with sidecars they call `127.0.0.1:15001` with the service name in
 //! `Host`; without, they pick a pod of the service round robin and call it directly, as an
 //! unmeshed Kubernetes client behind a ClusterIP roughly does.
@@ -18,14 +22,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use mesh_core::body::{self, Body};
 use mesh_core::client::HttpClients;
-use mesh_core::hop;
+use mesh_core::net::Network;
 use mesh_core::proxy::{ERROR_HEADER, classify};
 use mesh_core::registry::Protocol;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 
-use crate::scenario::{CallSpec, LatencySpec};
+use crate::queueing::{self, Visit};
+use crate::scenario::{CallSpec, Cancellation, LatencySpec};
 use crate::substrate::SimNet;
 
 /// Response header naming why an app failed a request.
@@ -111,8 +116,6 @@ pub enum Route {
 pub struct CallResult {
     /// `None` when it succeeded, else the failure reason.
     pub failure: Option<String>,
-    /// Latency charged along the way but not slept, µs.
-    pub residual_us: u64,
 }
 
 /// The client side of a host: reaches services by name.
@@ -146,7 +149,7 @@ impl Caller {
             Route::Direct { endpoints, cursors } => {
                 let Some((addrs, protocol)) = endpoints.get(service).filter(|(a, _)| !a.is_empty())
                 else {
-                    return fail("no_endpoints", 0);
+                    return fail("no_endpoints");
                 };
                 let mut c = cursors.lock().unwrap_or_else(|p| p.into_inner());
                 let cursor = c.entry(service.to_string()).or_insert(0);
@@ -164,30 +167,25 @@ impl Caller {
             req = req.header(k.as_str(), v.as_str());
         }
         let Ok(req) = req.body(body::empty()) else {
-            return fail("bad_request", 0);
+            return fail("bad_request");
         };
         let resp = match self.clients.get(protocol).request(req).await {
             Ok(r) => r,
-            Err(e) => return fail(classify(e).reason(), 0),
+            Err(e) => return fail(classify(e).reason()),
         };
         let status = resp.status();
-        let residual_us = hop::read_residual(resp.headers());
         let reason = failure_reason(status, resp.headers());
         // Read the body so the connection returns to the pool; a broken body is a reset.
         if resp.into_body().collect().await.is_err() {
-            return fail("upstream_reset", residual_us);
+            return fail("upstream_reset");
         }
-        CallResult {
-            failure: reason,
-            residual_us,
-        }
+        CallResult { failure: reason }
     }
 }
 
-fn fail(reason: &str, residual_us: u64) -> CallResult {
+fn fail(reason: &str) -> CallResult {
     CallResult {
         failure: Some(reason.to_string()),
-        residual_us,
     }
 }
 
@@ -228,13 +226,19 @@ pub struct App {
     /// Admission limit: workers + queue.
     pub capacity: usize,
     /// Requests admitted now.
-    pub admitted: Mutex<usize>,
+    pub admitted: Arc<Mutex<usize>>,
+    /// What happens to a request whose caller gave up.
+    pub cancellation: Cancellation,
+    /// The service's queueing tally (shared by its pods).
+    pub tally: queueing::Shared,
     /// The pod's RNG stream.
     pub rng: Mutex<ChaCha8Rng>,
     /// Shared fault modes.
     pub modes: Arc<Mutex<Modes>>,
     /// How it calls other services.
     pub caller: Caller,
+    /// The pod's network, where abandoned work keeps running under `continue`.
+    pub net: SimNet,
 }
 
 impl App {
@@ -252,16 +256,46 @@ impl App {
                 tp.to_string(),
             );
         }
-        let Some(_admission) = Admission::take(&self.admitted, self.capacity) else {
-            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
+        let now = crate::time::now_us();
+        let Some(admission) = Admission::take(&self.admitted, self.capacity) else {
+            Visit::refuse(&self.tally, now);
+            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"));
         };
-        self.clone().work(&propagate).await
+        let mut visit = Visit::arrive(&self.tally, now);
+        match self.cancellation {
+            // Dropped with this future when the caller goes: the visit ends unanswered.
+            Cancellation::Abort => {
+                let resp = self.work(&mut visit, &propagate).await;
+                visit.answered(true);
+                drop(admission);
+                resp
+            }
+            // The work runs as its own task of the pod, holding its place and worker to the end
+            // whether or not anyone still waits for the answer.
+            Cancellation::Continue => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let net = self.net.clone();
+                net.spawn(async move {
+                    let _admission = admission;
+                    let resp = self.work(&mut visit, &propagate).await;
+                    visit.answered(tx.send(resp).is_ok());
+                });
+                rx.await.unwrap_or_else(|_| {
+                    app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_unavailable"))
+                })
+            }
+        }
     }
 
-    async fn work(self: Arc<Self>, propagate: &BTreeMap<String, String>) -> Response<Body> {
+    async fn work(
+        &self,
+        visit: &mut Visit,
+        propagate: &BTreeMap<String, String>,
+    ) -> Response<Body> {
         let Ok(_permit) = self.workers.clone().acquire_owned().await else {
-            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"), 0);
+            return app_response(StatusCode::SERVICE_UNAVAILABLE, Some("app_overloaded"));
         };
+        visit.start(crate::time::now_us());
         // Draw everything this request needs up front, in a fixed order, so the RNG stream does
         // not depend on how calls interleave.
         let (own_us, fails, plan) = {
@@ -283,14 +317,9 @@ impl App {
                 .collect();
             (own, fails, plan)
         };
-        tokio::time::sleep(std::time::Duration::from_millis(own_us / 1000)).await;
-        let mut residual_us = own_us % 1000;
+        crate::time::sleep_us(own_us).await;
         if fails {
-            return app_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some("app_error"),
-                residual_us,
-            );
+            return app_response(StatusCode::INTERNAL_SERVER_ERROR, Some("app_error"));
         }
         for (i, fanout) in plan {
             let call = &self.calls[i];
@@ -311,20 +340,11 @@ impl App {
                 }
                 out
             };
-            residual_us += if call.parallel {
-                results.iter().map(|r| r.residual_us).max().unwrap_or(0)
-            } else {
-                results.iter().map(|r| r.residual_us).sum()
-            };
             if results.iter().any(|r| r.failure.is_some()) {
-                return app_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Some("dependency_failed"),
-                    residual_us,
-                );
+                return app_response(StatusCode::INTERNAL_SERVER_ERROR, Some("dependency_failed"));
             }
         }
-        app_response(StatusCode::OK, None, residual_us)
+        app_response(StatusCode::OK, None)
     }
 }
 
@@ -332,36 +352,31 @@ impl App {
 /// request ends however it ends: answered, or dropped because its caller gave up. Giving it
 /// back after an `.await` instead leaked the place of every cancelled request, until the app
 /// refused everything as overloaded, also after the fault had ended.
-struct Admission<'a>(&'a Mutex<usize>);
+struct Admission(Arc<Mutex<usize>>);
 
-impl<'a> Admission<'a> {
-    fn take(admitted: &'a Mutex<usize>, capacity: usize) -> Option<Self> {
+impl Admission {
+    fn take(admitted: &Arc<Mutex<usize>>, capacity: usize) -> Option<Self> {
         let mut n = admitted.lock().unwrap_or_else(|p| p.into_inner());
         (*n < capacity).then(|| {
             *n += 1;
-            Admission(admitted)
+            Admission(admitted.clone())
         })
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
     }
 }
 
-fn app_response(
-    status: StatusCode,
-    error: Option<&'static str>,
-    residual_us: u64,
-) -> Response<Body> {
+fn app_response(status: StatusCode, error: Option<&'static str>) -> Response<Body> {
     let mut resp = Response::new(body::full(Bytes::from_static(b"ok\n")));
     *resp.status_mut() = status;
     if let Some(e) = error {
         resp.headers_mut()
             .insert(APP_ERROR_HEADER, HeaderValue::from_static(e));
     }
-    hop::add_residual(resp.headers_mut(), residual_us);
     resp
 }
 

@@ -26,15 +26,17 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A clock starting now.
-    pub fn start() -> Self {
-        Self {
-            epoch: tokio::time::Instant::now(), // simulated clock; allow-nondeterminism
-        }
+    /// A clock whose start is `epoch` (the stepper's).
+    pub fn at(epoch: tokio::time::Instant) -> Self {
+        Self { epoch }
     }
     /// Milliseconds since the start.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+    /// Microseconds since the start.
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
     /// The instant `us` microseconds after the start.
     pub fn at_us(&self, us: u64) -> tokio::time::Instant {
@@ -72,32 +74,29 @@ impl Generator {
 
     /// Send one request of route `route` and wait for its outcome.
     async fn send(&self, route: usize) {
-        let now_ms = self.clock.now_ms();
+        let now_us = self.clock.now_us();
         self.dispatched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .count(route, now_ms, self.spec.warmup.as_ms());
+            .count(route, now_us / 1000, self.spec.warmup.as_ms());
         let ticket = self
             .collector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .sent(route, now_ms);
+            .sent(route, now_us);
         let r: &RouteSpec = &self.spec.routes[route];
         let call = self
             .caller
             .call(self.spec.target.get_ref(), &r.method, &r.path, &r.headers);
-        let (residual_us, outcome) = match tokio::time::timeout(self.spec.timeout.0, call).await {
-            Ok(res) => (
-                res.residual_us,
-                res.failure.map(Outcome::Failed).unwrap_or(Outcome::Ok),
-            ),
-            Err(_) => (0, Outcome::Failed("client_timeout".into())),
+        let outcome = match tokio::time::timeout(self.spec.timeout.0, call).await {
+            Ok(res) => res.failure.map(Outcome::Failed).unwrap_or(Outcome::Ok),
+            Err(_) => Outcome::Failed("client_timeout".into()),
         };
-        let now = self.clock.now_ms();
+        let now = self.clock.now_us();
         self.collector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .done(ticket, now, residual_us, outcome);
+            .done(ticket, now, outcome);
     }
 
     /// Open loop at `rate_rps` until the workload's duration.
@@ -110,7 +109,7 @@ impl Generator {
             if t_us >= end_us {
                 break;
             }
-            tokio::time::sleep_until(self.clock.at_us(t_us)).await;
+            crate::time::sleep_until_us(t_us).await;
             let route = self.pick_route(&mut rng);
             let g = self.clone();
             self.net.spawn(async move { g.send(route).await });
@@ -121,12 +120,12 @@ impl Generator {
     pub async fn closed_loop(self, mut rng: ChaCha8Rng) {
         let end_ms = self.spec.duration.as_ms();
         // Stagger users over the first 100 ms so they do not all fire on the same tick.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;
+        crate::time::sleep_us(rng.random_range(0..100_000)).await;
         while self.clock.now_ms() < end_ms {
             let route = self.pick_route(&mut rng);
             self.send(route).await;
             if self.spec.think.0 > Duration::ZERO {
-                tokio::time::sleep(self.spec.think.0).await;
+                crate::time::sleep_us(self.spec.think.as_us()).await;
             }
         }
     }

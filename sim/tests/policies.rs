@@ -199,7 +199,9 @@ fn breaker_trips_while_db_hangs_and_closes_after() {
             .fold((0, 0), |(ok, failed), b| (ok + b.ok, failed + b.failed))
     };
     let (_, failed_during) = window(3, 6);
-    let (ok_after, failed_after) = window(7, 9);
+    // db first finishes the work its callers abandoned (cancellation = "continue"): about a
+    // second after the fault ends at 6 s.
+    let (ok_after, failed_after) = window(8, 9);
     assert!(
         failed_during > 100,
         "fails while db hangs: {:?}",
@@ -210,7 +212,7 @@ fn breaker_trips_while_db_hangs_and_closes_after() {
         "breaker closed after recovery: {:?}",
         s.timeline
     );
-    assert!(ok_after > 400);
+    assert!(ok_after > 200, "one second at 300 rps: {ok_after}");
     assert!(s.books.failed_by_reason.contains_key("dependency_failed"));
 }
 
@@ -736,13 +738,12 @@ fn a_rate_limit_admits_its_burst_and_its_refill() {
     assert!(b.failed > 400, "{b:?}");
 }
 
-/// Linkerd's retry budget at one edge, every attempt failing, one retry allowed: retries may
-/// not exceed ratio · requests + min_per_sec · seconds, and the budget must grant up to that.
-/// At 200 rps with ratio 0.2 and min 10/s the closed form is 1 + 0.2 + 10/200 = 1.25 attempts
-/// per request. The lower bound is the closed form less 4 standard errors of the binomial share
-/// of requests retried (p = 0.25). The upper bound is loose on purpose: tower 0.5's
-/// `TpsBudget` forgets part of its window on slot overruns and overshoots (issue 12), and this
-/// test is about the budget granting enough.
+/// Linkerd's retry budget at one edge, every attempt failing, one retry allowed: over the run
+/// (10 s, the budget's window) retries get the reserve min_per_sec · ttl = 100 plus ratio 0.2 of
+/// the n requests, so amplification is 1 + 0.2 + 100 / n (1.25 at 200 rps). n is measured, so
+/// the closed form has no sampling error; the tolerance is two retries either way (a retry of
+/// the last requests may fall after the first second of the window expired). tower 0.5's
+/// `TpsBudget` read 1.297 here: it forgot part of its window on slot overruns.
 #[test]
 fn a_retry_budget_grants_its_closed_form() {
     let s = one_service(
@@ -754,9 +755,13 @@ fn a_retry_budget_grants_its_closed_form() {
     );
     let e = &s.edges["clients->web"];
     let n = e.requests as f64;
-    let tol = 4.0 * (0.25f64 * 0.75 / n).sqrt();
-    assert!(e.retry_amplification >= 1.25 - tol, "{e:?}");
-    assert!(e.retry_amplification <= 1.40, "{e:?}");
+    let closed = 1.0 + 0.2 + 100.0 / n;
+    let tol = 2.0 / n;
+    assert!(
+        (e.retry_amplification - closed).abs() <= tol + 1e-4,
+        "amplification {} vs closed form {closed:.4} ± {tol:.4}: {e:?}",
+        e.retry_amplification
+    );
     assert!(e.budget_exhausted > 0, "{e:?}");
 }
 

@@ -52,7 +52,7 @@ use crate::breaker::{Breakers, Slot};
 use crate::client::HttpClients;
 use crate::config::ConfigRx;
 pub use crate::error::{ERROR_HEADER, ProxyError};
-use crate::hop::{self, Direction, HopCost};
+use crate::hop::{Direction, HopCost};
 use crate::net::{ConnectError, Network};
 use crate::policy::{
     CircuitBreaker, HOST_SELECTION_ATTEMPTS, LbPolicy, RetryOn, RouteMatch, ServicePolicy,
@@ -312,10 +312,9 @@ impl<N: Network> Proxy<N> {
             route: String::new(),
             armed: true,
         };
-        let residual_us = match &self.hop {
-            Some(cost) => cost.charge(dir).await,
-            None => 0,
-        };
+        if let Some(cost) = &self.hop {
+            cost.charge(dir).await;
+        }
         let downstream_version = req.version();
         let mut tried = Vec::new();
         let result = match (dir, &authority) {
@@ -341,9 +340,7 @@ impl<N: Network> Proxy<N> {
             .direction(dir, |d| d.responses[usize::from(status / 100).min(5)] += 1);
         headers::strip_hop_by_hop(resp.headers_mut());
         *resp.version_mut() = downstream_version;
-        hop::add_residual(resp.headers_mut(), residual_us);
-        // Latency below this hop that was charged but not slept (simulation) counts too.
-        let duration_us = started.elapsed().as_micros() as u64 + hop::read_residual(resp.headers());
+        let duration_us = started.elapsed().as_micros() as u64;
         let attempts = match dir {
             Direction::Outbound => tried.len() as u32,
             Direction::Inbound => u32::from(reason.is_none()),

@@ -85,7 +85,7 @@ pub struct Span {
     pub name: String,
     /// Start, µs after the proxy's epoch.
     pub start_us: u64,
-    /// Duration, µs (sub-millisecond residuals of simulated hops included).
+    /// Duration, µs.
     pub duration_us: u64,
     /// Status the proxy answered with.
     pub status: u16,

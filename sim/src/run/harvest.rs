@@ -229,13 +229,57 @@ pub(super) fn harvest(
             dropped_partition: fstats.dropped_partition,
             dropped_crashed: fstats.dropped_crashed,
             held: fstats.held,
+            latency_us: loaded.scenario.network.latency.as_us(),
+            cross_zone_latency_us: loaded.scenario.network.cross_zone_latency.as_us(),
+            mean_delay_us: if fstats.timed == 0 {
+                0.0
+            } else {
+                round4(fstats.delay_us as f64 / fstats.timed as f64)
+            },
         },
+        services: queues(loaded, world, sim_time_ms),
         slowest_traces: crate::telemetry::slowest_traces(
             &telemetry.spans,
             crate::telemetry::REPORTED_TRACES,
         ),
     };
     (stats, telemetry)
+}
+
+/// Each service's queueing tally as the report states it, integrals closed at the end of the run.
+fn queues(
+    loaded: &Loaded,
+    world: &World<'_>,
+    sim_time_ms: u64,
+) -> BTreeMap<String, reports::ServiceQueue> {
+    let end_us = sim_time_ms * 1000;
+    let secs = (sim_time_ms as f64 / 1000.0).max(1e-9);
+    let per = |n: f64, d: u64| if d == 0 { 0.0 } else { round4(n / d as f64) };
+    loaded
+        .scenario
+        .services
+        .iter()
+        .zip(&world.tallies)
+        .map(|(spec, tally)| {
+            let mut t = *tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.close(end_us);
+            let q = reports::ServiceQueue {
+                workers: spec.workers,
+                queue: spec.queue,
+                arrived: t.arrived,
+                refused: t.refused,
+                throughput_rps: round4(t.finished as f64 / secs),
+                mean_wait_us: per(t.wait_us as f64, t.started),
+                mean_service_us: per(t.busy_us as f64, t.finished),
+                p_wait: per(t.waited as f64, t.started),
+                mean_in_system: per(t.in_system_area as f64, end_us),
+                mean_queue: per(t.queue_area as f64, end_us),
+                abandoned: t.abandoned,
+                wasted_ms: round4(t.wasted_us as f64 / 1000.0),
+            };
+            (spec.name.get_ref().clone(), q)
+        })
+        .collect()
 }
 
 /// `n / d` to four places; 0 when `d` is 0.

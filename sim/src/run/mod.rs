@@ -31,7 +31,7 @@ use crate::collect::Collector;
 use crate::derive_seed;
 use crate::model::{APP_PORT, Modes, pod_rng};
 use crate::scenario::{LoadModel, Loaded};
-use crate::substrate::{Fabric, HostInfo, SimNet, TICK};
+use crate::substrate::{Fabric, HostInfo, SimNet};
 use crate::telemetry::Telemetry;
 use crate::workload::{Clock, Generator};
 
@@ -151,7 +151,8 @@ async fn simulate_inner(
         derive_seed(seed, "fabric"),
     );
 
-    let clock = Clock::start();
+    let mut stepper = crate::time::Stepper::install();
+    let clock = Clock::at(stepper.epoch());
     let routes: Vec<String> = s.workload.routes.iter().map(|r| r.label()).collect();
     let dispatched = Arc::new(Mutex::new(crate::collect::Dispatched::new(routes.len())));
     let collector = Arc::new(Mutex::new(Collector::new(
@@ -188,6 +189,7 @@ async fn simulate_inner(
         config: config_tx.subscribe(),
         _config_tx: config_tx,
         hop_costs: BTreeMap::new(),
+        tallies: s.services.iter().map(|_| Default::default()).collect(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),
     };
@@ -240,11 +242,13 @@ async fn simulate_inner(
             }
         }
         let mut rule_ids: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-        let mut now_ms = 0u64;
+        let mut now_ms;
         loop {
-            tokio::time::sleep(TICK).await;
-            now_ms += 1;
-            fabric.tick(&guard);
+            let now_us = stepper.step(&mut fabric, &guard).await;
+            if !now_us.is_multiple_of(1000) {
+                continue;
+            }
+            now_ms = now_us / 1000;
             while events.front().is_some_and(|(t, _, _)| *t <= now_ms) {
                 let (_, _, ev) = events.pop_front().expect("checked non-empty");
                 apply(&mut world, &mut fabric, &guard, &mut rule_ids, ev);

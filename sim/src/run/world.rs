@@ -60,6 +60,8 @@ pub(super) struct World<'a> {
     pub(super) clock: Clock,
     pub(super) sidecars: Vec<Sidecar>,
     pub(super) hop_costs: BTreeMap<usize, SimHopCost>,
+    /// Each service's queueing tally, by service index.
+    pub(super) tallies: Vec<crate::queueing::Shared>,
     pub(super) hosts_net: BTreeMap<usize, SimNet>,
     pub(super) incarnation: BTreeMap<usize, u64>,
     pub(super) host_names: Vec<String>,
@@ -84,7 +86,6 @@ impl World<'_> {
                     self.loaded.cost.for_protocol(m.protocol).clone(),
                     m.proxy_workers,
                     derive_seed(self.seed, &format!("proxy-cost:{host_index}")),
-                    self.clock.epoch(),
                 )
             })
             .clone();
@@ -179,10 +180,13 @@ impl World<'_> {
             calls: spec.calls.clone(),
             workers: Arc::new(tokio::sync::Semaphore::new(spec.workers as usize)),
             capacity: (spec.workers + spec.queue) as usize,
-            admitted: Mutex::new(0),
+            admitted: Arc::default(),
+            cancellation: spec.cancellation,
+            tally: self.tallies[pod.service].clone(),
             rng: Mutex::new(rng),
             modes: self.modes.clone(),
             caller: self.caller(&net, spec.protocol),
+            net: net.clone(),
         });
         let app_net = net.clone();
         net.spawn(async move {

@@ -16,6 +16,10 @@ impl Dur {
     pub const fn from_ms(ms: u64) -> Self {
         Dur(Duration::from_millis(ms))
     }
+    /// From whole microseconds.
+    pub const fn from_us(us: u64) -> Self {
+        Dur(Duration::from_micros(us))
+    }
     /// Whole microseconds.
     pub fn as_us(self) -> u64 {
         self.0.as_micros() as u64

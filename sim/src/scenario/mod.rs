@@ -142,13 +142,24 @@ impl Default for MeshSpec {
 }
 
 /// The network before any fault.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSpec {
-    /// Extra one-way latency on every packet between hosts (the 1 ms tick is always there).
+    /// One-way latency of every packet between two hosts (default 100 µs, a same-zone RTT of
+    /// 200 µs: [`crate::substrate::DEFAULT_LATENCY_US`] gives the source). `"0s"` makes the
+    /// network free, for checks against queueing theory.
     pub latency: Dur,
     /// Extra one-way latency between hosts in different zones.
     pub cross_zone_latency: Dur,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            latency: Dur::from_us(crate::substrate::DEFAULT_LATENCY_US),
+            cross_zone_latency: Dur::default(),
+        }
+    }
 }
 
 /// A scenario file that could not be used. Displays as `file:line:column: field `x`: message`.

@@ -33,6 +33,11 @@ pub struct ServiceSpec {
     /// Probability that a request fails with 500.
     #[serde(default)]
     pub error_rate: f64,
+    /// What the app does with a request whose caller gave up (a timeout, a reset): `continue`
+    /// (the default) finishes it, holding its worker, as a handler that does not check its
+    /// context does; `abort` stops at once.
+    #[serde(default)]
+    pub cancellation: Cancellation,
     /// Calls the app makes to other services for each request.
     #[serde(default)]
     pub calls: Vec<CallSpec>,
@@ -46,6 +51,18 @@ pub struct ServiceSpec {
     /// (a canary). Pods are named `<service>-<subset>-<index>`.
     #[serde(default)]
     pub subsets: Vec<SubsetSpec>,
+}
+
+/// What an app does with a request whose caller gave up.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Cancellation {
+    /// Finish the work anyway (a Go handler that ignores its context, a servlet, a database
+    /// query already running): the worker is held until done, and the time is wasted.
+    #[default]
+    Continue,
+    /// Stop working on it at once (the handler checks its context).
+    Abort,
 }
 
 fn v1() -> String {
