@@ -21,7 +21,7 @@
 //! - [`server`]: accept-and-serve HTTP/1.1 + HTTP/2 on any network, shared by every listener.
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 clients over any network.
 //! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
-//! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (tower's `TpsBudget`).
+//! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (a sliding window of our own: tower 0.5's `TpsBudget` overshot its closed form).
 //! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
 //! - [`ratelimit`]: local token-bucket rate limiting (429), as a tower layer on the inbound path.
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.

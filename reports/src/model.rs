@@ -122,7 +122,7 @@ pub struct RunStats {
     pub subsets: BTreeMap<String, SubsetStats>,
     /// What the network did to packets.
     pub network: NetworkStats,
-    /// Each service's apps as queues (all pods, the whole run including warm-up): what a
+    /// Each service's apps as queues (all pods, after the warm-up): what a
     /// queueing-theory check needs.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceQueue>,

@@ -106,6 +106,21 @@ fn the_readme_table_is_what_the_scenarios_measure() {
         ms(m.latency.max_us)
     ));
 
+    let late = |r: &Report| {
+        let m = r.mesh.as_ref().unwrap();
+        let (ok, all) = m
+            .timeline
+            .iter()
+            .filter(|b| b.t_s >= 8)
+            .fold((0, 0), |(o, a), b| (o + b.ok, a + b.ok + b.failed));
+        (ok as f64 / all as f64, m.services["svc"].wasted_ms / 1000.0)
+    };
+    let (stuck, wasted) = late(&run("metastable.toml"));
+    let (recovered, wasted_budget) = late(&run("metastable-budget.toml"));
+    rows.push(format!(
+        "| `metastable.toml` vs `metastable-budget.toml` | success 3 s after a 2 s slowdown ended: {stuck:.3} without a retry budget ({wasted:.0} s of worker time spent on abandoned requests), {recovered:.3} with one ({wasted_budget:.0} s) |"
+    ));
+
     let missing: Vec<&String> = rows
         .iter()
         .filter(|r| !readme.contains(r.as_str()))

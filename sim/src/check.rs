@@ -29,7 +29,17 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
         Some(r) => (&r.books, &r.latency),
         None => (&main.books, &main.latency),
     };
-    let completed = (books.ok + books.failed) as f64;
+    let mut completed = (books.ok + books.failed) as f64;
+    let (mut ok, mut failed) = (books.ok as f64, books.failed as f64);
+    if let Some((k, v)) = &a.label
+        && k == "after"
+    {
+        // Requests completed from that second of simulated time on, from the time line.
+        let from_s = v.parse::<crate::scenario::Dur>().ok()?.as_ms() / 1000;
+        let late = main.timeline.iter().filter(|b| b.t_s >= from_s);
+        let (o, f) = late.fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed));
+        (ok, failed, completed) = (o as f64, f as f64, (o + f) as f64);
+    }
     let base = report.baseline.as_ref();
     let over = report.overhead.as_ref();
     Some(match a.metric.as_str() {
@@ -44,8 +54,14 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
         "overhead_p50_ms" => over?.p50_us as f64 / 1000.0,
         "overhead_p99_ms" => over?.p99_us as f64 / 1000.0,
         "overhead_p999_ms" => over?.p999_us as f64 / 1000.0,
-        "success_ratio" if completed > 0.0 => books.ok as f64 / completed,
-        "error_ratio" if completed > 0.0 => books.failed as f64 / completed,
+        "success_ratio" if completed > 0.0 => ok / completed,
+        "error_ratio" if completed > 0.0 => failed / completed,
+        "wasted_ms" => main
+            .services
+            .iter()
+            .filter(|(name, _)| of_service(a, name))
+            .map(|(_, q)| q.wasted_ms)
+            .sum(),
         "success_ratio" | "error_ratio" => return None,
         "sent" => books.sent as f64,
         "ok" => books.ok as f64,

@@ -9,7 +9,10 @@
 //! - [`fault`]: the fault kinds, one file each: fields, checks, report target, effect.
 //! - [`substrate`]: turmoil-net hosts, host-scoped tasks, and the fabric that moves packets and
 //!   applies network faults.
-//! - [`model`]: service models (latency, workers and queue, errors, fan-out calls) and callers.
+//! - [`time`]: simulated time at microsecond resolution, and the stepper that drives tokio's
+//!   paused clock from one due instant to the next.
+//! - [`model`]: service models (latency, workers and queue, errors, fan-out calls, what happens
+//!   to abandoned requests) and callers. [`queueing`]: each service's apps counted as queues.
 //! - [`workload`]: open- and closed-loop generators.
 //! - [`cost`]: the proxy's processing-cost model with queueing, at microsecond precision.
 //! - [`collect`]: outcomes and hdrhistogram latencies; the books.
@@ -22,8 +25,10 @@
 //! Both candidates come from the turmoil project. `turmoil` 0.7 is a whole simulation runtime; it
 //! links every pair of hosts and scans every link each tick, so its cost grows steeply with the
 //! host count. `turmoil-net` 0.1 is a socket stack with real TCP behaviour (handshake, FIN/RST,
-//! retransmission) that leaves time and scheduling to the harness; per tick we pay one pass over
-//! the hosts' outbound queues, so cost grows linearly. Measured on this project's topology (one
+//! retransmission) that leaves time and scheduling to the harness; we pay one pass over the
+//! hosts' outbound queues per simulated millisecond (plus passes over the hosts that ran at
+//! instants in between), so cost grows linearly. It is vendored with a small patch
+//! (`vendor/README.md`). Measured on this project's topology (one
 //! host per pod, a control-plane host, client hosts; client → sidecar → sidecar → app), with
 //! `cargo run --release -p sim --example substrate`:
 //!
@@ -39,7 +44,7 @@
 //!
 //! # Determinism
 //! Same scenario + seed + build ⇒ byte-identical report. One thread; tokio's clock paused and
-//! driven by the director; tokio's RNG seeded (`--cfg tokio_unstable`, see `.cargo/config.toml`);
+//! driven by the stepper ([`time::Stepper`]); tokio's RNG seeded (`--cfg tokio_unstable`, see `.cargo/config.toml`);
 //! every RNG a ChaCha stream from [`derive_seed`]; only ordered maps; `clippy.toml` bans wall
 //! clocks, unseeded RNGs, threads and `HashMap`/`HashSet`.
 #![forbid(unsafe_code)]

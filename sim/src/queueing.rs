@@ -23,6 +23,8 @@ pub struct Tally {
     pub waited: u64,
     /// Left the app (worked to the end, or stopped when the caller gave up under `abort`).
     pub finished: u64,
+    /// Left the app after the warm-up, whenever they arrived (throughput counts these).
+    pub departed: u64,
     /// Whose caller had gone before the app finished with them.
     pub abandoned: u64,
     /// Time between arrival and getting a worker, summed over `started`, µs.
@@ -38,11 +40,21 @@ pub struct Tally {
     in_system: u64,
     queued: u64,
     last_us: u64,
+    /// Counting starts here (the end of the warm-up); occupancy is integrated from here too.
+    pub from_us: u64,
 }
 
 impl Tally {
+    /// A tally that counts visits arriving from `from_us` on.
+    pub fn since(from_us: u64) -> Self {
+        Self {
+            from_us,
+            ..Self::default()
+        }
+    }
+
     fn advance(&mut self, now_us: u64) {
-        let dt = now_us.saturating_sub(self.last_us);
+        let dt = now_us.saturating_sub(self.last_us.max(self.from_us));
         self.in_system_area += u128::from(self.in_system) * u128::from(dt);
         self.queue_area += u128::from(self.queued) * u128::from(dt);
         self.last_us = self.last_us.max(now_us);
@@ -54,7 +66,7 @@ impl Tally {
     }
 }
 
-/// A handle to a service's tally.
+/// A handle to a service's tally (e.g. `Arc::new(Mutex::new(Tally::since(warmup_us)))`).
 pub type Shared = Arc<Mutex<Tally>>;
 
 fn with<T>(t: &Shared, f: impl FnOnce(&mut Tally) -> T) -> T {
@@ -70,16 +82,20 @@ pub struct Visit {
     arrived_us: u64,
     started_us: Option<u64>,
     abandoned: bool,
+    /// Arrived after the warm-up: its counts go into the tally (occupancy counts either way).
+    counted: bool,
 }
 
 impl Visit {
     /// A request arrives at `now_us` and is admitted.
     pub fn arrive(tally: &Shared, now_us: u64) -> Self {
-        with(tally, |t| {
+        let counted = with(tally, |t| {
             t.advance(now_us);
-            t.arrived += 1;
+            let counted = now_us >= t.from_us;
+            t.arrived += u64::from(counted);
             t.in_system += 1;
             t.queued += 1;
+            counted
         });
         Self {
             tally: tally.clone(),
@@ -87,6 +103,7 @@ impl Visit {
             started_us: None,
             // Until the answer is handed over, nobody has been given it.
             abandoned: true,
+            counted,
         }
     }
 
@@ -94,8 +111,9 @@ impl Visit {
     pub fn refuse(tally: &Shared, now_us: u64) {
         with(tally, |t| {
             t.advance(now_us);
-            t.arrived += 1;
-            t.refused += 1;
+            let counted = u64::from(now_us >= t.from_us);
+            t.arrived += counted;
+            t.refused += counted;
         });
     }
 
@@ -108,12 +126,15 @@ impl Visit {
     pub fn start(&mut self, now_us: u64) {
         self.started_us = Some(now_us);
         let wait = now_us - self.arrived_us;
+        let counted = self.counted;
         with(&self.tally, |t| {
             t.advance(now_us);
             t.queued -= 1;
-            t.started += 1;
-            t.waited += u64::from(wait > 0);
-            t.wait_us += wait;
+            if counted {
+                t.started += 1;
+                t.waited += u64::from(wait > 0);
+                t.wait_us += wait;
+            }
         });
     }
 
@@ -121,10 +142,15 @@ impl Visit {
         let busy = self.started_us.map_or(0, |s| now_us - s);
         let abandoned = self.abandoned;
         let queued = self.started_us.is_none();
+        let counted = self.counted;
         with(&self.tally, |t| {
             t.advance(now_us);
             t.in_system -= 1;
             t.queued -= u64::from(queued);
+            t.departed += u64::from(now_us >= t.from_us);
+            if !counted {
+                return;
+            }
             t.finished += 1;
             t.busy_us += busy;
             if abandoned {

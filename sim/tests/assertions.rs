@@ -32,6 +32,7 @@ subsets = [{ name = "v2", replicas = 1 }]
 split = [{ subset = "v1", weight = 3 }, { subset = "v2", weight = 1 }]
 retry = { max_retries = 3, retry_on = ["5xx"] }
 circuit_breaker = { max_requests = 3 }
+timeout = "30ms"
 outlier = { consecutive_failures = 3, base_ejection = "500ms", max_ejection_percent = 50 }
 [workload]
 target = "api"
@@ -95,6 +96,20 @@ fn every_assertion_metric_reads_the_figure_it_names() {
         .filter(|e| of_db(&e.service))
         .count()
         + db_ejections;
+    let (late_ok, late_done) = m
+        .timeline
+        .iter()
+        .filter(|b| b.t_s >= 4)
+        .fold((0.0, 0.0), |(o, d), b| {
+            (o + b.ok as f64, d + (b.ok + b.failed) as f64)
+        });
+    assert!(
+        late_ok / late_done != m.books.ok as f64 / done,
+        "the late window differs from the whole run"
+    );
+    // db's slow pod outlasts the 30 ms timeout; db finishes what it was abandoned with.
+    assert!(m.services["db"].wasted_ms > 0.0, "{:?}", m.services["db"]);
+    assert!(m.services["api"].wasted_ms < m.services["db"].wasted_ms);
     // (assertion's left-hand side, the figure it must read)
     let cases: Vec<(String, f64)> = vec![
         ("p50_ms".into(), ms(m.latency.p50_us)),
@@ -113,6 +128,15 @@ fn every_assertion_metric_reads_the_figure_it_names() {
         ("overhead_p99_ms".into(), o.p99_us as f64 / 1000.0),
         ("overhead_p999_ms".into(), o.p999_us as f64 / 1000.0),
         ("success_ratio".into(), m.books.ok as f64 / done),
+        ("success_ratio{after=\"4s\"}".into(), late_ok / late_done),
+        (
+            "wasted_ms".into(),
+            m.services.values().map(|q| q.wasted_ms).sum(),
+        ),
+        (
+            "wasted_ms{service=\"db\"}".into(),
+            m.services["db"].wasted_ms,
+        ),
         ("error_ratio".into(), m.books.failed as f64 / done),
         ("sent".into(), m.books.sent as f64),
         ("ok".into(), m.books.ok as f64),

@@ -279,3 +279,38 @@ extra = "100ms"
         );
     }
 }
+
+/// The mechanism behind `scenarios/metastable.toml`: with `cancellation = "continue"` svc never
+/// recovers from the 2 s slowdown (its workers serve requests whose callers left); the same file
+/// with `cancellation = "abort"` recovers as soon as the slowdown ends, because abandoned requests
+/// leave the queue with their callers. Wasted work is what separates the two.
+#[test]
+fn abandoned_work_is_what_keeps_a_metastable_failure_going() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/metastable.toml");
+    let src = std::fs::read_to_string(&path).unwrap();
+    assert!(src.contains("cancellation = \"continue\""));
+    let late = |s: &reports::RunStats| {
+        let (ok, all) = s
+            .timeline
+            .iter()
+            .filter(|b| b.t_s >= 6)
+            .fold((0, 0), |(o, a), b| (o + b.ok, a + b.ok + b.failed));
+        ok as f64 / all as f64
+    };
+    let cont = common::simulate(&src, 7, true);
+    let abort = common::simulate(
+        &src.replace("cancellation = \"continue\"", "cancellation = \"abort\""),
+        7,
+        true,
+    );
+    assert!(late(&cont) < 0.01, "continue: {:?}", cont.timeline);
+    assert!(late(&abort) > 0.99, "abort: {:?}", abort.timeline);
+    let wasted = |s: &reports::RunStats| s.services["svc"].wasted_ms;
+    assert!(
+        wasted(&cont) > 3.0 * wasted(&abort),
+        "{} vs {}",
+        wasted(&cont),
+        wasted(&abort)
+    );
+}

@@ -253,7 +253,6 @@ fn queues(
     sim_time_ms: u64,
 ) -> BTreeMap<String, reports::ServiceQueue> {
     let end_us = sim_time_ms * 1000;
-    let secs = (sim_time_ms as f64 / 1000.0).max(1e-9);
     let per = |n: f64, d: u64| if d == 0 { 0.0 } else { round4(n / d as f64) };
     loaded
         .scenario
@@ -263,17 +262,19 @@ fn queues(
         .map(|(spec, tally)| {
             let mut t = *tally.lock().unwrap_or_else(|p| p.into_inner());
             t.close(end_us);
+            let window_us = end_us.saturating_sub(t.from_us);
+            let secs = (window_us as f64 / 1e6).max(1e-9);
             let q = reports::ServiceQueue {
                 workers: spec.workers,
                 queue: spec.queue,
                 arrived: t.arrived,
                 refused: t.refused,
-                throughput_rps: round4(t.finished as f64 / secs),
+                throughput_rps: round4(t.departed as f64 / secs),
                 mean_wait_us: per(t.wait_us as f64, t.started),
                 mean_service_us: per(t.busy_us as f64, t.finished),
                 p_wait: per(t.waited as f64, t.started),
-                mean_in_system: per(t.in_system_area as f64, end_us),
-                mean_queue: per(t.queue_area as f64, end_us),
+                mean_in_system: per(t.in_system_area as f64, window_us),
+                mean_queue: per(t.queue_area as f64, window_us),
                 abandoned: t.abandoned,
                 wasted_ms: round4(t.wasted_us as f64 / 1000.0),
             };

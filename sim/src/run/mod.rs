@@ -1,10 +1,11 @@
 //! One simulated run, start to finish: build the hosts from the scenario, start every pod (app, and
-//! sidecar when meshed), the clients and the fault time line, tick the network until every request
-//! has an outcome, and hand back the measurements.
+//! sidecar when meshed), the clients and the fault time line, step simulated time until every
+//! request has an outcome, and hand back the measurements.
 //!
 //! All of it runs on one thread: a current-thread tokio runtime with a paused clock and a seeded
 //! RNG (`--cfg tokio_unstable`), one `LocalSet` for every host's tasks, and a director that owns the
-//! fabric. Nothing reads the wall clock; every random draw comes from a stream derived from the
+//! fabric and steps time with [`crate::time::Stepper`]; fault events and progress happen on
+//! millisecond boundaries. Nothing reads the wall clock; every random draw comes from a stream derived from the
 //! seed and a stable label (`pod:db-0`, `client:3`, `fabric`).
 //!
 //! # Layout
@@ -189,7 +190,15 @@ async fn simulate_inner(
         config: config_tx.subscribe(),
         _config_tx: config_tx,
         hop_costs: BTreeMap::new(),
-        tallies: s.services.iter().map(|_| Default::default()).collect(),
+        tallies: s
+            .services
+            .iter()
+            .map(|_| {
+                Arc::new(Mutex::new(crate::queueing::Tally::since(
+                    s.workload.warmup.as_us(),
+                )))
+            })
+            .collect(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),
     };

@@ -31,7 +31,14 @@ pub const METRICS: &[(&str, &str)] = &[
         "overhead_p999_ms",
         "meshed minus unmeshed 99.9th percentile, ms",
     ),
-    ("success_ratio", "ok / completed requests"),
+    (
+        "success_ratio",
+        "ok / completed requests (or {after=\"12s\"}: of those completed from then on)",
+    ),
+    (
+        "wasted_ms",
+        "app worker time spent on requests whose caller had gone, ms (all services, or {service=...})",
+    ),
     ("error_ratio", "failed / completed requests"),
     ("sent", "requests sent after warm-up"),
     ("ok", "requests that succeeded"),
@@ -222,8 +229,14 @@ impl FromStr for Assertion {
                 ),
                 "service" => matches!(
                     metric.as_str(),
-                    "load_factor" | "ejections" | "circuit_trips"
+                    "load_factor" | "ejections" | "circuit_trips" | "wasted_ms"
                 ),
+                "after" => {
+                    matches!(metric.as_str(), "success_ratio" | "error_ratio")
+                        && label
+                            .as_ref()
+                            .is_some_and(|(_, v)| v.parse::<super::Dur>().is_ok())
+                }
                 "subset" => metric.starts_with("subset_"),
                 "route" => {
                     !metric.starts_with("baseline_")
