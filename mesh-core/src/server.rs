@@ -97,8 +97,17 @@ async fn serve<N, F, Fut>(
                         })
                     };
                     let mut builder = auto::Builder::new(exec);
-                    builder.http1().timer(TokioTimer::new());
-                    builder.http2().timer(TokioTimer::new());
+                    // No `Date` of our own: a proxy passes the origin's through, and hyper would
+                    // read it from the wall clock, which in simulation changes the bytes (HPACK
+                    // encodes a new date differently) and so the packets from run to run.
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .auto_date_header(false);
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .auto_date_header(false);
                     let served = match tls {
                         None => {
                             builder

@@ -112,6 +112,23 @@ pub enum SimStream {
     Pipe(DuplexStream),
 }
 
+impl Drop for SimListener {
+    fn drop(&mut self) {
+        if self.tcp.is_some() {
+            crate::time::socket_used();
+        }
+    }
+}
+
+impl Drop for SimStream {
+    fn drop(&mut self) {
+        if let SimStream::Tcp(_) = self {
+            // Closing sends a FIN in the next pass.
+            crate::time::socket_used();
+        }
+    }
+}
+
 impl AsyncRead for SimStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -119,7 +136,11 @@ impl AsyncRead for SimStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SimStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            SimStream::Tcp(s) => {
+                // Reading can open the receive window, which the next pass announces.
+                crate::time::socket_used();
+                Pin::new(s).poll_read(cx, buf)
+            }
             SimStream::Pipe(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -132,19 +153,28 @@ impl AsyncWrite for SimStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            SimStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            SimStream::Tcp(s) => {
+                crate::time::socket_used();
+                Pin::new(s).poll_write(cx, buf)
+            }
             SimStream::Pipe(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SimStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            SimStream::Tcp(s) => {
+                crate::time::socket_used();
+                Pin::new(s).poll_flush(cx)
+            }
             SimStream::Pipe(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SimStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            SimStream::Tcp(s) => {
+                crate::time::socket_used();
+                Pin::new(s).poll_shutdown(cx)
+            }
             SimStream::Pipe(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -191,7 +221,10 @@ impl mesh_core::net::Network for SimNet {
             Some(tcp) => tokio::select! {
                 biased;
                 p = pipes.recv() => p.map(|(s, a)| (SimStream::Pipe(s), a)).ok_or_else(|| io::ErrorKind::NotConnected.into()),
-                t = tcp.accept() => t.map(|(s, a)| (SimStream::Tcp(s), a)),
+                t = tcp.accept() => {
+                    crate::time::socket_used();
+                    t.map(|(s, a)| (SimStream::Tcp(s), a))
+                }
             },
             None => pipes
                 .recv()
@@ -215,7 +248,10 @@ impl mesh_core::net::Network for SimNet {
                 .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
             return Ok(SimStream::Pipe(ours));
         }
-        TcpStream::connect(addr).await.map(SimStream::Tcp)
+        crate::time::socket_used();
+        let stream = TcpStream::connect(addr).await;
+        crate::time::socket_used();
+        stream.map(SimStream::Tcp)
     }
 
     fn spawn<F>(&self, fut: F)

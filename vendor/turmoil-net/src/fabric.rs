@@ -10,7 +10,9 @@ use indexmap::IndexMap;
 
 use crate::kernel::{Kernel, KernelConfig, Packet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+// meshsim patch: ordered, so a harness can make its passes in host order (ids are assigned in
+// the order hosts are added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostId(u32);
 
 #[derive(Debug)]
