@@ -7,8 +7,8 @@
 //! # Layout
 //! - [`scenario`]: the scenario file format, parsing and validation (errors name file, line, field).
 //! - [`fault`]: the fault kinds, one file each: fields, checks, report target, effect.
-//! - [`substrate`]: turmoil-net hosts, host-scoped tasks, and the fabric that moves packets and
-//!   applies network faults.
+//! - [`substrate`]: turmoil-net hosts and host-scoped tasks, the `Network` the mesh runs on.
+//!   [`fabric`]: moves packets between hosts at microsecond instants and applies network faults.
 //! - [`time`]: simulated time at microsecond resolution, and the stepper that drives tokio's
 //!   paused clock from one due instant to the next.
 //! - [`model`]: service models (latency, workers and queue, errors, fan-out calls, what happens
@@ -52,6 +52,7 @@
 pub mod check;
 pub mod collect;
 pub mod cost;
+pub mod fabric;
 pub mod fault;
 pub mod model;
 pub mod queueing;

@@ -14,7 +14,7 @@
 //! [`crate::substrate::HostScoped`] (the one exception is documented on [`settle`]). That is what makes an instant an instant: nothing observes a
 //! later time while work of an earlier one is still runnable.
 //!
-//! This module is not the network: the fabric ([`crate::substrate::Fabric`]) decides when packets
+//! This module is not the network: the fabric ([`crate::fabric::Fabric`]) decides when packets
 //! are due; the stepper only asks it.
 
 use std::cell::{Cell, RefCell};
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use turmoil_net::{EnterGuard, HostId};
 
-use crate::substrate::Fabric;
+use crate::fabric::Fabric;
 
 thread_local! {
     /// The timers of the simulation running on this thread (one per thread: a run is one thread).

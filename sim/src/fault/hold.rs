@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Effects, Fault, Topology, between_target, packet_rules};
+use crate::fabric::RuleKind;
 use crate::scenario::Dur;
-use crate::substrate::RuleKind;
 
 /// Packets between two groups are held, then all delivered at `until`.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Effects, Fault, Topology, between_target, packet_rules};
+use crate::fabric::RuleKind;
 use crate::scenario::Dur;
-use crate::substrate::RuleKind;
 
 /// Extra latency (and jitter) on packets between two groups.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -25,8 +25,8 @@ pub use latency::Latency;
 pub use partition::Partition;
 pub use slow::Slow;
 
+use crate::fabric::RuleKind;
 use crate::scenario::Dur;
-use crate::substrate::RuleKind;
 
 /// One entry of the fault time line. `at` is when it starts; `until`, where allowed, when it
 /// is undone.

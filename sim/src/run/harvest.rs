@@ -21,7 +21,7 @@ pub(super) fn harvest(
     mesh: bool,
     world: &World<'_>,
     finished: crate::collect::Finished,
-    fstats: crate::substrate::FabricStats,
+    fstats: crate::fabric::FabricStats,
     sim_time_ms: u64,
 ) -> (RunStats, Telemetry) {
     let mut health = Vec::new();
