@@ -168,7 +168,7 @@ impl Drop for Sleep {
     }
 }
 
-/// Run every simulated task that can run at the current instant; returns whether any ran.
+/// Run every simulated task that can run at the current instant.
 ///
 /// A yield lets the scheduler run up to a batch of queued tasks; when none is left it polls
 /// tokio's timer driver and wakes deferred yields before resuming us. So a round in which no task
@@ -179,8 +179,7 @@ impl Drop for Sleep {
 /// (a zero-length tokio sleep), whose task then runs at the next instant. meshsim's own waits are
 /// simulated sleeps ([`sleep_us`]), which never take that path. Requiring a second quiet round
 /// would close it at the cost of 15% of the simulator's speed on the 200-pod scenario.
-pub async fn settle() -> bool {
-    let start = activity();
+pub async fn settle() {
     loop {
         let before = activity();
         tokio::task::yield_now().await;
@@ -188,7 +187,6 @@ pub async fn settle() -> bool {
             break;
         }
     }
-    activity() != start
 }
 
 /// Drives simulated time: installs the timers on this thread for as long as it lives, and moves

@@ -38,10 +38,6 @@ impl Clock {
     pub fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
-    /// The instant `us` microseconds after the start.
-    pub fn at_us(&self, us: u64) -> tokio::time::Instant {
-        self.epoch + Duration::from_micros(us)
-    }
     /// The start.
     pub fn epoch(&self) -> tokio::time::Instant {
         self.epoch

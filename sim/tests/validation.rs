@@ -108,6 +108,14 @@ timeout = "600s"
     )
 }
 
+/// A service time exponential with mean `s_ms`, as the scenario format writes it.
+fn exponential(s_ms: f64) -> String {
+    format!(
+        "{{ dist = \"exponential\", mean = \"{}us\" }}",
+        (s_ms * 1000.0) as u64
+    )
+}
+
 /// Run `src` `reps` times with seeds of its own (FNV-1a of the source, plus 1..=reps), so no two
 /// rows share random draws: a case that is another one rescaled in time would otherwise repeat
 /// its estimates exactly and count twice as evidence.
@@ -129,17 +137,7 @@ fn ms(us: u64) -> f64 {
 /// Little's law.
 fn mm1(s_ms: f64, rho: f64, warmup_s: u64, measure_s: u64, reps: u64, p999: bool) -> Vec<Row> {
     let rate = rho / (s_ms / 1000.0);
-    let src = queue_src(
-        1,
-        1_000_000,
-        &format!(
-            "{{ dist = \"exponential\", mean = \"{}us\" }}",
-            (s_ms * 1000.0) as u64
-        ),
-        rate,
-        warmup_s,
-        measure_s,
-    );
+    let src = queue_src(1, 1_000_000, &exponential(s_ms), rate, warmup_s, measure_s);
     let runs = replicate(&src, reps);
     let w = s_ms / (1.0 - rho);
     let case = format!("M/M/1, S = {s_ms} ms, ρ = {rho}");
@@ -248,17 +246,7 @@ fn erlang_b(c: u32, a: f64) -> f64 {
 fn mmc(c: u32, s_ms: f64, rho: f64, warmup_s: u64, measure_s: u64, reps: u64) -> Vec<Row> {
     let mu = 1000.0 / s_ms;
     let rate = rho * f64::from(c) * mu;
-    let src = queue_src(
-        c,
-        1_000_000,
-        &format!(
-            "{{ dist = \"exponential\", mean = \"{}us\" }}",
-            (s_ms * 1000.0) as u64
-        ),
-        rate,
-        warmup_s,
-        measure_s,
-    );
+    let src = queue_src(c, 1_000_000, &exponential(s_ms), rate, warmup_s, measure_s);
     let runs = replicate(&src, reps);
     let case = format!("M/M/{c}, S = {s_ms} ms, ρ = {rho}");
     let pw = erlang_c(c, rate / mu);
@@ -282,17 +270,7 @@ fn mmc(c: u32, s_ms: f64, rho: f64, warmup_s: u64, measure_s: u64, reps: u64) ->
 /// M/M/c/c (no queue): the share of arrivals refused is Erlang B.
 fn mmcc(c: u32, s_ms: f64, a: f64, warmup_s: u64, measure_s: u64, reps: u64) -> Vec<Row> {
     let rate = a / (s_ms / 1000.0);
-    let src = queue_src(
-        c,
-        0,
-        &format!(
-            "{{ dist = \"exponential\", mean = \"{}us\" }}",
-            (s_ms * 1000.0) as u64
-        ),
-        rate,
-        warmup_s,
-        measure_s,
-    );
+    let src = queue_src(c, 0, &exponential(s_ms), rate, warmup_s, measure_s);
     let runs = replicate(&src, reps);
     let case = format!("M/M/{c}/{c}, S = {s_ms} ms, a = {a} Erl");
     let blocked: Vec<f64> = runs
@@ -406,10 +384,7 @@ fn saturated(s_ms: f64, warmup_s: u64, measure_s: u64, reps: u64) -> Vec<Row> {
     let src = queue_src(
         1,
         10,
-        &format!(
-            "{{ dist = \"exponential\", mean = \"{}us\" }}",
-            (s_ms * 1000.0) as u64
-        ),
+        &exponential(s_ms),
         2.0 * 1000.0 / s_ms,
         warmup_s,
         measure_s,
