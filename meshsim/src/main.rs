@@ -11,13 +11,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod gate;
+
 /// Simulate a service mesh, deterministically, under the faults a scenario file describes,
 /// and report what the mesh did: latency overhead, failures by reason, every request accounted for.
 #[derive(Parser, Debug)]
 #[command(
     name = "meshsim",
     version,
-    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim gate --baseline ci/baselines --current out/library\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,6 +78,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Gate a change: compare current runs (or sweeps, or a bench) with baselines metric by
+    /// metric under per-metric rules; Markdown on stdout, optionally JSON, JUnit, and GitHub
+    /// annotations. `--update` records the current side as the new baseline.
+    ///
+    /// Exit status: 0 no regression, 1 a regression, 2 bad input.
+    Gate(gate::GateArgs),
     /// Compare two runs side by side: every metric both reports hold, with the change.
     ///
     /// Prints Markdown; exit status 0 whatever differs (gating against baselines is separate).
@@ -190,6 +198,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Gate(args) => gate::run(&args),
         Command::Sidecar(args) => match bench::sidecar::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -11,6 +11,9 @@
 //! - [`html`]: `index.html`, one self-contained page.
 //! - [`render`]: all of the above into a run directory, from a report alone.
 //! - [`diff`]: two runs side by side.
+//! - [`stats`]: one metric's spread across runs (mean, 95% t-interval).
+//! - [`sweep`]: a sweep's per-seed records and its summary.
+//! - [`metrics`]: a report's numbers under stable dotted names, what the gate and sweeps compare.
 //! - [`schema`]: the JSON Schema of `report.json` (and of the bench's), generated from the types.
 //!
 //! # Library choices
@@ -23,11 +26,14 @@
 pub mod bench;
 pub mod diff;
 pub mod html;
+pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod render;
 pub mod schema;
+pub mod stats;
 pub mod summary;
+pub mod sweep;
 
 pub use model::*;
 
