@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod gate;
+mod sweep;
 
 /// Simulate a service mesh, deterministically, under the faults a scenario file describes,
 /// and report what the mesh did: latency overhead, failures by reason, every request accounted for.
@@ -19,7 +20,7 @@ mod gate;
 #[command(
     name = "meshsim",
     version,
-    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim gate --baseline ci/baselines --current out/library\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim sweep scenarios/partition.toml --seeds 1..=50 --out out/sweep\n  meshsim gate --baseline ci/baselines --current out/library\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -78,6 +79,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run one scenario over many seeds in parallel: a record per seed, a summary of every
+    /// metric across seeds with 95% intervals (JSON, Markdown, a plot), JUnit, and the command
+    /// that reproduces each failing seed. `meshsim sweep merge` combines shards.
+    ///
+    /// Exit status: 0 every seed passed, 1 a seed failed, 2 bad input.
+    Sweep(sweep::SweepArgs),
     /// Gate a change: compare current runs (or sweeps, or a bench) with baselines metric by
     /// metric under per-metric rules; Markdown on stdout, optionally JSON, JUnit, and GitHub
     /// annotations. `--update` records the current side as the new baseline.
@@ -199,6 +206,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Gate(args) => gate::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::Sidecar(args) => match bench::sidecar::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -350,7 +358,7 @@ fn run(
     let scenario_arg = scenario.display().to_string();
     let opts = sim::RunOptions {
         seed,
-        repro: format!("cargo run --release --bin meshsim -- run {scenario_arg} --seed {seed}"),
+        repro: sweep::repro(&scenario_arg, seed),
         scenario_arg,
         access_log,
     };

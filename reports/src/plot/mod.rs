@@ -12,6 +12,7 @@ use crate::bench::BenchReport;
 
 mod png;
 mod run;
+pub mod sweep;
 
 pub use png::{PngError, png_from_svg};
 pub use run::run_plots;

@@ -1,0 +1,555 @@
+//! `meshsim sweep`: one scenario over many seeds, in parallel, with one record per seed, a
+//! summary of every metric across the seeds (95% intervals), JUnit, and the exact command that
+//! reproduces each failing seed. `--shard i/n` (or a Kubernetes Indexed Job's or a Slurm array's
+//! environment) runs a slice of the seeds; `meshsim sweep merge` combines slices into the summary
+//! one sweep would have written.
+//!
+//! Each seed is a whole simulation on its own thread with its own runtime and thread-local
+//! simulator state, so seeds run side by side without sharing anything that reaches a report:
+//! a seed's report is byte for byte the one `meshsim run --seed N` writes (tested). OS threads
+//! are used here, at the binary's edge, never inside a simulation.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reports::sweep::{SweepRecord, SweepSummary};
+use reports::{Report, Verdict};
+
+/// Arguments of `meshsim sweep`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    merge: Option<SweepCommand>,
+    /// The scenario file.
+    #[arg(required = true)]
+    scenario: Option<PathBuf>,
+    /// Seeds: `A..B` (B excluded, as in Rust) or `A..=B` (B included).
+    #[arg(long, required = true)]
+    seeds: Option<String>,
+    /// Simulations at once (default: the machine's cores).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Folder for records.jsonl, summary.json, summary.md, plots and failing seeds' reports.
+    #[arg(long, default_value = "out/sweep")]
+    out: PathBuf,
+    /// Also write JUnit XML here (one test case per seed).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Run only shard I of N (0-based), e.g. `2/8`. Without it, a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX/JOB_COMPLETIONS or a Slurm array's SLURM_ARRAY_TASK_ID/
+    /// SLURM_ARRAY_TASK_COUNT (from SLURM_ARRAY_TASK_MIN) choose it.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Stop starting seeds after this many runs (`200`) or this much wall time (`90s`, `10m`,
+    /// `1h`); what finished is summarised.
+    #[arg(long)]
+    budget: Option<String>,
+    /// Print nothing but errors and failing seeds.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SweepCommand {
+    /// Combine the folders of several shards (or interrupted sweeps) of one scenario into the
+    /// summary a single sweep writes.
+    Merge {
+        /// The shards' --out folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged records and summary.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
+}
+
+/// The command that reproduces `seed` of `scenario` (also what `meshsim run` puts in a report).
+pub fn repro(scenario: &str, seed: u64) -> String {
+    format!("cargo run --release --bin meshsim -- run {scenario} --seed {seed}")
+}
+
+/// Run the command; errors are bad input (exit 2).
+pub fn run(a: &SweepArgs) -> ExitCode {
+    let result = match &a.merge {
+        Some(SweepCommand::Merge { dirs, out, junit }) => merge(dirs, out, junit.as_deref()),
+        None => sweep(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: sweep: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `A..B` or `A..=B` as the seeds it names.
+pub fn parse_seeds(s: &str) -> anyhow::Result<Vec<u64>> {
+    let bad =
+        || format!("--seeds {s:?}: expected A..B (B excluded) or A..=B (B included), e.g. 1..=100");
+    let (a, b, inclusive) = if let Some((a, b)) = s.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = s.split_once("..") {
+        (a, b, false)
+    } else {
+        bail!(bad());
+    };
+    let a: u64 = a.trim().parse().with_context(bad)?;
+    let b: u64 = b.trim().parse().with_context(bad)?;
+    let end = if inclusive {
+        b.checked_add(1).with_context(bad)?
+    } else {
+        b
+    };
+    if end <= a {
+        bail!("--seeds {s:?} names no seed");
+    }
+    // Checked before any memory is spent on the list.
+    const MAX: u64 = 10_000_000;
+    if end - a > MAX {
+        bail!(
+            "--seeds {s:?} names {} seeds; at most {MAX} per sweep (shard larger ones)",
+            end - a
+        );
+    }
+    Ok((a..end).collect())
+}
+
+/// Which slice of the seeds this process runs: index, count.
+pub fn parse_shard(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(usize, usize)> {
+    let num = |name: &str, v: &str| -> anyhow::Result<usize> {
+        v.trim()
+            .parse()
+            .with_context(|| format!("{name}={v:?}: expected a whole number"))
+    };
+    let (i, n) = if let Some(f) = flag {
+        let (i, n) = f
+            .split_once('/')
+            .with_context(|| format!("--shard {f:?}: expected I/N, e.g. 0/4"))?;
+        (num("--shard", i)?, num("--shard", n)?)
+    } else if let (Some(i), Some(n)) = (env("JOB_COMPLETION_INDEX"), env("JOB_COMPLETIONS")) {
+        (
+            num("JOB_COMPLETION_INDEX", &i)?,
+            num("JOB_COMPLETIONS", &n)?,
+        )
+    } else if let (Some(i), Some(n)) = (env("SLURM_ARRAY_TASK_ID"), env("SLURM_ARRAY_TASK_COUNT")) {
+        let min = env("SLURM_ARRAY_TASK_MIN")
+            .map(|m| num("SLURM_ARRAY_TASK_MIN", &m))
+            .transpose()?
+            .unwrap_or(0);
+        let i = num("SLURM_ARRAY_TASK_ID", &i)?;
+        (
+            i.checked_sub(min)
+                .context("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?,
+            num("SLURM_ARRAY_TASK_COUNT", &n)?,
+        )
+    } else {
+        (0, 1)
+    };
+    if n == 0 || i >= n {
+        bail!("shard {i}/{n}: expected 0 <= I < N");
+    }
+    Ok((i, n))
+}
+
+/// The seeds of shard `i` of `n`: every n-th, starting at the i-th, so shards get equal shares
+/// of any range and of any slow region in it.
+pub fn shard_seeds(seeds: &[u64], (i, n): (usize, usize)) -> Vec<u64> {
+    seeds.iter().copied().skip(i).step_by(n).collect()
+}
+
+/// A bound on a sweep: runs, or wall time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Budget {
+    /// At most this many runs.
+    Runs(usize),
+    /// Start no run after this much wall time.
+    Time(Duration),
+}
+
+/// `200`, `90s`, `10m`, `1h`.
+pub fn parse_budget(s: &str) -> anyhow::Result<Budget> {
+    let bad =
+        || format!("--budget {s:?}: expected a number of runs (200) or a time (90s, 10m, 1h)");
+    let s = s.trim();
+    if let Ok(n) = s.parse::<usize>() {
+        return Ok(Budget::Runs(n));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).with_context(bad)?);
+    let n: u64 = num.parse().with_context(bad)?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!(bad()),
+    };
+    Ok(Budget::Time(Duration::from_secs(secs)))
+}
+
+fn commit() -> &'static str {
+    option_env!("MESHSIM_COMMIT").unwrap_or("unknown")
+}
+
+fn record(report: &Report, scenario_arg: &str) -> SweepRecord {
+    SweepRecord {
+        schema_version: reports::SCHEMA_VERSION,
+        scenario: report.run.scenario.clone(),
+        scenario_hash: report.run.scenario_hash.clone(),
+        commit: commit().into(),
+        seed: report.run.seed,
+        verdict: report.verdict,
+        failed_assertions: report
+            .assertions
+            .iter()
+            .filter(|a| !a.passed)
+            .map(|a| a.text.clone())
+            .collect(),
+        metrics: reports::metrics::of_report(report),
+        repro: repro(scenario_arg, report.run.seed),
+    }
+}
+
+fn line(r: &SweepRecord) -> String {
+    let mut s = serde_json::to_string(r).expect("records serialise");
+    s.push('\n');
+    s
+}
+
+#[allow(clippy::disallowed_methods)] // wall time bounds the sweep (--budget); never in a report
+fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
+    let scenario = a.scenario.as_ref().context("a scenario file is required")?;
+    let loaded = match sim::scenario::load(scenario) {
+        Ok(l) => l,
+        Err(e) => bail!("{e}"),
+    };
+    let all = parse_seeds(a.seeds.as_deref().unwrap_or_default())?;
+    let shard = parse_shard(a.shard.as_deref(), &|k| std::env::var(k).ok())?;
+    let mut seeds = shard_seeds(&all, shard);
+    let budget = a.budget.as_deref().map(parse_budget).transpose()?;
+    if let Some(Budget::Runs(n)) = budget {
+        seeds.truncate(n);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = a.jobs.unwrap_or(cores).clamp(1, seeds.len().max(1));
+    let scenario_arg = scenario.display().to_string();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let records_path = a.out.join("records.jsonl");
+    let file = std::fs::File::create(&records_path)
+        .with_context(|| format!("creating {}", records_path.display()))?;
+    let file = Mutex::new(file);
+    if !a.quiet {
+        eprintln!(
+            "meshsim sweep: {} — {} seeds{} on {jobs} threads",
+            loaded.scenario.name,
+            seeds.len(),
+            if shard.1 > 1 {
+                format!(" (shard {}/{} of {})", shard.0, shard.1, all.len())
+            } else {
+                String::new()
+            },
+        );
+    }
+    let bar = if a.quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(seeds.len() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "  [{bar:30}] {pos}/{len} seeds, {msg} ({elapsed}, eta {eta})",
+        )
+        .expect("a fixed template parses")
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let records: Mutex<Vec<SweepRecord>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(Budget::Time(t)) = budget
+                        && started.elapsed() >= t
+                    {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { return };
+                    let opts = sim::RunOptions {
+                        seed,
+                        scenario_arg: scenario_arg.clone(),
+                        repro: repro(&scenario_arg, seed),
+                        access_log: false,
+                    };
+                    let out = sim::run(&loaded, &opts, &mut |_, _, _| {});
+                    let rec = record(&out.report, &scenario_arg);
+                    let mut result = file
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .write_all(line(&rec).as_bytes())
+                        .with_context(|| format!("writing {}", records_path.display()));
+                    if rec.verdict == Verdict::Fail {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        // The failing seed's report, to compare with its replay.
+                        let dir = a.out.join("failing").join(seed.to_string());
+                        result = result.and_then(|()| {
+                            std::fs::create_dir_all(&dir)?;
+                            std::fs::write(dir.join("report.json"), reports::to_json(&out.report))?;
+                            Ok(())
+                        });
+                        bar.println(format!(
+                            "  seed {seed} FAILED: {} — reproduce: {}",
+                            if rec.failed_assertions.is_empty() {
+                                "books did not balance or requests were left in flight".into()
+                            } else {
+                                rec.failed_assertions.join("; ")
+                            },
+                            rec.repro
+                        ));
+                        if bar.is_hidden() && !a.quiet {
+                            eprintln!("  seed {seed} FAILED — reproduce: {}", rec.repro);
+                        }
+                    }
+                    if let Err(e) = result {
+                        stop.store(true, Ordering::Relaxed);
+                        *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                    records.lock().unwrap_or_else(|p| p.into_inner()).push(rec);
+                    bar.set_message(format!("{} failed", failed.load(Ordering::Relaxed)));
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let records = records.into_inner().unwrap_or_else(|p| p.into_inner());
+    let summary = write_outputs(&a.out, records, a.junit.as_deref())?;
+    if !a.quiet {
+        eprintln!(
+            "  {} of {} seeds failed in {:.1}s; wrote {}",
+            summary.failing_seeds.len(),
+            summary.seeds.len(),
+            started.elapsed().as_secs_f64(),
+            a.out.join("summary.md").display()
+        );
+    }
+    Ok(if summary.failing_seeds.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Records (sorted by seed, so any order of finishing and any split into shards writes the
+/// same bytes), summary.json, summary.md, the plot, and JUnit if asked.
+fn write_outputs(
+    out: &Path,
+    mut records: Vec<SweepRecord>,
+    junit: Option<&Path>,
+) -> anyhow::Result<SweepSummary> {
+    records.sort_by_key(|r| r.seed);
+    let summary = SweepSummary::of(&records).context("no seed finished")?;
+    let write = |name: &str, text: &str| -> anyhow::Result<()> {
+        let p = out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
+    };
+    // Replace the in-progress file at once, so an interrupted rewrite cannot lose records.
+    let tmp = out.join("records.jsonl.tmp");
+    std::fs::write(&tmp, records.iter().map(line).collect::<String>())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out.join("records.jsonl")).context("replacing records.jsonl")?;
+    let mut json = serde_json::to_string_pretty(&summary).expect("summaries serialise");
+    json.push('\n');
+    write("summary.json", &json)?;
+    write("summary.md", &summary.markdown(&records))?;
+    match reports::plot::sweep::plot(&records) {
+        Ok(svg) => write("seeds.svg", &svg)?,
+        Err(e) => eprintln!("  plot skipped: {e}"),
+    }
+    if let Some(j) = junit {
+        std::fs::write(j, junit_xml(&summary, &records))
+            .with_context(|| format!("writing {}", j.display()))?;
+    }
+    Ok(summary)
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn junit_xml(summary: &SweepSummary, records: &[SweepRecord]) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    s += &format!(
+        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{}\">\n",
+        xml(&summary.scenario),
+        records.len(),
+        summary.failing_seeds.len()
+    );
+    for r in records {
+        if r.verdict == Verdict::Fail {
+            s += &format!(
+                "  <testcase classname=\"{}\" name=\"seed {}\">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n",
+                xml(&r.scenario),
+                r.seed,
+                xml(&r.failed_assertions.join("; ")),
+                xml(&format!("reproduce: {}", r.repro))
+            );
+        } else {
+            s += &format!(
+                "  <testcase classname=\"{}\" name=\"seed {}\"/>\n",
+                xml(&r.scenario),
+                r.seed
+            );
+        }
+    }
+    s += "</testsuite>\n";
+    s
+}
+
+fn merge(dirs: &[PathBuf], out: &Path, junit: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut records: Vec<SweepRecord> = Vec::new();
+    for d in dirs {
+        let src = ci::input::load(d).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let [one] = src.as_slice() else {
+            bail!("{}: expected one sweep's folder", d.display());
+        };
+        if one.kind != ci::input::Kind::Sweep {
+            bail!("{}: a {}, not a sweep", d.display(), one.kind.as_str());
+        }
+        let text = std::fs::read_to_string(&one.file)
+            .with_context(|| format!("reading {}", one.file.display()))?;
+        for (i, l) in text.lines().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<SweepRecord>(l) {
+                Ok(r) => records.push(r),
+                // An interrupted sweep's partial last line (ci::input::load checked the rest).
+                Err(_) => eprintln!(
+                    "  {}, line {}: incomplete record skipped",
+                    one.file.display(),
+                    i + 1
+                ),
+            }
+        }
+    }
+    if let Some(first) = records.first()
+        && let Some(other) = records
+            .iter()
+            .find(|r| r.scenario_hash != first.scenario_hash)
+    {
+        bail!(
+            "the folders hold sweeps of different scenario files ({} {} and {} {}); expected shards of one sweep",
+            first.scenario,
+            first.scenario_hash,
+            other.scenario,
+            other.scenario_hash
+        );
+    }
+    records.sort_by_key(|r| r.seed);
+    if let Some(w) = records.windows(2).find(|w| w[0].seed == w[1].seed) {
+        bail!(
+            "seed {} is in more than one folder; expected disjoint shards",
+            w[0].seed
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let summary = write_outputs(out, records, junit)?;
+    eprintln!(
+        "  merged {} folders: {} seeds, {} failed; wrote {}",
+        dirs.len(),
+        summary.seeds.len(),
+        summary.failing_seeds.len(),
+        out.join("summary.md").display()
+    );
+    Ok(if summary.failing_seeds.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_as_rust_ranges_and_bad_ones_say_what_was_expected() {
+        assert_eq!(parse_seeds("1..4").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds("1..=4").unwrap(), vec![1, 2, 3, 4]);
+        for bad in [
+            "1-4",
+            "4..1",
+            "a..b",
+            "3..3",
+            "0..=18446744073709551615",
+            "0..100000000",
+        ] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shards_partition_the_seeds_and_come_from_the_scheduler() {
+        let seeds: Vec<u64> = (10..27).collect();
+        let mut all: Vec<u64> = (0..4).flat_map(|i| shard_seeds(&seeds, (i, 4))).collect();
+        all.sort();
+        assert_eq!(all, seeds, "every seed in exactly one shard");
+        let none = |_: &str| None;
+        assert_eq!(parse_shard(Some("2/8"), &none).unwrap(), (2, 8));
+        assert!(parse_shard(Some("8/8"), &none).is_err());
+        assert_eq!(parse_shard(None, &none).unwrap(), (0, 1));
+        let k8s = |k: &str| match k {
+            "JOB_COMPLETION_INDEX" => Some("3".into()),
+            "JOB_COMPLETIONS" => Some("5".into()),
+            _ => None,
+        };
+        assert_eq!(parse_shard(None, &k8s).unwrap(), (3, 5));
+        let slurm = |k: &str| match k {
+            "SLURM_ARRAY_TASK_ID" => Some("4".into()),
+            "SLURM_ARRAY_TASK_COUNT" => Some("4".into()),
+            "SLURM_ARRAY_TASK_MIN" => Some("1".into()),
+            _ => None,
+        };
+        assert_eq!(parse_shard(None, &slurm).unwrap(), (3, 4));
+    }
+
+    #[test]
+    fn budgets_are_runs_or_time() {
+        assert_eq!(parse_budget("200").unwrap(), Budget::Runs(200));
+        assert_eq!(
+            parse_budget("90s").unwrap(),
+            Budget::Time(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_budget("10m").unwrap(),
+            Budget::Time(Duration::from_secs(600))
+        );
+        assert!(parse_budget("10 parsecs").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! `meshsim sweep` as a user runs it: failing seeds are listed with a command that reproduces
+//! them byte for byte; the outputs do not depend on `--jobs`; shards merge to exactly the
+//! unsharded sweep; bad input is exit 2. The scenario is the library's partition scenario with
+//! its success assertion raised to 0.795, which about half the seeds miss.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn meshsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meshsim"))
+}
+
+/// The partition scenario with a stricter assertion, written into `dir`.
+fn scenario(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/partition.toml");
+    let text = std::fs::read_to_string(src).unwrap();
+    let strict = text.replace("\"success_ratio >= 0.5\"", "\"success_ratio >= 0.795\"");
+    assert_ne!(
+        text, strict,
+        "the assertion to tighten is still in partition.toml"
+    );
+    let p = dir.join("strict-partition.toml");
+    std::fs::write(&p, strict).unwrap();
+    p
+}
+
+fn sweep(file: &Path, out: &Path, extra: &[&str]) -> Output {
+    meshsim()
+        .arg("sweep")
+        .arg(file)
+        .args(["--seeds", "1..=6", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn a_failing_seed_is_listed_with_a_command_that_replays_it_byte_for_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let file = scenario(t.path());
+    let out = t.path().join("sweep");
+    let junit = t.path().join("junit.xml");
+    let o = sweep(
+        &file,
+        &out,
+        &["--jobs", "2", "--junit", junit.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("summary.json"))).unwrap();
+    let failing: Vec<u64> = summary["failing_seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(
+        !failing.is_empty() && failing.len() < 6,
+        "{failing:?}: the scenario should split the seeds"
+    );
+    let seed = failing[0];
+    let repro = format!("run {} --seed {seed}", file.display());
+    assert!(
+        stderr.contains(&format!("seed {seed} FAILED")) && stderr.contains(&repro),
+        "{stderr}"
+    );
+    // The record says so too, and the Markdown and JUnit list it.
+    let records = String::from_utf8(read(&out.join("records.jsonl"))).unwrap();
+    let seeds: Vec<u64> = records
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seed"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seeds,
+        [1, 2, 3, 4, 5, 6],
+        "one record per seed, in seed order"
+    );
+    let md = String::from_utf8(read(&out.join("summary.md"))).unwrap();
+    assert!(
+        md.contains(&format!("- seed {seed}: success_ratio >= 0.795")),
+        "{md}"
+    );
+    let junit = String::from_utf8(read(&junit)).unwrap();
+    assert!(
+        junit.contains(&format!("failures=\"{}\"", failing.len())),
+        "{junit}"
+    );
+    // Replay: the command's own report is the sweep's, byte for byte.
+    let replay = t.path().join("replay");
+    let o = meshsim()
+        .arg("run")
+        .arg(&file)
+        .args(["--seed", &seed.to_string(), "--quiet", "--out"])
+        .arg(&replay)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        read(&replay.join("report.json"))
+            == read(
+                &out.join("failing")
+                    .join(seed.to_string())
+                    .join("report.json")
+            ),
+        "seed {seed}: the replay's report differs from the sweep's"
+    );
+}
+
+#[test]
+fn outputs_do_not_depend_on_jobs_and_shards_merge_to_the_unsharded_sweep() {
+    let t = tempfile::tempdir().unwrap();
+    let file = scenario(t.path());
+    let (one, two) = (t.path().join("jobs1"), t.path().join("jobs2"));
+    sweep(&file, &one, &["--jobs", "1", "--quiet"]);
+    sweep(&file, &two, &["--jobs", "2", "--quiet"]);
+    let files = ["records.jsonl", "summary.json", "summary.md", "seeds.svg"];
+    for f in files {
+        assert!(
+            read(&one.join(f)) == read(&two.join(f)),
+            "{f} differs between --jobs 1 and 2"
+        );
+    }
+    // Shard 0 by flag, shard 1 as a Kubernetes Indexed Job sees it.
+    let (s0, s1, merged) = (
+        t.path().join("s0"),
+        t.path().join("s1"),
+        t.path().join("merged"),
+    );
+    sweep(&file, &s0, &["--shard", "0/2", "--quiet"]);
+    let o = meshsim()
+        .arg("sweep")
+        .arg(&file)
+        .args(["--seeds", "1..=6", "--quiet", "--out"])
+        .arg(&s1)
+        .env("JOB_COMPLETION_INDEX", "1")
+        .env("JOB_COMPLETIONS", "2")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let shard_lines = |d: &Path| {
+        String::from_utf8(read(&d.join("records.jsonl")))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((shard_lines(&s0), shard_lines(&s1)), (3, 3));
+    let o = meshsim()
+        .args(["sweep", "merge"])
+        .arg(&s1)
+        .arg(&s0)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for f in files {
+        assert!(
+            read(&one.join(f)) == read(&merged.join(f)),
+            "{f}: merged shards differ from one sweep"
+        );
+    }
+    // Merging a shard twice is refused.
+    let o = meshsim()
+        .args(["sweep", "merge"])
+        .arg(&s0)
+        .arg(&s0)
+        .arg("--out")
+        .arg(t.path().join("twice"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("more than one folder"));
+    // A sweep gates against itself (the same seeds): pass.
+    let o = meshsim()
+        .args(["gate", "--baseline"])
+        .arg(&one)
+        .arg("--current")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2_with_a_message() {
+    let t = tempfile::tempdir().unwrap();
+    let file = scenario(t.path());
+    for (args, expect) in [
+        (vec!["--seeds", "6..1"], "names no seed"),
+        (vec!["--seeds", "1-6"], "expected A..B"),
+        (vec!["--seeds", "1..=6", "--shard", "2/2"], "0 <= I < N"),
+        (vec!["--seeds", "1..=6", "--budget", "soon"], "--budget"),
+    ] {
+        let o = meshsim()
+            .arg("sweep")
+            .arg(&file)
+            .args(&args)
+            .arg("--out")
+            .arg(t.path().join("x"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(expect),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = meshsim()
+        .args(["sweep", "nowhere.toml", "--seeds", "1..3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere.toml"));
+}
