@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod gate;
+mod shrink;
 mod sweep;
 
 /// Simulate a service mesh, deterministically, under the faults a scenario file describes,
@@ -20,7 +21,7 @@ mod sweep;
 #[command(
     name = "meshsim",
     version,
-    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim sweep scenarios/partition.toml --seeds 1..=50 --out out/sweep\n  meshsim gate --baseline ci/baselines --current out/library\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
+    after_help = "Examples:\n  meshsim run scenarios/three-tier.toml --seed 7 --out out/\n  meshsim check scenarios/partition.toml\n  meshsim report out/\n  meshsim diff out-seed7/ out-seed8/\n  meshsim sweep scenarios/partition.toml --seeds 1..=50 --out out/sweep\n  meshsim shrink failing.toml --seed 17 --out min.toml\n  meshsim gate --baseline ci/baselines --current out/library\n  meshsim bench --rates 500,2000,8000 --out out/bench\n  meshsim load 127.0.0.1:8080 --rate 2000 --duration 10\n\nScenario format: scenarios/README.md. Exit codes: 0 ok, 1 an assertion failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -85,6 +86,12 @@ enum Command {
     ///
     /// Exit status: 0 every seed passed, 1 a seed failed, 2 bad input.
     Sweep(sweep::SweepArgs),
+    /// Shrink a failing scenario: find a smaller one (fewer faults, services, calls, pods,
+    /// shorter, lighter, narrower fault windows) on which the same assertion still fails with the
+    /// same seed; prints every step tried and writes the smaller file.
+    ///
+    /// Exit status: 0 written, 2 bad input (or the seed passes).
+    Shrink(shrink::ShrinkArgs),
     /// Gate a change: compare current runs (or sweeps, or a bench) with baselines metric by
     /// metric under per-metric rules; Markdown on stdout, optionally JSON, JUnit, and GitHub
     /// annotations. `--update` records the current side as the new baseline.
@@ -207,6 +214,7 @@ fn main() -> ExitCode {
         },
         Command::Gate(args) => gate::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Shrink(args) => shrink::run(&args),
         Command::Sidecar(args) => match bench::sidecar::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

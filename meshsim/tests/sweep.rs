@@ -1,6 +1,7 @@
-//! `meshsim sweep` as a user runs it: failing seeds are listed with a command that reproduces
-//! them byte for byte; the outputs do not depend on `--jobs`; shards merge to exactly the
-//! unsharded sweep; bad input is exit 2. The scenario is the library's partition scenario with
+//! The seed workflow as a user runs it. `meshsim sweep`: failing seeds are listed with a command
+//! that reproduces them byte for byte; the outputs do not depend on `--jobs`; shards merge to
+//! exactly the unsharded sweep; bad input is exit 2. `meshsim shrink`: a failing seed's scenario
+//! shrinks to a smaller file on which the same assertion still fails. The scenario is the library's partition scenario with
 //! its success assertion raised to 0.795, which about half the seeds miss.
 
 use std::path::{Path, PathBuf};
@@ -236,4 +237,80 @@ fn bad_input_is_exit_2_with_a_message() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere.toml"));
+}
+
+#[test]
+fn shrinking_a_failing_seed_gives_a_smaller_scenario_that_fails_the_same_way() {
+    let t = tempfile::tempdir().unwrap();
+    let file = scenario(t.path());
+    let min = t.path().join("min.toml");
+    // Seed 1 fails the raised success assertion (sweep above); shrink within 60 simulations.
+    let o = meshsim()
+        .arg("shrink")
+        .arg(&file)
+        .args(["--seed", "1", "--budget", "60", "--out"])
+        .arg(&min)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("step   1:") && stderr.contains("still fails: kept"),
+        "{stderr}"
+    );
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(&min).unwrap()).unwrap();
+    let orig: toml::Table = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let faults = |d: &toml::Table| {
+        d.get("faults")
+            .and_then(|f| f.as_array())
+            .map_or(0, Vec::len)
+    };
+    let duration = |d: &toml::Table| {
+        d["workload"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse::<sim::scenario::Dur>()
+            .unwrap()
+    };
+    assert!(
+        faults(&doc) < faults(&orig) || duration(&doc) < duration(&orig),
+        "nothing shrank:\n{}",
+        std::fs::read_to_string(&min).unwrap()
+    );
+    // It runs as a plain scenario (its own seed) and the same assertion fails.
+    let out = t.path().join("min-run");
+    let o = meshsim()
+        .arg("run")
+        .arg(&min)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("report.json"))).unwrap();
+    let failed: Vec<&str> = report["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["passed"] == false)
+        .map(|a| a["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["success_ratio >= 0.795"]);
+    // A seed that passes has nothing to shrink.
+    let o = meshsim()
+        .arg("shrink")
+        .arg(&file)
+        .args(["--seed", "3", "--out"])
+        .arg(t.path().join("none.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to shrink"));
 }

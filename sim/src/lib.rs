@@ -18,6 +18,7 @@
 //! - [`collect`]: outcomes and hdrhistogram latencies; the books.
 //! - [`telemetry`]: the sidecars' own metrics, spans (OTLP-JSON) and access logs from a run.
 //! - [`run`]: one run start to finish. [`check`]: assertions.
+//! - [`shrink`]: a failing scenario made smaller while the same assertion still fails.
 //! - [`run()`]: meshed run + unmeshed baseline + overhead + verdict = a `reports::Report`, and the
 //!   sidecars' telemetry.
 //!
@@ -58,6 +59,7 @@ pub mod model;
 pub mod queueing;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod substrate;
 pub mod telemetry;
 pub mod time;
