@@ -262,7 +262,8 @@ mod tests {
         /// retries per second, whatever the rate and however time steps (tower 0.5's `TpsBudget`
         /// granted about 22% more when time jumped over slot boundaries). Every request wants one
         /// retry and the demand exceeds the budget; over 60 s with a 10 s window the grant is
-        /// 60 × (ratio × rate + min), give or take one slot's worth of either term.
+        /// 60 × (ratio × rate + min), give or take one slot's worth of either term, and up to one
+        /// whole retry per window below it (retries are whole).
         #[test]
         fn budget_grants_its_closed_form_per_second(rate in 20u32..400, ratio_pct in 1u32..50, min_per_sec in 0u32..20, step_ms in 1u64..700) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
@@ -291,7 +292,15 @@ mod tests {
                 let expected = (secs * per_sec).min(sent as f64);
                 // One slot (1 s) of deposits' share and of the reserve, plus the clock's lag.
                 let slack = per_sec * (1.0 + step_ms as f64 / 1000.0) + 2.0;
-                prop_assert!((granted as f64 - expected).abs() <= slack, "granted {} expected {} ± {}", granted, expected, slack);
+                // Retries are whole: a window holding 2.4 retries' worth grants 2 until the 0.4
+                // becomes 1, so a budget can run up to one retry per window (ttl) below its
+                // closed form and never above it. (proptest found it: rate 24, ratio 1%, min 0:
+                // 0.24/s, 14.4 over 60 s; granted 12 = 2 per 10 s window.)
+                let quantum = secs / 10.0;
+                prop_assert!(
+                    granted as f64 <= expected + slack && granted as f64 >= expected - slack - quantum,
+                    "granted {} expected {} (-{} / +{})", granted, expected, slack + quantum, slack
+                );
                 Ok(())
             })?;
         }

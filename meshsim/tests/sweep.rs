@@ -314,3 +314,26 @@ fn shrinking_a_failing_seed_gives_a_smaller_scenario_that_fails_the_same_way() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to shrink"));
 }
+
+#[test]
+fn check_determinism_runs_twice_and_says_the_runs_are_identical() {
+    let t = tempfile::tempdir().unwrap();
+    let o = meshsim()
+        .args(["run", "--check-determinism", "--quiet", "--out"])
+        .arg(t.path().join("run"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/partition.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("the second run is identical")
+            && stdout.contains("over 11 simulated seconds"),
+        "{stdout}"
+    );
+}

@@ -43,7 +43,7 @@ fn main() {
             mesh: true,
             access_log: false,
         };
-        let (run, _) = sim::run::simulate(&loaded, &pass, &mut |_, _| {});
+        let run = sim::run::simulate(&loaded, &pass, &mut |_, _| {}).stats;
         let wall = t.elapsed().as_secs_f64();
         let simulated = run.sim_time_ms as f64 / 1000.0;
         println!(

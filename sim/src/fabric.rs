@@ -86,6 +86,51 @@ pub struct Fabric {
     cross_zone_us: u64,
     egress: Vec<Packet>,
     stats: FabricStats,
+    digest: Digest,
+}
+
+/// A running hash of every delivery (instant, addresses, size), closed once per simulated
+/// second: two runs that deliver the same packets at the same instants have the same list, and
+/// the first differing entry says in which second two runs parted (`meshsim run
+/// --check-determinism`). FNV-1a over the values' bytes: fixed, unkeyed, the same in every process.
+#[derive(Debug)]
+struct Digest {
+    second: u64,
+    current: u64,
+    closed: Vec<u64>,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl Digest {
+    fn new() -> Self {
+        Self {
+            second: 0,
+            current: FNV_OFFSET,
+            closed: Vec::new(),
+        }
+    }
+
+    fn fold(&mut self, now_us: u64, pkt: &Packet) {
+        while self.second < now_us / 1_000_000 {
+            self.closed.push(self.current);
+            self.current = FNV_OFFSET;
+            self.second += 1;
+        }
+        let ip = |a: IpAddr| match a {
+            IpAddr::V4(v) => u128::from(v.to_bits()),
+            IpAddr::V6(v) => v.to_bits(),
+        };
+        for b in now_us
+            .to_le_bytes()
+            .into_iter()
+            .chain(ip(pkt.src).to_le_bytes())
+            .chain(ip(pkt.dst).to_le_bytes())
+            .chain(pkt.size().to_le_bytes())
+        {
+            self.current = (self.current ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 impl Fabric {
@@ -108,6 +153,7 @@ impl Fabric {
             cross_zone_us,
             egress: Vec::with_capacity(256),
             stats: FabricStats::default(),
+            digest: Digest::new(),
         }
     }
 
@@ -151,9 +197,7 @@ impl Fabric {
             .partition(|(rid, _)| *rid == id);
         self.held = keep;
         for (_, pkt) in release {
-            self.stats.delivered += 1;
-            mark_delivered(guard, &pkt);
-            guard.deliver(pkt);
+            self.deliver(pkt, guard);
         }
     }
 
@@ -167,6 +211,21 @@ impl Fabric {
         self.stats
     }
 
+    /// The delivery digest of each simulated second so far (the last one still open).
+    pub fn digests(&self) -> Vec<u64> {
+        let mut d = self.digest.closed.clone();
+        d.push(self.digest.current);
+        d
+    }
+
+    /// Hand `pkt` to its host now, counted and folded into the digest.
+    fn deliver(&mut self, pkt: Packet, guard: &EnterGuard) {
+        self.stats.delivered += 1;
+        self.digest.fold(self.now_us, &pkt);
+        mark_delivered(guard, &pkt);
+        guard.deliver(pkt);
+    }
+
     /// Deliver every packet due by `now_us`; returns how many.
     pub fn deliver_due(&mut self, guard: &EnterGuard, now_us: u64) -> usize {
         self.now_us = now_us;
@@ -176,9 +235,7 @@ impl Fabric {
                 break;
             }
             let pkt = entry.remove();
-            self.stats.delivered += 1;
-            mark_delivered(guard, &pkt);
-            guard.deliver(pkt);
+            self.deliver(pkt, guard);
             n += 1;
         }
         n
@@ -226,9 +283,7 @@ impl Fabric {
                 false
             }
             Fate::At(at) if at <= self.now_us => {
-                self.stats.delivered += 1;
-                mark_delivered(guard, &pkt);
-                guard.deliver(pkt);
+                self.deliver(pkt, guard);
                 true
             }
             Fate::At(at) => {

@@ -125,6 +125,9 @@ pub struct RunOutput {
     pub report: Report,
     /// What the sidecars recorded about themselves.
     pub telemetry: Option<telemetry::Telemetry>,
+    /// Each pass's delivery digest per simulated second (`mesh`, `no mesh`): where two runs that
+    /// should be identical first parted.
+    pub digests: Vec<(&'static str, Vec<u64>)>,
 }
 
 /// Run a loaded scenario: the meshed run and the unmeshed baseline (as the scenario asks), the
@@ -135,14 +138,16 @@ pub fn run(
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> RunOutput {
     let s = &loaded.scenario;
+    let mut digests = Vec::new();
     let (mesh, telemetry) = if s.mesh.enabled {
         let pass = run::Pass {
             seed: opts.seed,
             mesh: true,
             access_log: opts.access_log,
         };
-        let (stats, telemetry) = run::simulate(loaded, &pass, &mut |n, e| progress("mesh", n, e));
-        (Some(stats), Some(telemetry))
+        let out = run::simulate(loaded, &pass, &mut |n, e| progress("mesh", n, e));
+        digests.push(("mesh", out.digests));
+        (Some(out.stats), Some(out.telemetry))
     } else {
         (None, None)
     };
@@ -152,7 +157,9 @@ pub fn run(
             mesh: false,
             access_log: false,
         };
-        run::simulate(loaded, &pass, &mut |n, e| progress("no mesh", n, e)).0
+        let out = run::simulate(loaded, &pass, &mut |n, e| progress("no mesh", n, e));
+        digests.push(("no mesh", out.digests));
+        out.stats
     });
     let overhead = match (&mesh, &baseline) {
         (Some(m), Some(b)) => Some(Overhead::between(m, b)),
@@ -192,5 +199,9 @@ pub fn run(
     if !balanced || report.assertions.iter().any(|a| !a.passed) {
         report.verdict = Verdict::Fail;
     }
-    RunOutput { report, telemetry }
+    RunOutput {
+        report,
+        telemetry,
+        digests,
+    }
 }

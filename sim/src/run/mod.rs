@@ -51,14 +51,21 @@ pub struct Pass {
     pub access_log: bool,
 }
 
-/// Run the scenario once as `pass` says, handing back the measurements and what the sidecars
-/// recorded about themselves (metrics, spans, access-log lines when asked for). `progress`
-/// hears (now, end of sending) in ms about once per simulated second.
-pub fn simulate(
-    loaded: &Loaded,
-    pass: &Pass,
-    progress: &mut dyn FnMut(u64, u64),
-) -> (RunStats, Telemetry) {
+/// What one pass produced.
+#[derive(Debug)]
+pub struct Simulated {
+    /// The measurements.
+    pub stats: RunStats,
+    /// What the sidecars recorded about themselves.
+    pub telemetry: Telemetry,
+    /// The fabric's delivery digest per simulated second ([`crate::fabric::Fabric::digests`]).
+    pub digests: Vec<u64>,
+}
+
+/// Run the scenario once as `pass` says, handing back the measurements, what the sidecars
+/// recorded about themselves (metrics, spans, access-log lines when asked for) and the delivery
+/// digests. `progress` hears (now, end of sending) in ms about once per simulated second.
+pub fn simulate(loaded: &Loaded, pass: &Pass, progress: &mut dyn FnMut(u64, u64)) -> Simulated {
     let rt = crate::substrate::runtime(derive_seed(pass.seed, "tokio"));
     rt.block_on(simulate_inner(
         loaded,
@@ -75,7 +82,7 @@ async fn simulate_inner(
     mesh: bool,
     access_log: bool,
     progress: &mut dyn FnMut(u64, u64),
-) -> (RunStats, Telemetry) {
+) -> Simulated {
     let s = &loaded.scenario;
     let mut net = Net::with_config(crate::substrate::kernel_config());
     let mut infos = Vec::new();
@@ -276,6 +283,7 @@ async fn simulate_inner(
     // Tasks close their sockets as they drop; that needs the network still installed.
     drop(set);
     let fstats = fabric.stats();
+    let digests = fabric.digests();
     drop(guard);
 
     let finished = Arc::try_unwrap(collector)
@@ -284,5 +292,10 @@ async fn simulate_inner(
             unreachable!("every task holding the collector was dropped with the LocalSet")
         })
         .finish(&dispatched.lock().unwrap_or_else(|p| p.into_inner()));
-    harvest(loaded, mesh, &world, finished, fstats, sim_time_ms)
+    let (stats, telemetry) = harvest(loaded, mesh, &world, finished, fstats, sim_time_ms);
+    Simulated {
+        stats,
+        telemetry,
+        digests,
+    }
 }

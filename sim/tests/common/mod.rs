@@ -30,7 +30,7 @@ pub fn run(loaded: &Loaded, seed: u64, mesh: bool) -> RunStats {
         mesh,
         access_log: false,
     };
-    checked(sim::run::simulate(loaded, &pass, &mut |_, _| {}).0)
+    checked(sim::run::simulate(loaded, &pass, &mut |_, _| {}).stats)
 }
 
 /// Simulate the scenario `src` with `seed`, meshed or not, its ledger checked.
