@@ -56,6 +56,14 @@ enum Command {
         /// first differs (exit 1).
         #[arg(long)]
         check_determinism: bool,
+        /// Change a field of the scenario for this run, e.g. `--set mesh.preset=linkerd-2.16`,
+        /// `--set services.api.replicas=3` (repeatable; see scenarios/README.md).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<sim::scenario::overrides::Override>,
+        /// Run once per value and compare side by side in OUT/matrix.md, e.g.
+        /// `--matrix mesh.preset=istio-1.24,linkerd-2.16` (each run in OUT/<key=value>/).
+        #[arg(long, value_name = "KEY=V1,V2,...")]
+        matrix: Option<String>,
     },
     /// Check a scenario file and print what it describes, without running it.
     ///
@@ -164,13 +172,26 @@ fn main() -> ExitCode {
             quiet,
             access_log,
             check_determinism,
-        } => match run(&scenario, seed, &out, quiet, access_log, check_determinism) {
-            Ok(code) => code,
-            Err(e) => {
+            sets,
+            matrix,
+        } => {
+            let result = match matrix {
+                Some(m) => matrix_cmd(&scenario, seed, &out, quiet, &sets, &m),
+                None => run(
+                    &scenario,
+                    seed,
+                    &out,
+                    quiet,
+                    access_log,
+                    check_determinism,
+                    &sets,
+                ),
+            };
+            result.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
-            }
-        },
+            })
+        }
         Command::Check { scenario } => match sim::scenario::load(&scenario) {
             Ok(l) => {
                 let s = &l.scenario;
@@ -362,8 +383,9 @@ fn run(
     quiet: bool,
     access_log: bool,
     check_determinism: bool,
+    sets: &[sim::scenario::overrides::Override],
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match sim::scenario::load(scenario) {
+    let loaded = match sim::scenario::load_with(scenario, sets) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -374,7 +396,7 @@ fn run(
     let scenario_arg = scenario.display().to_string();
     let opts = sim::RunOptions {
         seed,
-        repro: sweep::repro(&scenario_arg, seed),
+        repro: sweep::repro(&scenario_arg, seed, sets),
         scenario_arg,
         access_log,
     };
@@ -541,4 +563,62 @@ fn print_short(report: &reports::Report) {
             a.text
         );
     }
+}
+
+/// `--matrix KEY=V1,V2`: one run per value (with any `--set`), each in OUT/KEY=V/, and a
+/// side-by-side table of the headline metrics in OUT/matrix.md.
+fn matrix_cmd(
+    scenario: &std::path::Path,
+    seed: Option<u64>,
+    out: &std::path::Path,
+    quiet: bool,
+    sets: &[sim::scenario::overrides::Override],
+    matrix: &str,
+) -> anyhow::Result<ExitCode> {
+    let (key, values) = matrix
+        .split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .with_context(|| format!("--matrix {matrix:?}: expected KEY=V1,V2,..."))?;
+    let mut columns = Vec::new();
+    let mut worst = ExitCode::SUCCESS;
+    for v in values.split(',').map(str::trim) {
+        let label = format!("{key}={v}");
+        let mut all = sets.to_vec();
+        all.push(label.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+        let dir = out.join(label.replace(['/', ' '], "_"));
+        let code = run(scenario, seed, &dir, quiet, false, false, &all)?;
+        if code == ExitCode::from(2) {
+            return Ok(code);
+        }
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+        let report = reports::render::read_report(&dir.join("report.json"))?;
+        columns.push((label, reports::metrics::of_report(&report)));
+    }
+    let mut md = format!(
+        "# {} side by side: {key}\n\n| metric |{}\n|---|{}\n",
+        scenario.display(),
+        columns
+            .iter()
+            .map(|(l, _)| format!(" {l} |"))
+            .collect::<String>(),
+        "---:|".repeat(columns.len())
+    );
+    for m in reports::sweep::KEY_METRICS {
+        md += &format!("| {m} |");
+        for (_, c) in &columns {
+            md += &format!(
+                " {} |",
+                c.get(*m)
+                    .map(|v| reports::summary::number(*v))
+                    .unwrap_or_else(|| "—".into())
+            );
+        }
+        md += "\n";
+    }
+    std::fs::write(out.join("matrix.md"), &md)
+        .with_context(|| format!("writing {}", out.join("matrix.md").display()))?;
+    print!("{md}");
+    Ok(worst)
 }

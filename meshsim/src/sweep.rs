@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reports::sweep::{SweepRecord, SweepSummary};
 use reports::{Report, Verdict};
+use sim::scenario::overrides::Override;
 
 /// Arguments of `meshsim sweep`.
 #[derive(clap::Args, Debug)]
@@ -53,6 +54,10 @@ pub struct SweepArgs {
     /// Print nothing but errors and failing seeds.
     #[arg(long, short)]
     quiet: bool,
+    /// Change a field of the scenario for every seed, e.g. `--set mesh.preset=linkerd-2.16`
+    /// (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<Override>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -72,9 +77,22 @@ enum SweepCommand {
     },
 }
 
-/// The command that reproduces `seed` of `scenario` (also what `meshsim run` puts in a report).
-pub fn repro(scenario: &str, seed: u64) -> String {
-    format!("cargo run --release --bin meshsim -- run {scenario} --seed {seed}")
+/// The command that reproduces `seed` of `scenario` with `sets` (also what `meshsim run` puts in
+/// a report).
+pub fn repro(scenario: &str, seed: u64, sets: &[Override]) -> String {
+    let mut s = format!("cargo run --release --bin meshsim -- run {scenario} --seed {seed}");
+    for o in sets {
+        let o = o.to_string();
+        // Quoted for a POSIX shell when it holds anything but the usual characters.
+        if o.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-=/:@,".contains(c))
+        {
+            s += &format!(" --set {o}");
+        } else {
+            s += &format!(" --set '{}'", o.replace('\'', "'\\''"));
+        }
+    }
+    s
 }
 
 /// Run the command; errors are bad input (exit 2).
@@ -202,7 +220,7 @@ fn commit() -> &'static str {
     option_env!("MESHSIM_COMMIT").unwrap_or("unknown")
 }
 
-fn record(report: &Report, scenario_arg: &str) -> SweepRecord {
+fn record(report: &Report, scenario_arg: &str, sets: &[Override]) -> SweepRecord {
     SweepRecord {
         schema_version: reports::SCHEMA_VERSION,
         scenario: report.run.scenario.clone(),
@@ -217,7 +235,7 @@ fn record(report: &Report, scenario_arg: &str) -> SweepRecord {
             .map(|a| a.text.clone())
             .collect(),
         metrics: reports::metrics::of_report(report),
-        repro: repro(scenario_arg, report.run.seed),
+        repro: repro(scenario_arg, report.run.seed, sets),
     }
 }
 
@@ -230,7 +248,7 @@ fn line(r: &SweepRecord) -> String {
 #[allow(clippy::disallowed_methods)] // wall time bounds the sweep (--budget); never in a report
 fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
     let scenario = a.scenario.as_ref().context("a scenario file is required")?;
-    let loaded = match sim::scenario::load(scenario) {
+    let loaded = match sim::scenario::load_with(scenario, &a.sets) {
         Ok(l) => l,
         Err(e) => bail!("{e}"),
     };
@@ -296,11 +314,11 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
                     let opts = sim::RunOptions {
                         seed,
                         scenario_arg: scenario_arg.clone(),
-                        repro: repro(&scenario_arg, seed),
+                        repro: repro(&scenario_arg, seed, &a.sets),
                         access_log: false,
                     };
                     let out = sim::run(&loaded, &opts, &mut |_, _, _| {});
-                    let rec = record(&out.report, &scenario_arg);
+                    let rec = record(&out.report, &scenario_arg, &a.sets);
                     let mut result = file
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -337,3 +337,72 @@ fn check_determinism_runs_twice_and_says_the_runs_are_identical() {
         "{stdout}"
     );
 }
+
+#[test]
+fn set_overrides_a_field_and_its_repro_carries_it_and_matrix_compares_values() {
+    let t = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/partition.toml");
+    let run = |out: &Path, extra: &[&str]| {
+        meshsim()
+            .arg("run")
+            .arg(&file)
+            .args(["--quiet", "--out"])
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let report = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&read(&d.join("report.json"))).unwrap()
+    };
+    let (plain, set) = (t.path().join("plain"), t.path().join("set"));
+    run(&plain, &[]);
+    run(
+        &set,
+        &[
+            "--set",
+            "services.db.replicas=3",
+            "--set",
+            "workload.rate_rps=150",
+        ],
+    );
+    let (a, b) = (report(&plain), report(&set));
+    assert!(
+        b["mesh"]["books"]["sent"].as_u64() > a["mesh"]["books"]["sent"].as_u64(),
+        "the rate override took effect"
+    );
+    assert_ne!(
+        a["run"]["scenario_hash"], b["run"]["scenario_hash"],
+        "the hash is of the scenario as run"
+    );
+    assert!(
+        b["run"]["repro"]
+            .as_str()
+            .unwrap()
+            .ends_with("--set services.db.replicas=3 --set workload.rate_rps=150"),
+        "{}",
+        b["run"]["repro"]
+    );
+    // A bad override names itself.
+    let o = run(&t.path().join("bad"), &["--set", "services.web.replicas=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--set services.web.replicas=1: `services` has no entry named `web`")
+    );
+    // --matrix: one run per value and a table with a column each.
+    let m = t.path().join("matrix");
+    let o = run(&m, &["--matrix", "mesh.preset=istio-1.24,linkerd-2.16"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let md = std::fs::read_to_string(m.join("matrix.md")).unwrap();
+    assert!(
+        md.contains("| metric | mesh.preset=istio-1.24 | mesh.preset=linkerd-2.16 |"),
+        "{md}"
+    );
+    assert!(m.join("mesh.preset=linkerd-2.16/report.json").is_file());
+}

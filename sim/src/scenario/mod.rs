@@ -17,6 +17,7 @@
 
 pub mod assertion;
 pub mod duration;
+pub mod overrides;
 pub mod policy;
 pub mod preset;
 pub mod service;
@@ -162,9 +163,10 @@ impl Default for NetworkSpec {
     }
 }
 
-/// A scenario file that could not be used. Displays as `file:line:column: field `x`: message`.
+/// A scenario file that could not be used. Displays as `file:line:column: field: message`
+/// (`file: field: message` when no line is at fault: an unreadable file, a `--set` override).
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
+#[error("{file}{}: {field}: {message}", if *line > 0 { format!(":{line}:{column}") } else { String::new() })]
 pub struct ScenarioError {
     /// The file.
     pub file: String,
@@ -193,6 +195,13 @@ pub struct Loaded {
 
 /// Read, parse and validate a scenario file.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    load_with(path, &[])
+}
+
+/// Read, parse and validate a scenario file, then apply `--set` overrides (the file is validated
+/// first, so its errors name its lines; then the overridden scenario, whose errors name the
+/// overrides). The hash is of the scenario as run.
+pub fn load_with(path: &Path, overrides: &[overrides::Override]) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: file.clone(),
@@ -201,7 +210,26 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
         field: "(file)".into(),
         message: format!("cannot read: {e}"),
     })?;
-    let scenario = parse(&file, &src)?;
+    let mut scenario = parse(&file, &src)?;
+    let src = if overrides.is_empty() {
+        src
+    } else {
+        let names: Vec<String> = overrides.iter().map(|o| o.to_string()).collect();
+        let what = format!("{file} with --set {}", names.join(" --set "));
+        let edited = overrides::apply(&src, overrides).map_err(|message| ScenarioError {
+            file: what.clone(),
+            line: 0,
+            column: 0,
+            field: "(--set)".into(),
+            message,
+        })?;
+        scenario = parse(&what, &edited).map_err(|e| ScenarioError {
+            line: 0,
+            column: 0,
+            ..e
+        })?;
+        edited
+    };
     let cost = match &scenario.mesh.proxy_cost {
         None => crate::cost::Calibration::builtin(),
         Some(rel) => {
