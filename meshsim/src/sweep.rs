@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rand::SeedableRng;
 use reports::sweep::{SweepRecord, SweepSummary};
 use reports::{Report, Verdict};
 use sim::scenario::overrides::Override;
@@ -58,6 +59,11 @@ pub struct SweepArgs {
     /// (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<Override>,
+    /// Let each seed also draw the scenario from the ranges its `[swarm]` section declares
+    /// (fault times, latencies, which replica fails, load); every drawn value is printed and each
+    /// seed's drawn scenario is written to OUT/drawn/SEED.toml, the file its repro command runs.
+    #[arg(long)]
+    swarm: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -220,11 +226,18 @@ fn commit() -> &'static str {
     option_env!("MESHSIM_COMMIT").unwrap_or("unknown")
 }
 
-fn record(report: &Report, scenario_arg: &str, sets: &[Override]) -> SweepRecord {
+/// The record of one seed; `scenario_hash` is the swept file's (in a swarm sweep each seed runs
+/// its own drawn file, but they are one sweep of one scenario).
+fn record(
+    report: &Report,
+    scenario_arg: &str,
+    sets: &[Override],
+    scenario_hash: &str,
+) -> SweepRecord {
     SweepRecord {
         schema_version: reports::SCHEMA_VERSION,
         scenario: report.run.scenario.clone(),
-        scenario_hash: report.run.scenario_hash.clone(),
+        scenario_hash: scenario_hash.to_string(),
         commit: commit().into(),
         seed: report.run.seed,
         verdict: report.verdict,
@@ -236,6 +249,44 @@ fn record(report: &Report, scenario_arg: &str, sets: &[Override]) -> SweepRecord
             .collect(),
         metrics: reports::metrics::of_report(report),
         repro: repro(scenario_arg, report.run.seed, sets),
+        drawn: Default::default(),
+    }
+}
+
+/// Write seed `seed`'s drawn scenario (the swept file with `sets` and `draws` applied) to
+/// OUT/drawn/SEED.toml and load it.
+fn write_drawn(
+    out: &Path,
+    seed: u64,
+    src: &str,
+    sets: &[Override],
+    draws: &[Override],
+) -> anyhow::Result<(sim::scenario::Loaded, PathBuf)> {
+    let mut all = sets.to_vec();
+    all.extend(draws.iter().cloned());
+    let text = sim::scenario::overrides::apply(src, &all).map_err(|e| anyhow::anyhow!(e))?;
+    let dir = out.join("drawn");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{seed}.toml"));
+    let list: Vec<String> = draws.iter().map(|o| o.to_string()).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "# meshsim sweep --swarm, seed {seed} drew: {}\n\n{text}",
+            list.join(" ")
+        ),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    let loaded = sim::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((loaded, path))
+}
+
+/// A line above the progress bar, or on stderr when there is no bar (not a terminal, --quiet).
+fn say(bar: &indicatif::ProgressBar, msg: String) {
+    if bar.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        bar.println(msg);
     }
 }
 
@@ -251,6 +302,21 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
     let loaded = match sim::scenario::load_with(scenario, &a.sets) {
         Ok(l) => l,
         Err(e) => bail!("{e}"),
+    };
+    let swarm = if a.swarm {
+        let t = loaded.scenario.swarm.as_ref().with_context(|| {
+            format!(
+                "--swarm: {} has no [swarm] section saying what a seed may draw",
+                scenario.display()
+            )
+        })?;
+        let sw = sim::scenario::swarm::Swarm::parse(t)
+            .map_err(|(f, m)| anyhow::anyhow!("{}: {f}: {m}", scenario.display()))?;
+        let src = std::fs::read_to_string(scenario)
+            .with_context(|| format!("reading {}", scenario.display()))?;
+        Some((sw, src))
+    } else {
+        None
     };
     let all = parse_seeds(a.seeds.as_deref().unwrap_or_default())?;
     let shard = parse_shard(a.shard.as_deref(), &|k| std::env::var(k).ok())?;
@@ -311,14 +377,47 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&seed) = seeds.get(i) else { return };
+                    // A swarm seed draws its scenario, writes it, and runs that file.
+                    let drawn = match &swarm {
+                        None => None,
+                        Some((sw, src)) => {
+                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(sim::derive_seed(
+                                seed, "swarm",
+                            ));
+                            let draws = sw.draw(&mut rng);
+                            match write_drawn(&a.out, seed, src, &a.sets, &draws) {
+                                Ok(x) => Some((x, draws)),
+                                Err(e) => {
+                                    stop.store(true, Ordering::Relaxed);
+                                    *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let (this, arg, sets): (&sim::scenario::Loaded, String, &[Override]) =
+                        match &drawn {
+                            Some(((l, path), _)) => (l, path.display().to_string(), &[]),
+                            None => (&loaded, scenario_arg.clone(), &a.sets),
+                        };
                     let opts = sim::RunOptions {
                         seed,
-                        scenario_arg: scenario_arg.clone(),
-                        repro: repro(&scenario_arg, seed, &a.sets),
+                        scenario_arg: arg.clone(),
+                        repro: repro(&arg, seed, sets),
                         access_log: false,
                     };
-                    let out = sim::run(&loaded, &opts, &mut |_, _, _| {});
-                    let rec = record(&out.report, &scenario_arg, &a.sets);
+                    let out = sim::run(this, &opts, &mut |_, _, _| {});
+                    let mut rec = record(&out.report, &arg, sets, &loaded.hash);
+                    if let Some((_, draws)) = &drawn {
+                        rec.drawn = draws
+                            .iter()
+                            .map(|o| (o.path.clone(), o.value.clone()))
+                            .collect();
+                        if !a.quiet {
+                            let list: Vec<String> = draws.iter().map(|o| o.to_string()).collect();
+                            say(&bar, format!("  seed {seed} drew {}", list.join(" ")));
+                        }
+                    }
                     let mut result = file
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -333,18 +432,18 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
                             std::fs::write(dir.join("report.json"), reports::to_json(&out.report))?;
                             Ok(())
                         });
-                        bar.println(format!(
-                            "  seed {seed} FAILED: {} — reproduce: {}",
-                            if rec.failed_assertions.is_empty() {
-                                "books did not balance or requests were left in flight".into()
-                            } else {
-                                rec.failed_assertions.join("; ")
-                            },
-                            rec.repro
-                        ));
-                        if bar.is_hidden() && !a.quiet {
-                            eprintln!("  seed {seed} FAILED — reproduce: {}", rec.repro);
-                        }
+                        say(
+                            &bar,
+                            format!(
+                                "  seed {seed} FAILED: {} — reproduce: {}",
+                                if rec.failed_assertions.is_empty() {
+                                    "books did not balance or requests were left in flight".into()
+                                } else {
+                                    rec.failed_assertions.join("; ")
+                                },
+                                rec.repro
+                            ),
+                        );
                     }
                     if let Err(e) = result {
                         stop.store(true, Ordering::Relaxed);

@@ -406,3 +406,77 @@ fn set_overrides_a_field_and_its_repro_carries_it_and_matrix_compares_values() {
     );
     assert!(m.join("mesh.preset=linkerd-2.16/report.json").is_file());
 }
+
+#[test]
+fn a_swarm_sweep_draws_each_seeds_scenario_and_the_drawn_file_replays_it() {
+    let t = tempfile::tempdir().unwrap();
+    let file = scenario(t.path());
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text += "\n[swarm]\n\"faults.0.until\" = { range = [\"3500ms\", \"6s\"] }\n\"workload.rate_rps\" = { range = [60, 140] }\n\"services.db.replicas\" = { choose = [1, 2, 3] }\n";
+    let file = t.path().join("swarm.toml");
+    std::fs::write(&file, &text).unwrap();
+    let out = t.path().join("swarm");
+    let o = sweep(&file, &out, &["--swarm", "--jobs", "2"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{stderr}");
+    // Every drawn value is printed and recorded; seeds draw differently.
+    let records: Vec<serde_json::Value> = String::from_utf8(read(&out.join("records.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        let seed = r["seed"].as_u64().unwrap();
+        let drawn = r["drawn"].as_object().unwrap();
+        assert_eq!(drawn.len(), 3, "{r}");
+        let rate: u64 = drawn["workload.rate_rps"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((60..=140).contains(&rate));
+        assert!(
+            stderr.contains(&format!("seed {seed} drew faults.0.until=")),
+            "{stderr}"
+        );
+        assert!(out.join(format!("drawn/{seed}.toml")).is_file());
+    }
+    let rates: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["drawn"]["workload.rate_rps"].as_str().unwrap())
+        .collect();
+    assert!(rates.len() > 1, "every seed drew the same rate");
+    // The drawn file is the reproduction: running it with the seed gives the sweep's report.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("summary.json"))).unwrap();
+    if let Some(seed) = summary["failing_seeds"]
+        .as_array()
+        .unwrap()
+        .first()
+        .and_then(|s| s.as_u64())
+    {
+        let replay = t.path().join("replay");
+        meshsim()
+            .arg("run")
+            .arg(out.join(format!("drawn/{seed}.toml")))
+            .args(["--seed", &seed.to_string(), "--quiet", "--out"])
+            .arg(&replay)
+            .output()
+            .unwrap();
+        assert!(
+            read(&replay.join("report.json"))
+                == read(&out.join(format!("failing/{seed}/report.json")))
+        );
+    }
+    // A range that can draw an invalid scenario is refused at load, naming the entry (the
+    // fault starts at 3 s, so it cannot end at 1 s).
+    std::fs::write(&file, text.replace("\"3500ms\", \"6s\"", "\"1s\", \"6s\"")).unwrap();
+    let o = sweep(&file, &t.path().join("bad"), &["--swarm"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("swarm.\"faults.0.until\"") && e.contains("drawing 1s"),
+        "{e}"
+    );
+}

@@ -31,6 +31,9 @@ pub struct SweepRecord {
     pub metrics: BTreeMap<String, f64>,
     /// The command that runs this seed again.
     pub repro: String,
+    /// In a swarm sweep, the value each `[swarm]` entry drew for this seed (field → value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drawn: BTreeMap<String, String>,
 }
 
 /// Every metric across a sweep's seeds.

@@ -21,6 +21,7 @@ pub mod overrides;
 pub mod policy;
 pub mod preset;
 pub mod service;
+pub mod swarm;
 mod validate;
 pub mod workload;
 
@@ -70,6 +71,9 @@ pub struct Scenario {
     /// Report settings.
     #[serde(default)]
     pub report: ReportSpec,
+    /// What `meshsim sweep --swarm` may draw per seed ([`swarm`]); ignored by a plain run.
+    #[serde(default)]
+    pub swarm: Option<toml::Table>,
 }
 
 /// Report settings.
@@ -230,6 +234,32 @@ pub fn load_with(path: &Path, overrides: &[overrides::Override]) -> Result<Loade
         })?;
         edited
     };
+    // Every value the swarm section can draw must give a valid scenario.
+    if let Some(t) = &scenario.swarm {
+        let sw = swarm::Swarm::parse(t).map_err(|(field, message)| ScenarioError {
+            line: line_of_text(&src, "[swarm]").0,
+            column: 1,
+            file: file.clone(),
+            field,
+            message,
+        })?;
+        for o in sw.extremes() {
+            let bad = |message: String| ScenarioError {
+                line: line_of_text(&src, &format!("\"{}\"", o.path)).0,
+                column: 1,
+                file: file.clone(),
+                field: format!("swarm.\"{}\"", o.path),
+                message,
+            };
+            let edited = overrides::apply(&src, std::slice::from_ref(&o)).map_err(&bad)?;
+            parse(&file, &edited).map_err(|e| {
+                bad(format!(
+                    "drawing {} gives an invalid scenario: {}: {}",
+                    o.value, e.field, e.message
+                ))
+            })?;
+        }
+    }
     let cost = match &scenario.mesh.proxy_cost {
         None => crate::cost::Calibration::builtin(),
         Some(rel) => {
