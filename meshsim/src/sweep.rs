@@ -23,7 +23,7 @@ use reports::{Report, Verdict};
 use sim::scenario::overrides::Override;
 
 /// Arguments of `meshsim sweep`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SweepArgs {
     #[command(subcommand)]
@@ -64,9 +64,14 @@ pub struct SweepArgs {
     /// seed's drawn scenario is written to OUT/drawn/SEED.toml, the file its repro command runs.
     #[arg(long)]
     swarm: bool,
+    /// Sweep once per value and compare the means side by side in OUT/matrix.md, e.g.
+    /// `--matrix mesh.preset=istio-1.24,linkerd-2.16` (each sweep in OUT/<key=value>/, with
+    /// its JUnit there when --junit is given).
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    matrix: Option<String>,
 }
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 enum SweepCommand {
     /// Combine the folders of several shards (or interrupted sweeps) of one scenario into the
     /// summary a single sweep writes.
@@ -105,6 +110,7 @@ pub fn repro(scenario: &str, seed: u64, sets: &[Override]) -> String {
 pub fn run(a: &SweepArgs) -> ExitCode {
     let result = match &a.merge {
         Some(SweepCommand::Merge { dirs, out, junit }) => merge(dirs, out, junit.as_deref()),
+        None if a.matrix.is_some() => matrix(a),
         None => sweep(a),
     };
     match result {
@@ -477,6 +483,67 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--matrix`: one sweep per value, then the headline metrics' means and intervals side by side.
+fn matrix(a: &SweepArgs) -> anyhow::Result<ExitCode> {
+    let m = a.matrix.as_deref().unwrap_or_default();
+    let (key, values) = m
+        .split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .with_context(|| format!("--matrix {m:?}: expected KEY=V1,V2,..."))?;
+    let mut columns = Vec::new();
+    let mut worst = ExitCode::SUCCESS;
+    for v in values.split(',').map(str::trim) {
+        let label = format!("{key}={v}");
+        let mut one = a.clone();
+        one.matrix = None;
+        one.sets
+            .push(label.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+        one.out = a.out.join(label.replace(['/', ' '], "_"));
+        one.junit = a.junit.as_ref().map(|_| one.out.join("junit.xml"));
+        let code = sweep(&one)?;
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+        let text = std::fs::read_to_string(one.out.join("summary.json"))
+            .with_context(|| format!("reading {}", one.out.join("summary.json").display()))?;
+        let summary: SweepSummary =
+            serde_json::from_str(&text).context("reading the summary back")?;
+        columns.push((label, summary));
+    }
+    let n = reports::summary::number;
+    let mut md = format!(
+        "# Sweep side by side: {key}\n\nMean ± 95% interval over seeds {}.\n\n| metric |{}\n|---|{}\n",
+        a.seeds.as_deref().unwrap_or_default(),
+        columns
+            .iter()
+            .map(|(l, _)| format!(" {l} |"))
+            .collect::<String>(),
+        "---:|".repeat(columns.len())
+    );
+    for k in reports::sweep::KEY_METRICS {
+        md += &format!("| {k} |");
+        for (_, s) in &columns {
+            md += &match s.metrics.get(*k) {
+                Some(m) if m.ci95.is_finite() => format!(" {} ± {} |", n(m.mean), n(m.ci95)),
+                Some(m) => format!(" {} |", n(m.mean)),
+                None => " — |".into(),
+            };
+        }
+        md += "\n";
+    }
+    md += &format!(
+        "| failing seeds |{}\n",
+        columns
+            .iter()
+            .map(|(_, s)| format!(" {} |", s.failing_seeds.len()))
+            .collect::<String>()
+    );
+    std::fs::write(a.out.join("matrix.md"), &md)
+        .with_context(|| format!("writing {}", a.out.join("matrix.md").display()))?;
+    print!("{md}");
+    Ok(worst)
 }
 
 /// Records (sorted by seed, so any order of finishing and any split into shards writes the

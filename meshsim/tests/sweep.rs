@@ -480,3 +480,46 @@ fn a_swarm_sweep_draws_each_seeds_scenario_and_the_drawn_file_replays_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_sweep_matrix_puts_each_values_means_side_by_side() {
+    let t = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/partition.toml");
+    let out = t.path().join("m");
+    let o = meshsim()
+        .arg("sweep")
+        .arg(&file)
+        .args([
+            "--seeds",
+            "1..=3",
+            "--quiet",
+            "--matrix",
+            "services.db.replicas=1,3",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let md = std::fs::read_to_string(out.join("matrix.md")).unwrap();
+    assert!(
+        md.contains("| metric | services.db.replicas=1 | services.db.replicas=3 |"),
+        "{md}"
+    );
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| mesh.latency.p99_ms |") && l.matches('±').count() == 2),
+        "{md}"
+    );
+    for v in ["1", "3"] {
+        let s: serde_json::Value = serde_json::from_slice(&read(
+            &out.join(format!("services.db.replicas={v}/summary.json")),
+        ))
+        .unwrap();
+        assert_eq!(s["seeds"].as_array().unwrap().len(), 3);
+    }
+}
