@@ -135,14 +135,15 @@ fn load_one(dir: &Path) -> Result<Option<Source>, GateError> {
                 "no `schema_version`; expected a meshsim report",
             )
         })? as u32;
-    if schema_version != reports::SCHEMA_VERSION {
+    let expected = match kind {
+        "bench" => reports::bench::BENCH_SCHEMA_VERSION,
+        _ => reports::SCHEMA_VERSION,
+    };
+    if schema_version != expected {
         return Err(malformed(
             &report,
             None,
-            format!(
-                "schema version {schema_version}; this meshsim reads version {}",
-                reports::SCHEMA_VERSION
-            ),
+            format!("schema version {schema_version}; this meshsim reads version {expected}"),
         ));
     }
     match kind {

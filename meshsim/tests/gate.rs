@@ -277,3 +277,70 @@ fn update_records_the_current_run_and_says_what_changed() {
     assert!(lib.join("brand-new/report.json").is_file());
     assert_eq!(gate(&lib, &cur, &[]).code, 0);
 }
+
+/// A bench report with direct and sidecar points at 1,000 rps (P50/P99 µs) and their sustained
+/// rates.
+fn bench(direct: (u64, u64), sidecar: (u64, u64), sustained: (f64, f64)) -> serde_json::Value {
+    let point = |config: &str, (p50, p99): (u64, u64)| {
+        serde_json::json!({
+            "config": config, "protocol": "http1", "cpu_ms_per_1000": null, "rss_kib": [], "hgrm": "",
+            "load": { "rate_rps": 1000.0, "achieved_rps": 1000.0, "due": 10000, "ok": 10000, "errors": {},
+                      "p50_us": p50, "p90_us": p99, "p99_us": p99, "p999_us": p99, "p9999_us": p99, "max_us": p99 }
+        })
+    };
+    let config = |config: &str, rps: f64| {
+        serde_json::json!({
+            "config": config, "protocol": "http1", "proxies": 1, "max_sustained_rps": rps, "saturated": false,
+            "rss_idle_kib": [], "rss_load_kib": [], "cpu_ms_per_1000_per_hop": null
+        })
+    };
+    serde_json::json!({
+        "schema_version": 1, "kind": "bench",
+        "machine": { "cpu": "test", "cores": 2, "kernel": "test", "peers": {} },
+        "command": "meshsim bench",
+        "settings": { "duration_s": 5.0, "warmup_s": 1.0, "connections_h1": 16, "connections_h2": 4, "rates_rps": [1000.0], "proxy_threads": 1 },
+        "points": [point("direct", direct), point("sidecar", sidecar)],
+        "added": [], "configs": [config("direct", sustained.0), config("sidecar", sustained.1)],
+        "skipped": [], "cross_check": null, "plots": []
+    })
+}
+
+#[test]
+fn a_bench_is_gated_on_ratios_to_the_direct_path_not_on_absolute_times() {
+    let t = tempfile::tempdir().unwrap();
+    let base = run_dir(
+        t.path(),
+        "base",
+        &bench((100, 400), (150, 600), (8000.0, 6000.0)),
+    );
+    // A machine twice as slow: every time doubles, every ratio stays. Pass.
+    let slow = run_dir(
+        t.path(),
+        "slow",
+        &bench((200, 800), (300, 1200), (4000.0, 3000.0)),
+    );
+    let g = gate(&base, &slow, &[]);
+    assert_eq!(g.code, 0, "{}{}", g.stdout, g.stderr);
+    // The sidecar adds more than the 10% the rule allows: P50 ratio 1.5 -> 1.8. Fail.
+    let worse = run_dir(
+        t.path(),
+        "worse",
+        &bench((100, 400), (180, 600), (8000.0, 6000.0)),
+    );
+    let g = gate(&base, &worse, &[]);
+    assert_eq!(g.code, 1, "{}{}", g.stdout, g.stderr);
+    assert!(
+        g.stdout.lines().any(|l| l
+            .starts_with("| `bench.http1.sidecar.p50_ratio@1000` | 1.5000 | 1.8000 |")
+            && l.contains("regression")),
+        "{}",
+        g.stdout
+    );
+    // Within tolerance (1.5 -> 1.6, +6.7%): pass.
+    let noise = run_dir(
+        t.path(),
+        "noise",
+        &bench((100, 400), (160, 600), (8000.0, 6000.0)),
+    );
+    assert_eq!(gate(&base, &noise, &[]).code, 0);
+}

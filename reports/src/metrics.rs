@@ -198,6 +198,55 @@ pub fn of_bench(b: &BenchReport) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{BenchPoint, ConfigSummary, LoadStats};
+
+    pub(crate) fn point(config: &str, rate: f64, p50: u64, p99: u64) -> BenchPoint {
+        BenchPoint {
+            config: config.into(),
+            protocol: "http1".into(),
+            load: LoadStats {
+                rate_rps: rate,
+                p50_us: p50,
+                p99_us: p99,
+                ..LoadStats::default()
+            },
+            ..BenchPoint::default()
+        }
+    }
+
+    /// A bench contributes only ratios to the direct path at the same protocol and rate.
+    #[test]
+    fn a_bench_flattens_to_ratios_against_direct() {
+        let b = BenchReport {
+            points: vec![
+                point("direct", 1000.0, 100, 400),
+                point("sidecar", 1000.0, 150, 1000),
+                point("direct", 2000.0, 120, 500),
+                point("sidecar", 2000.0, 240, 1500),
+            ],
+            configs: vec![
+                ConfigSummary {
+                    config: "direct".into(),
+                    protocol: "http1".into(),
+                    max_sustained_rps: 8000.0,
+                    ..ConfigSummary::default()
+                },
+                ConfigSummary {
+                    config: "sidecar".into(),
+                    protocol: "http1".into(),
+                    max_sustained_rps: 6000.0,
+                    ..ConfigSummary::default()
+                },
+            ],
+            ..BenchReport::default()
+        };
+        let m = of_bench(&b);
+        assert_eq!(m["bench.http1.sidecar.p50_ratio@1000"], 1.5);
+        assert_eq!(m["bench.http1.sidecar.p99_ratio@1000"], 2.5);
+        assert_eq!(m["bench.http1.sidecar.p50_ratio@2000"], 2.0);
+        assert_eq!(m["bench.http1.sidecar.sustained_ratio"], 0.75);
+        assert_eq!(m.len(), 5, "{m:?}");
+    }
 
     fn report() -> Report {
         let json = include_str!("../tests/data/report.json");
