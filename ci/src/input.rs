@@ -238,3 +238,39 @@ fn load_sweep(dir: &Path, file: &Path) -> Result<Source, GateError> {
         samples: records.into_iter().map(|r| r.metrics).collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seed: u64) -> String {
+        let r = SweepRecord {
+            schema_version: reports::SCHEMA_VERSION,
+            scenario: "s".into(),
+            scenario_hash: "h".into(),
+            commit: "c".into(),
+            seed,
+            verdict: reports::Verdict::Pass,
+            failed_assertions: Vec::new(),
+            metrics: [("mesh.latency.p99_ms".to_string(), seed as f64)].into(),
+            repro: String::new(),
+            drawn: Default::default(),
+        };
+        serde_json::to_string(&r).unwrap()
+    }
+
+    /// A sweep killed mid-write (Ctrl-C) leaves a partial last line: the complete records still
+    /// load. A bad line anywhere else is an error naming its line.
+    #[test]
+    fn an_interrupted_sweeps_records_load_and_a_corrupt_one_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let full = format!("{}\n{}\n", record(2), record(1));
+        let cut = &record(3)[..40];
+        std::fs::write(t.path().join("records.jsonl"), format!("{full}{cut}")).unwrap();
+        let s = load(t.path()).unwrap();
+        assert_eq!((s[0].kind, s[0].seeds.clone()), (Kind::Sweep, vec![1, 2]));
+        std::fs::write(t.path().join("records.jsonl"), format!("{cut}\n{full}")).unwrap();
+        let e = load(t.path()).unwrap_err().to_string();
+        assert!(e.contains("records.jsonl, line 1"), "{e}");
+    }
+}
