@@ -160,7 +160,8 @@ pub fn json(o: &Outcome) -> String {
     s
 }
 
-fn xml(s: &str) -> String {
+/// `s` escaped for an XML attribute or text (JUnit files).
+pub fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

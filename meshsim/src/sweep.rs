@@ -335,6 +335,13 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
     let jobs = a.jobs.unwrap_or(cores).clamp(1, seeds.len().max(1));
     let scenario_arg = scenario.display().to_string();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // A previous sweep's failing reports and drawn scenarios would mix with this one's.
+    for stale in ["failing", "drawn"] {
+        let d = a.out.join(stale);
+        if d.is_dir() {
+            std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+        }
+    }
     let records_path = a.out.join("records.jsonl");
     let file = std::fs::File::create(&records_path)
         .with_context(|| format!("creating {}", records_path.display()))?;
@@ -579,14 +586,8 @@ fn write_outputs(
     Ok(summary)
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn junit_xml(summary: &SweepSummary, records: &[SweepRecord]) -> String {
+    use ci::output::xml;
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     s += &format!(
         "<testsuite name=\"{}\" tests=\"{}\" failures=\"{}\">\n",
