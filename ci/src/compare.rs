@@ -154,7 +154,8 @@ pub fn compare(
     allow_new: bool,
 ) -> Result<Outcome, GateError> {
     for b in baseline {
-        if !current.iter().any(|c| c.scenario == b.scenario) {
+        // --update replaces baselines on purpose; a scenario gone from the current side stays.
+        if !allow_new && !current.iter().any(|c| c.scenario == b.scenario) {
             return Err(GateError::Unmatched {
                 scenario: b.scenario.clone(),
                 side: "baseline",
@@ -182,6 +183,11 @@ pub fn compare(
             current: c.file.clone(),
             message,
         };
+        // On purpose (--update), a new kind, schema or seed list replaces the old.
+        if allow_new {
+            scenarios.push(judge(Some(b), c, config));
+            continue;
+        }
         if b.kind != c.kind {
             return Err(mismatch(format!(
                 "a {} against a {}; expected the same kind on both sides",

@@ -75,7 +75,7 @@ impl Config {
             file: file.to_path_buf(),
             line: e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1)),
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
             message: e.message().to_string(),
         })?;
         for (i, r) in cfg.rules.iter().enumerate() {

@@ -169,7 +169,11 @@ pub fn parse_shard(
             .split_once('/')
             .with_context(|| format!("--shard {f:?}: expected I/N, e.g. 0/4"))?;
         (num("--shard", i)?, num("--shard", n)?)
-    } else if let (Some(i), Some(n)) = (env("JOB_COMPLETION_INDEX"), env("JOB_COMPLETIONS")) {
+    } else if let Some(i) = env("JOB_COMPLETION_INDEX") {
+        // Kubernetes sets the index; the count is the Job's `completions`, given by the manifest.
+        let n = env("JOB_COMPLETIONS").context(
+            "JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is not: set it to the Job's completions (or pass --shard I/N)",
+        )?;
         (
             num("JOB_COMPLETION_INDEX", &i)?,
             num("JOB_COMPLETIONS", &n)?,
@@ -179,10 +183,17 @@ pub fn parse_shard(
             .map(|m| num("SLURM_ARRAY_TASK_MIN", &m))
             .transpose()?
             .unwrap_or(0);
+        // `--array=0-15:4` numbers its tasks 0, 4, 8, 12.
+        let step = env("SLURM_ARRAY_TASK_STEP")
+            .map(|m| num("SLURM_ARRAY_TASK_STEP", &m))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1);
         let i = num("SLURM_ARRAY_TASK_ID", &i)?;
         (
             i.checked_sub(min)
-                .context("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?,
+                .context("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?
+                / step,
             num("SLURM_ARRAY_TASK_COUNT", &n)?,
         )
     } else {
@@ -220,11 +231,12 @@ pub fn parse_budget(s: &str) -> anyhow::Result<Budget> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).with_context(bad)?);
     let n: u64 = num.parse().with_context(bad)?;
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => bail!(bad()),
-    };
+    }
+    .with_context(bad)?;
     Ok(Budget::Time(Duration::from_secs(secs)))
 }
 
@@ -331,6 +343,16 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
     if let Some(Budget::Runs(n)) = budget {
         seeds.truncate(n);
     }
+    if seeds.is_empty() {
+        // A shard can be empty (more shards than seeds); that is not an error.
+        eprintln!(
+            "meshsim sweep: no seeds to run in this shard ({}/{} of {})",
+            shard.0,
+            shard.1,
+            all.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = a.jobs.unwrap_or(cores).clamp(1, seeds.len().max(1));
     let scenario_arg = scenario.display().to_string();
@@ -401,9 +423,13 @@ fn sweep(a: &SweepArgs) -> anyhow::Result<ExitCode> {
                             match write_drawn(&a.out, seed, src, &a.sets, &draws) {
                                 Ok(x) => Some((x, draws)),
                                 Err(e) => {
-                                    stop.store(true, Ordering::Relaxed);
-                                    *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                    return;
+                                    // Each entry's extremes were checked at load; a combination
+                                    // can still be invalid (a window drawn to end before it
+                                    // starts). That seed is skipped, said, and not recorded.
+                                    let list: Vec<String> = draws.iter().map(|o| o.to_string()).collect();
+                                    say(&bar, format!("  seed {seed} drew an invalid scenario ({}), skipped: {e:#}", list.join(" ")));
+                                    bar.inc(1);
+                                    continue;
                                 }
                             }
                         }
@@ -722,6 +748,17 @@ mod tests {
             _ => None,
         };
         assert_eq!(parse_shard(None, &slurm).unwrap(), (3, 4));
+        // `--array=0-15:4`: ids 0, 4, 8, 12 are shards 0..4.
+        let stepped = |k: &str| match k {
+            "SLURM_ARRAY_TASK_ID" => Some("12".into()),
+            "SLURM_ARRAY_TASK_COUNT" => Some("4".into()),
+            "SLURM_ARRAY_TASK_STEP" => Some("4".into()),
+            _ => None,
+        };
+        assert_eq!(parse_shard(None, &stepped).unwrap(), (3, 4));
+        // An index without a count would silently run every seed in every pod.
+        let index_only = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| "2".to_string());
+        assert!(parse_shard(None, &index_only).is_err());
     }
 
     #[test]
@@ -736,5 +773,9 @@ mod tests {
             Budget::Time(Duration::from_secs(600))
         );
         assert!(parse_budget("10 parsecs").is_err());
+        assert!(
+            parse_budget("307445734561825862m").is_err(),
+            "overflow is an error"
+        );
     }
 }

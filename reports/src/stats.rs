@@ -16,7 +16,9 @@ pub struct Spread {
     /// Sample standard deviation (0 for one run).
     pub sd: f64,
     /// Half-width of the 95% t-interval of the mean (infinite for one run: nothing is known of
-    /// the spread).
+    /// the spread; written as `null`, which JSON has for it).
+    #[serde(with = "infinite_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub ci95: f64,
     /// Smallest.
     pub min: f64,
@@ -24,6 +26,23 @@ pub struct Spread {
     pub p50: f64,
     /// Largest.
     pub max: f64,
+}
+
+/// JSON has no infinity: an infinite interval is written `null` and read back as infinite.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// t(0.975, df): the two-sided 95% Student-t quantile (normal beyond 30 degrees of freedom).
@@ -102,6 +121,9 @@ mod tests {
         let one = Spread::of(&[7.0]).unwrap();
         assert!(one.ci95.is_infinite() && one.sd == 0.0);
         assert!(Spread::of(&[]).is_none());
+        // One run's infinite interval survives a JSON round trip.
+        let back: Spread = serde_json::from_str(&serde_json::to_string(&one).unwrap()).unwrap();
+        assert!(back.ci95.is_infinite());
     }
 
     /// The interval covers the true mean about 95% of the time: 2,000 samples of 10 uniform

@@ -163,9 +163,20 @@ pub fn shrink(
         message: e.to_string(),
     })?;
     let before = size(&doc);
+    // The result is a plain scenario: a swarm section could name what shrinking drops.
+    doc.remove("swarm");
     // The seed becomes the file's own, and only the target assertion stays (assertions are
     // checked after the run, so this cannot change whether it fails).
-    doc.insert("seed".into(), Value::Integer(seed as i64));
+    let Ok(seed_value) = i64::try_from(seed) else {
+        return Err(ShrinkError::Document {
+            file,
+            message: format!(
+                "seed {seed} cannot be written in a TOML file (at most {})",
+                i64::MAX
+            ),
+        });
+    };
+    doc.insert("seed".into(), Value::Integer(seed_value));
     doc.insert(
         "assertions".into(),
         Value::Array(vec![Value::String(target.clone())]),
