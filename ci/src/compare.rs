@@ -61,10 +61,12 @@ impl Value {
         }
     }
 
-    fn of(values: &[f64]) -> Option<Self> {
+    /// One run's value, or a sweep's spread (even of one seed that reported it, whose interval
+    /// is infinite, so it is never judged against a sweep on its mean alone).
+    fn of(values: &[f64], sweep: bool) -> Option<Self> {
         match values {
             [] => None,
-            [v] => Some(Self::One(*v)),
+            [v] if !sweep => Some(Self::One(*v)),
             _ => Spread::of(values).map(Self::Spread),
         }
     }
@@ -271,8 +273,8 @@ fn judge(b: Option<&Source>, c: &Source, config: &Config) -> ScenarioResult {
                     _ => v,
                 }
             };
-            let baseline = b.and_then(|b| Value::of(&column(b)));
-            let current = Value::of(&column(c));
+            let baseline = b.and_then(|b| Value::of(&column(b), b.kind == Kind::Sweep));
+            let current = Value::of(&column(c), c.kind == Kind::Sweep);
             let judgement = match (&baseline, &current, rule) {
                 (None, _, _) => Judgement::Added,
                 (_, None, _) => Judgement::Removed,

@@ -25,10 +25,15 @@ fn change(r: &Row) -> String {
             let (b, c) = (b.mean(), c.mean());
             if b == c {
                 "=".into()
-            } else if b != 0.0 {
-                format!("{:+} ({:+.1}%)", number(c - b), 100.0 * (c - b) / b.abs())
             } else {
-                format!("{:+}", number(c - b))
+                // `number` gives a string, so the sign of a rise is written by hand.
+                let d = c - b;
+                let delta = format!("{}{}", if d > 0.0 { "+" } else { "" }, number(d));
+                if b != 0.0 {
+                    format!("{delta} ({:+.1}%)", 100.0 * d / b.abs())
+                } else {
+                    delta
+                }
             }
         }
         _ => String::new(),
