@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod determinism;
 mod gate;
+mod seeds;
 mod shrink;
 mod sweep;
 
@@ -575,17 +576,13 @@ fn matrix_cmd(
     sets: &[sim::scenario::overrides::Override],
     matrix: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (key, values) = matrix
-        .split_once('=')
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .with_context(|| format!("--matrix {matrix:?}: expected KEY=V1,V2,..."))?;
+    let key = matrix.split_once('=').map_or(matrix, |(k, _)| k);
     let mut columns = Vec::new();
     let mut worst = ExitCode::SUCCESS;
-    for v in values.split(',').map(str::trim) {
-        let label = format!("{key}={v}");
+    for (o, dir) in seeds::matrix(matrix, out)? {
+        let label = o.to_string();
         let mut all = sets.to_vec();
-        all.push(label.parse().map_err(|e: String| anyhow::anyhow!(e))?);
-        let dir = out.join(label.replace(['/', ' '], "_"));
+        all.push(o);
         let code = run(scenario, seed, &dir, quiet, false, false, &all)?;
         if code == ExitCode::from(2) {
             return Ok(code);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::sweep::{Budget, parse_budget};
+use crate::seeds::{Budget, parse_budget};
 
 /// Arguments of `meshsim shrink`.
 #[derive(clap::Args, Debug)]
