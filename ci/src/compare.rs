@@ -251,27 +251,14 @@ fn judge(b: Option<&Source>, c: &Source, config: &Config) -> ScenarioResult {
         .into_iter()
         .map(|name| {
             let rule = config.rule_for(name);
+            // Absent means zero under `missing = "zero"` (every seed that lacks it counts as 0);
+            // otherwise only the seeds that report it count.
+            let zero = rule.is_some_and(|(_, r)| r.missing == Missing::Zero);
             let column = |s: &Source| -> Vec<f64> {
-                let v: Vec<f64> = s
-                    .samples
+                s.samples
                     .iter()
-                    .filter_map(|m| m.get(name).copied())
-                    .collect();
-                match rule {
-                    // Absent means zero: every seed that lacks it counts as 0.
-                    Some((_, r)) if r.missing == Missing::Zero => {
-                        let mut all: Vec<f64> = s
-                            .samples
-                            .iter()
-                            .map(|m| m.get(name).copied().unwrap_or(0.0))
-                            .collect();
-                        if all.is_empty() {
-                            all = v;
-                        }
-                        all
-                    }
-                    _ => v,
-                }
+                    .filter_map(|m| m.get(name).copied().or(zero.then_some(0.0)))
+                    .collect()
             };
             let baseline = b.and_then(|b| Value::of(&column(b), b.kind == Kind::Sweep));
             let current = Value::of(&column(c), c.kind == Kind::Sweep);
