@@ -135,6 +135,8 @@ pub(crate) const EMSGSIZE: i32 = 90;
 #[derive(Debug)]
 pub struct Kernel {
     sockets: SocketTable,
+    /// meshsim patch: reused buffer for the sweeps' fd lists.
+    pub(crate) sweep_scratch: Vec<Fd>,
     addresses: Vec<IpAddr>,
     pub(crate) mtu: u32,
     pub(crate) loopback_mtu: u32,
@@ -160,6 +162,7 @@ impl Kernel {
     pub fn with_config(cfg: KernelConfig) -> Self {
         Self {
             sockets: SocketTable::new(),
+            sweep_scratch: Vec::new(),
             addresses: Vec::new(),
             mtu: cfg.mtu,
             loopback_mtu: cfg.loopback_mtu,

@@ -151,7 +151,9 @@ pub enum SocketOptionKind {
 
 /// A kernel socket handle. Opaque, fd-like, `Copy` — carries no state
 /// on its own; all lookups go through the owning kernel's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+// meshsim patch: `PartialOrd, Ord`, so sweeps can visit touched fds in
+// table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fd(u64);
 
 /// TCP connection state.
@@ -410,7 +412,34 @@ pub struct SocketTable {
     /// the concrete accepted local address.
     connections: IndexMap<(SocketAddr, SocketAddr), Fd>,
     ports: PortAllocator,
+    /// meshsim patch: per sweep, the fds inserted or handed out
+    /// mutably since that sweep last ran. A socket's eligibility for a
+    /// sweep (retransmit, segmentation, reaping) changes only through
+    /// `insert` or `get_mut`, so a sweep that looks at these plus the
+    /// sockets it found eligible last time (which it mutates, and so
+    /// re-registers) sees exactly the sockets a scan of the whole table
+    /// would, without the scan. Fds are allocated in increasing order
+    /// and removal keeps order, so sorted fds are table order.
+    touched: [Vec<Fd>; Sweep::COUNT],
 }
+
+/// A pass over the socket table that only needs the sockets whose
+/// state changed (meshsim patch; see `SocketTable::touched`).
+#[derive(Debug, Clone, Copy)]
+pub enum Sweep {
+    Retransmit = 0,
+    Segment = 1,
+    Reap = 2,
+}
+
+impl Sweep {
+    const COUNT: usize = 3;
+}
+
+/// Past this many entries a touched list is compacted in place, so a
+/// host whose sweeps do not run (a harness that never calls `egress`)
+/// holds at most a few entries per socket.
+const TOUCHED_COMPACT: usize = 4096;
 
 impl SocketTable {
     pub fn new() -> Self {
@@ -420,6 +449,7 @@ impl SocketTable {
             bindings: IndexMap::new(),
             connections: IndexMap::new(),
             ports: PortAllocator::new(DEFAULT_EPHEMERAL_PORTS),
+            touched: Default::default(),
         }
     }
 
@@ -427,7 +457,39 @@ impl SocketTable {
         let fd = Fd(self.next_id);
         self.next_id += 1;
         self.sockets.insert(fd, socket);
+        self.touch(fd);
         fd
+    }
+
+    fn touch(&mut self, fd: Fd) {
+        for list in &mut self.touched {
+            if list.len() >= TOUCHED_COMPACT {
+                list.sort_unstable();
+                list.dedup();
+            }
+            list.push(fd);
+        }
+    }
+
+    /// The sockets `eligible` for `sweep`, in table order (meshsim
+    /// patch): those touched since the sweep last ran, filtered. `out`
+    /// is cleared first. Debug builds check the answer against a scan
+    /// of the whole table, so every test run verifies the invariant.
+    pub fn sweep(&mut self, sweep: Sweep, out: &mut Vec<Fd>, eligible: impl Fn(&Socket) -> bool) {
+        out.clear();
+        out.append(&mut self.touched[sweep as usize]);
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|fd| self.sockets.get(fd).is_some_and(&eligible));
+        debug_assert_eq!(
+            *out,
+            self.sockets
+                .iter()
+                .filter(|(_, s)| eligible(s))
+                .map(|(&fd, _)| fd)
+                .collect::<Vec<_>>(),
+            "{sweep:?} sweep: a socket changed without being touched"
+        );
     }
 
     pub fn get(&self, fd: Fd) -> Option<&Socket> {
@@ -439,6 +501,9 @@ impl SocketTable {
     }
 
     pub fn get_mut(&mut self, fd: Fd) -> Option<&mut Socket> {
+        if self.sockets.contains_key(&fd) {
+            self.touch(fd);
+        }
         self.sockets.get_mut(&fd)
     }
 

@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 
 use crate::kernel::packet::{self, Packet, TcpFlags, TcpSegment, Transport};
-use crate::kernel::socket::{Addr, BindKey, Domain, Fd, Socket, Tcb, TcpState, Type};
+use crate::kernel::socket::{Addr, BindKey, Domain, Fd, Socket, Sweep, Tcb, TcpState, Type};
 use crate::kernel::Kernel;
 
 /// Drives `Kernel::poll_connect` for `SOCK_STREAM`. First poll builds a
@@ -700,21 +700,19 @@ pub(super) fn on_close(k: &mut Kernel, fd: Fd) -> bool {
 /// Reap any sockets the shim has dropped that have now reached a
 /// terminal TCP state. Called at the end of each `egress` pass.
 pub(super) fn reap_closed(k: &mut Kernel) {
-    let victims: Vec<Fd> = k
-        .sockets
-        .iter()
-        .filter(|(_, s)| {
-            s.fd_closed
-                && s.tcb
-                    .as_ref()
-                    .map(|t| t.state == TcpState::Closed || t.reset)
-                    .unwrap_or(true)
-        })
-        .map(|(fd, _)| fd)
-        .collect();
-    for fd in victims {
+    // meshsim patch: a socket becomes reapable only by being touched.
+    let mut victims = std::mem::take(&mut k.sweep_scratch);
+    k.sockets.sweep(Sweep::Reap, &mut victims, |s| {
+        s.fd_closed
+            && s.tcb
+                .as_ref()
+                .map(|t| t.state == TcpState::Closed || t.reset)
+                .unwrap_or(true)
+    });
+    for &fd in &victims {
         k.sockets.remove(fd);
     }
+    k.sweep_scratch = victims;
 }
 
 /// Mark a connection as aborted. Buffers are cleared (post-RST reads
@@ -1118,11 +1116,14 @@ pub(super) fn poll_peek(
 pub(super) fn check_retx(k: &mut Kernel) {
     let threshold = k.retx_threshold;
     let max = k.retx_max;
-    let candidates: Vec<Fd> = k
-        .sockets
-        .iter()
-        .filter_map(|(fd, st)| {
-            let tcb = st.tcb.as_ref()?;
+    // meshsim patch: only sockets touched since the last sweep can be
+    // candidates (every candidate is touched below, so stays listed).
+    let mut candidates = std::mem::take(&mut k.sweep_scratch);
+    k.sockets
+        .sweep(Sweep::Retransmit, &mut candidates, |st| {
+            let Some(tcb) = st.tcb.as_ref() else {
+                return false;
+            };
             // Handshake states have implicit in-flight (the SYN or
             // SYN-ACK). Data states use snd_una != snd_nxt.
             let handshake = matches!(tcb.state, TcpState::SynSent | TcpState::SynReceived);
@@ -1134,17 +1135,12 @@ pub(super) fn check_retx(k: &mut Kernel) {
                     | TcpState::Closing
                     | TcpState::LastAck
             ) && tcb.snd_una != tcb.snd_nxt;
-            if handshake || data {
-                Some(fd)
-            } else {
-                None
-            }
-        })
-        .collect();
+            handshake || data
+        });
 
     let mut abort: Vec<Fd> = Vec::new();
     let mut resend_handshake: Vec<Fd> = Vec::new();
-    for fd in candidates {
+    for &fd in &candidates {
         let tcb = k.sockets.get_mut(fd).unwrap().tcb.as_mut().unwrap();
         tcb.egress_since_ack += 1;
         if tcb.egress_since_ack < threshold {
@@ -1168,6 +1164,7 @@ pub(super) fn check_retx(k: &mut Kernel) {
             }
         }
     }
+    k.sweep_scratch = candidates;
     for fd in resend_handshake {
         emit_handshake(k, fd);
     }
@@ -1217,33 +1214,32 @@ fn emit_handshake(k: &mut Kernel, fd: Fd) {
 /// so newly-segmented packets ride the same pump that handles UDP and
 /// handshake traffic.
 pub(super) fn segment_all(k: &mut Kernel) {
-    let candidates: Vec<Fd> = k
-        .sockets
-        .iter()
-        .filter(|(_, s)| {
-            s.tcb
-                .as_ref()
-                .map(|t| {
-                    let transmittable = matches!(
-                        t.state,
-                        TcpState::Established
-                            | TcpState::CloseWait
-                            | TcpState::FinWait1
-                            | TcpState::Closing
-                            | TcpState::LastAck
-                    );
-                    let has_data = t.send_buf.len() > (t.snd_nxt.wrapping_sub(t.snd_una)) as usize;
-                    let fin_pending = t.fin_seq.map(|fs| t.snd_nxt == fs).unwrap_or(false);
-                    transmittable && (has_data || fin_pending)
-                })
-                .unwrap_or(false)
-        })
-        .map(|(fd, _)| fd)
-        .collect();
+    // meshsim patch: only touched sockets can have something new to
+    // send (segmenting one touches it again).
+    let mut candidates = std::mem::take(&mut k.sweep_scratch);
+    k.sockets.sweep(Sweep::Segment, &mut candidates, |s| {
+        s.tcb
+            .as_ref()
+            .map(|t| {
+                let transmittable = matches!(
+                    t.state,
+                    TcpState::Established
+                        | TcpState::CloseWait
+                        | TcpState::FinWait1
+                        | TcpState::Closing
+                        | TcpState::LastAck
+                );
+                let has_data = t.send_buf.len() > (t.snd_nxt.wrapping_sub(t.snd_una)) as usize;
+                let fin_pending = t.fin_seq.map(|fs| t.snd_nxt == fs).unwrap_or(false);
+                transmittable && (has_data || fin_pending)
+            })
+            .unwrap_or(false)
+    });
 
-    for fd in candidates {
+    for &fd in &candidates {
         segment_one(k, fd);
     }
+    k.sweep_scratch = candidates;
 }
 
 fn segment_one(k: &mut Kernel, fd: Fd) {
