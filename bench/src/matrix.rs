@@ -175,7 +175,7 @@ fn start(
             if config == Config::Meshsim2Mtls {
                 let dir = std::env::temp_dir()
                     .join(format!("meshsim-bench-{}-tls-{port}", std::process::id()));
-                let ca = mesh_core::tls::TestCa::new("cluster.local").map_err(|e| {
+                let ca = mesh_core::tls::CertAuthority::new("cluster.local").map_err(|e| {
                     PeerError::Io("test CA".into(), std::io::Error::other(e.to_string()))
                 })?;
                 for (sa, args) in [("bench-client", &mut client), ("bench", &mut server)] {

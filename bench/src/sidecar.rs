@@ -81,7 +81,7 @@ pub fn load_tls(dir: &std::path::Path) -> std::io::Result<mesh_core::tls::MeshTl
 
 /// Write a fresh workload identity for `sa` from `ca` into `dir` (for [`load_tls`]).
 pub fn write_tls(
-    ca: &mesh_core::tls::TestCa,
+    ca: &mesh_core::tls::CertAuthority,
     sa: &str,
     dir: &std::path::Path,
 ) -> std::io::Result<()> {
@@ -131,6 +131,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
                         pod: format!("{name}-{i}"),
                         zone: "local".into(),
                         subset: String::new(),
+                        identity: None,
                     })
                     .collect(),
             },

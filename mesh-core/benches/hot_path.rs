@@ -95,6 +95,7 @@ fn stack(c: &mut Criterion) {
                     pod: "echo-0".into(),
                     zone: "a".into(),
                     subset: String::new(),
+                    identity: None,
                 }],
             },
         );
@@ -265,20 +266,20 @@ fn handshake(client: Arc<rustls::ClientConfig>, server: Arc<rustls::ServerConfig
 }
 
 fn tls(c: &mut Criterion) {
-    let ca = mesh_core::tls::TestCa::new("cluster.local").unwrap();
+    let ca = mesh_core::tls::CertAuthority::new("cluster.local").unwrap();
     let client = ca.mesh_tls("client").unwrap();
     let server = ca.mesh_tls("server").unwrap();
     // Without resumption every handshake is a full one (certificate exchange both ways).
-    let mut fresh = (*client.client).clone();
+    let mut fresh = (*client.client()).clone();
     fresh.resumption = rustls::client::Resumption::disabled();
     let fresh = Arc::new(fresh);
     c.bench_function("tls/handshake_full", |b| {
-        b.iter(|| assert!(!handshake(fresh.clone(), server.server.clone())))
+        b.iter(|| assert!(!handshake(fresh.clone(), server.server())))
     });
-    let shared = client.client.clone();
-    let _ = handshake(shared.clone(), server.server.clone());
+    let shared = client.client();
+    let _ = handshake(shared.clone(), server.server());
     c.bench_function("tls/handshake_resumed", |b| {
-        b.iter(|| assert!(handshake(shared.clone(), server.server.clone())))
+        b.iter(|| assert!(handshake(shared.clone(), server.server())))
     });
 }
 

@@ -23,13 +23,12 @@ impl<N: Network> HttpClients<N> {
         Self::with_connector(net.clone(), Connector::new(net, connect_timeout))
     }
 
-    /// Clients that speak TLS with `tls` on every connection (mTLS between sidecars).
-    pub fn with_tls(
-        net: N,
-        connect_timeout: Duration,
-        tls: std::sync::Arc<rustls::ClientConfig>,
-    ) -> Self {
-        Self::with_connector(net.clone(), Connector::with_tls(net, connect_timeout, tls))
+    /// Clients that speak TLS through `dialer` on every connection (mTLS between sidecars).
+    pub fn with_tls(net: N, connect_timeout: Duration, dialer: crate::tls::Dialer) -> Self {
+        Self::with_connector(
+            net.clone(),
+            Connector::with_tls(net, connect_timeout, dialer),
+        )
     }
 
     fn with_connector(net: N, connector: Connector<N>) -> Self {

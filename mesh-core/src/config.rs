@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub registry: Registry,
     services: BTreeMap<String, Lowered>,
     none: Arc<ServicePolicy>,
+    /// The identity each endpoint address must prove over mTLS.
+    identities: BTreeMap<std::net::SocketAddr, crate::identity::SpiffeId>,
 }
 
 /// A service's policy, ready per route.
@@ -61,12 +63,24 @@ impl Snapshot {
                 (name.clone(), lowered)
             })
             .collect();
+        let identities = registry
+            .names()
+            .filter_map(|n| registry.get(n))
+            .flat_map(|e| &e.endpoints)
+            .filter_map(|e| Some((e.addr, e.identity.clone()?)))
+            .collect();
         Self {
             version,
             registry,
             services,
             none: Arc::default(),
+            identities,
         }
+    }
+
+    /// The identity the endpoint at `addr` must prove, if the registry names one.
+    pub fn identity_of(&self, addr: std::net::SocketAddr) -> Option<crate::identity::SpiffeId> {
+        self.identities.get(&addr).cloned()
     }
 
     /// The policy for `req` to `service`, and its route's name (`default` when no route

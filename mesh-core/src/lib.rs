@@ -23,6 +23,8 @@
 //! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
 //! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (a sliding window of our own: tower 0.5's `TpsBudget` overshot its closed form).
 //! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
+//! - [`identity`]: SPIFFE IDs and the X.509-SVID rules a workload certificate must meet.
+//! - [`tls`]: mutual TLS between sidecars: certificate judges, rotation, a CA.
 //! - [`ratelimit`]: local token-bucket rate limiting (429), as a tower layer on the inbound path.
 //! - [`hop`]: a hook through which a harness charges the proxy's own processing cost.
 //! - [`body`]: the one body type every leg uses.
@@ -42,6 +44,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod hop;
+pub mod identity;
 pub mod net;
 pub mod policy;
 pub mod proxy;

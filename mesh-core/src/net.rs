@@ -134,7 +134,7 @@ where
 pub struct Connector<N> {
     net: N,
     connect_timeout: std::time::Duration,
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<crate::tls::Dialer>,
 }
 
 impl<N: std::fmt::Debug> std::fmt::Debug for Connector<N> {
@@ -157,16 +157,16 @@ impl<N: Network> Connector<N> {
         }
     }
 
-    /// The same, speaking TLS with `config` on every connection.
+    /// The same, speaking TLS through `dialer` on every connection.
     pub fn with_tls(
         net: N,
         connect_timeout: std::time::Duration,
-        config: std::sync::Arc<rustls::ClientConfig>,
+        dialer: crate::tls::Dialer,
     ) -> Self {
         Self {
             net,
             connect_timeout,
-            tls: Some(tokio_rustls::TlsConnector::from(config)),
+            tls: Some(dialer),
         }
     }
 }
@@ -211,7 +211,7 @@ impl<N: Network> tower::Service<http::Uri> for Connector<N> {
                 match tls {
                     None => Ok(crate::tls::MaybeTls::Plain(stream)),
                     Some(tls) => tls
-                        .connect(crate::tls::server_name(), stream)
+                        .connect(addr, stream)
                         .await
                         .map(|s| crate::tls::MaybeTls::Tls(Box::new(s)))
                         .map_err(ConnectError::Tls),

@@ -41,6 +41,10 @@ pub struct Endpoint {
     /// The subset (version) the pod belongs to, e.g. `v1`, `v2`; traffic splits select by it.
     #[serde(default)]
     pub subset: String,
+    /// The workload identity the pod runs as: over mTLS, the server must prove exactly this
+    /// one; `None` accepts any workload of the trust domain.
+    #[serde(default)]
+    pub identity: Option<crate::identity::SpiffeId>,
 }
 
 /// A named service and its endpoints.

@@ -24,14 +24,14 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 pub struct PeerIdentity(pub Arc<str>);
 
 /// Something that went wrong serving, reported to the caller's counter; never fatal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServeEvent {
     /// `accept` failed (the listener keeps going).
     AcceptError,
     /// A connection ended with a protocol or IO error (malformed request, reset).
     ConnectionError,
-    /// A TLS handshake failed (no client certificate, untrusted CA, not TLS at all).
-    TlsHandshakeError,
+    /// A TLS handshake failed (no client certificate, untrusted CA, not TLS at all), and why.
+    TlsHandshakeError(crate::tls::TlsFailure),
 }
 
 /// Accept on `listener` forever, serving each connection with `handler`.
@@ -127,8 +127,10 @@ async fn serve<N, F, Fut>(
                                     .serve_connection(TokioIo::new(s), service(identity))
                                     .await
                             }
-                            Err(_) => {
-                                on_event(ServeEvent::TlsHandshakeError);
+                            Err(e) => {
+                                on_event(ServeEvent::TlsHandshakeError(
+                                    crate::tls::TlsFailure::of(&e),
+                                ));
                                 return;
                             }
                         },

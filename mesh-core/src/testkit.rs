@@ -93,6 +93,7 @@ pub async fn start<N: Network>(
                 pod: "echo-0".into(),
                 zone: "a".into(),
                 subset: "v1".into(),
+                identity: None,
             }],
         },
     );
@@ -192,6 +193,16 @@ pub async fn call<N: Network>(
 
 /// A fixed configuration of one service with one endpoint (pod `<name>-0`) and no policy.
 pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> crate::config::ConfigRx {
+    one_service_as(name, addr, protocol, None)
+}
+
+/// The same, with the identity the endpoint must prove over mTLS.
+pub fn one_service_as(
+    name: &str,
+    addr: SocketAddr,
+    protocol: Protocol,
+    identity: Option<crate::identity::SpiffeId>,
+) -> crate::config::ConfigRx {
     let mut registry = Registry::new();
     registry.insert(
         name,
@@ -202,6 +213,7 @@ pub fn one_service(name: &str, addr: SocketAddr, protocol: Protocol) -> crate::c
                 pod: format!("{name}-0"),
                 zone: "a".into(),
                 subset: String::new(),
+                identity,
             }],
         },
     );

@@ -20,7 +20,7 @@ use mesh_core::proxy::{Proxy, ProxyConfig, ProxyStats};
 use mesh_core::registry::Protocol;
 use mesh_core::server::serve_http;
 use mesh_core::testkit;
-use mesh_core::tls::{MeshTls, TestCa};
+use mesh_core::tls::{CertAuthority, MeshTls};
 
 fn a(p: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], p))
@@ -75,7 +75,7 @@ async fn mesh(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_cross_mtls_on_both_protocols() {
-    let ca = TestCa::new("cluster.local").unwrap();
+    let ca = CertAuthority::new("cluster.local").unwrap();
     for (i, protocol) in [Protocol::Http1, Protocol::Http2].into_iter().enumerate() {
         let base = 21_400 + 10 * i as u16;
         let (client, server, lines) = mesh(
@@ -129,8 +129,8 @@ async fn requests_cross_mtls_on_both_protocols() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
-    let ca = TestCa::new("cluster.local").unwrap();
-    let rogue = TestCa::new("cluster.local").unwrap();
+    let ca = CertAuthority::new("cluster.local").unwrap();
+    let rogue = CertAuthority::new("cluster.local").unwrap();
     let base = 21_440;
     let (client, server, _) = mesh(
         base,
@@ -328,8 +328,8 @@ async fn raw_tls_get(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_refuses_client_certificates_it_must_not_accept() {
     use raw::Present;
-    let ca = TestCa::new("cluster.local").unwrap();
-    let rogue = TestCa::new("cluster.local").unwrap();
+    let ca = CertAuthority::new("cluster.local").unwrap();
+    let rogue = CertAuthority::new("cluster.local").unwrap();
     let base = 21_460;
     let (_, server, _) = mesh(
         base,
@@ -359,7 +359,7 @@ async fn the_server_refuses_client_certificates_it_must_not_accept() {
     );
 
     let from_rogue = rogue.issue("client").unwrap();
-    let no_spiffe = ca.issue_without_spiffe_id().unwrap();
+    let no_spiffe = ca.issue_odd(mesh_core::tls::Odd::NoSpiffeId).unwrap();
     let cases: [(&str, Present<'_>); 4] = [
         (
             "a certificate from another CA",

@@ -75,6 +75,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
                 pod: "grpc-0".into(),
                 zone: "a".into(),
                 subset: String::new(),
+                identity: None,
             }],
         },
     );

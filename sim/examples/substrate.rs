@@ -39,6 +39,7 @@ fn registry(pods: usize) -> mesh_core::config::ConfigRx {
                     pod: format!("pod-{i}"),
                     zone: "a".into(),
                     subset: "v1".into(),
+                    identity: None,
                 })
                 .collect(),
         },

@@ -67,6 +67,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
                 pod: "echo-0".into(),
                 zone: "a".into(),
                 subset: "v1".into(),
+                identity: None,
             }],
         },
     );

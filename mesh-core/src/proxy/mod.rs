@@ -213,7 +213,16 @@ impl<N: Network> Proxy<N> {
             inbound,
             clients: match &cfg.tls {
                 Some(t) => {
-                    HttpClients::with_tls(net.clone(), cfg.connect_timeout, t.client.clone())
+                    // The server must be the identity the registry names for its address;
+                    // refusals are counted on the outbound side by reason.
+                    let rx = config.clone();
+                    let counted = stats.clone();
+                    let dialer = crate::tls::Dialer::new(
+                        t.clone(),
+                        Arc::new(move |addr| rx.borrow().identity_of(addr)),
+                        Arc::new(move |f| counted.tls_failure(Direction::Outbound, f)),
+                    );
+                    HttpClients::with_tls(net.clone(), cfg.connect_timeout, dialer)
                 }
                 None => HttpClients::new(net.clone(), cfg.connect_timeout),
             },
@@ -252,7 +261,7 @@ impl<N: Network> Proxy<N> {
             ServeEvent::AcceptError => stats.direction(dir, |d| d.accept_errors += 1),
             // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
             ServeEvent::ConnectionError => stats.direction(dir, |d| d.downstream_errors += 1),
-            ServeEvent::TlsHandshakeError => stats.direction(dir, |d| d.tls_handshake_errors += 1),
+            ServeEvent::TlsHandshakeError(f) => stats.tls_failure(dir, &f),
         });
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
@@ -261,14 +270,7 @@ impl<N: Network> Proxy<N> {
         };
         match (&self.cfg.tls, dir) {
             (Some(tls), Direction::Inbound) => {
-                serve_https(
-                    self.net.clone(),
-                    listener,
-                    tls.server.clone(),
-                    handler,
-                    on_event,
-                )
-                .await
+                serve_https(self.net.clone(), listener, tls.server(), handler, on_event).await
             }
             _ => serve_http(self.net.clone(), listener, handler, on_event).await,
         }

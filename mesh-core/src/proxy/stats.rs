@@ -113,6 +113,8 @@ pub struct DirectionCounters {
     pub downstream_errors: u64,
     /// TLS handshakes that failed.
     pub tls_handshake_errors: u64,
+    /// The same, by reason ([`crate::tls::TlsFailure::reason`]).
+    pub tls_failures: BTreeMap<String, u64>,
 }
 
 impl DirectionCounters {
@@ -175,6 +177,9 @@ impl Counters {
             put(format!("{n}.accept_errors"), d.accept_errors);
             put(format!("{n}.downstream_errors"), d.downstream_errors);
             put(format!("{n}.tls_handshake_errors"), d.tls_handshake_errors);
+            for (r, v) in &d.tls_failures {
+                put(format!("{n}.tls.{r}"), *v);
+            }
         }
         for (s, routes) in &self.routes {
             for (r, v) in routes {
@@ -301,6 +306,15 @@ impl ProxyStats {
     /// Update the counters of one `subset` of `service`.
     pub fn subset(&self, service: &str, subset: &str, f: impl FnOnce(&mut SubsetCounters)) {
         self.update(|c| f(named(named(&mut c.subsets, service), subset)));
+    }
+
+    /// Count one failed TLS handshake in direction `dir`, in the total and by reason.
+    pub fn tls_failure(&self, dir: Direction, f: &crate::tls::TlsFailure) {
+        let reason = f.reason();
+        self.direction(dir, |d| {
+            d.tls_handshake_errors += 1;
+            *named(&mut d.tls_failures, &reason) += 1;
+        });
     }
 
     /// Count one inbound request refused by `route`'s own rate limit.

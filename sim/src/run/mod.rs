@@ -108,6 +108,7 @@ async fn simulate_inner(
                 pod: name.clone(),
                 zone,
                 subset: version,
+                identity: None,
             });
             addrs.push(SocketAddr::new(ip, APP_PORT));
             pods.push(Pod {

@@ -1,0 +1,199 @@
+//! A certificate authority issuing X.509-SVIDs (rcgen): a self-signed root per trust domain and
+//! workload certificates with the key usages the X.509-SVID standard asks of a leaf
+//! (`digitalSignature`, CA flag false, exactly one URI SAN), each with the validity window it is
+//! given, so lifetimes and expiry can be exercised on any clock.
+//!
+//! It also issues the certificates a mesh must refuse (no SPIFFE ID, several URI SANs, a CA
+//! certificate used as a leaf), for tests of both sides of the handshake.
+//!
+//! Not here: when certificates are renewed ([`crate::tls::Renewal`]) and who asks (the control
+//! plane's CA service, a later part of the control-plane work).
+
+use std::time::Duration;
+
+use rustls::pki_types::UnixTime;
+
+use super::{MeshTls, TlsError};
+use crate::identity::SpiffeId;
+
+/// When a certificate is valid, in Unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// First second it is valid.
+    pub not_before: u64,
+    /// Last second it is valid.
+    pub not_after: u64,
+}
+
+impl Validity {
+    /// From 1975 to 4096, rcgen's default: for tests and benches where time does not matter.
+    pub const ALWAYS: Validity = Validity {
+        not_before: 157_766_400,
+        not_after: 66_166_560_000,
+    };
+
+    /// `lifetime` starting at `from`.
+    pub fn starting(from: UnixTime, lifetime: Duration) -> Self {
+        let from = from.as_secs();
+        Self {
+            not_before: from,
+            not_after: from + lifetime.as_secs(),
+        }
+    }
+
+    fn apply(self, params: &mut rcgen::CertificateParams) -> Result<(), TlsError> {
+        let at = |s: u64| {
+            time::OffsetDateTime::from_unix_timestamp(s as i64).map_err(|_| TlsError::Validity(s))
+        };
+        params.not_before = at(self.not_before)?;
+        params.not_after = at(self.not_after)?;
+        Ok(())
+    }
+}
+
+/// A workload's certificate and key, PEM.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The SPIFFE ID in the certificate (empty for the deliberately malformed ones).
+    pub spiffe_id: String,
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM (PKCS#8).
+    pub key_pem: String,
+    /// When it is valid.
+    pub validity: Validity,
+}
+
+/// A root CA for one trust domain.
+pub struct CertAuthority {
+    trust_domain: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl std::fmt::Debug for CertAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertAuthority")
+            .field("trust_domain", &self.trust_domain)
+            .finish()
+    }
+}
+
+/// What a deliberately wrong certificate carries (see [`CertAuthority::issue_odd`]).
+#[derive(Clone, Debug)]
+pub enum Odd {
+    /// Only a DNS name, no SPIFFE ID.
+    NoSpiffeId,
+    /// Two SPIFFE IDs.
+    TwoIds(String, String),
+    /// A valid SPIFFE ID on a certificate that is itself a CA.
+    CaAsLeaf(String),
+}
+
+impl CertAuthority {
+    /// A self-signed root for `trust_domain` (e.g. `cluster.local`), valid from 1975 to 4096.
+    pub fn new(trust_domain: &str) -> Result<Self, TlsError> {
+        Self::with_validity(trust_domain, Validity::ALWAYS)
+    }
+
+    /// A self-signed root for `trust_domain` valid for `validity`.
+    pub fn with_validity(trust_domain: &str, validity: Validity) -> Result<Self, TlsError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("meshsim CA {trust_domain}"),
+        );
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        validity.apply(&mut params)?;
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            trust_domain: trust_domain.to_string(),
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// The root certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The trust domain it signs for.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// A workload certificate for service account `sa` in namespace `default`, always valid.
+    pub fn issue(&self, sa: &str) -> Result<Issued, TlsError> {
+        let id = SpiffeId::workload(&self.trust_domain, "default", sa)?;
+        self.issue_svid(&id, Validity::ALWAYS)
+    }
+
+    /// An X.509-SVID for `id` valid for `validity`.
+    pub fn issue_svid(&self, id: &SpiffeId, validity: Validity) -> Result<Issued, TlsError> {
+        let san = rcgen::SanType::URI(id.as_str().try_into()?);
+        self.sign(vec![san], id.to_string(), validity, false)
+    }
+
+    /// A certificate this CA signs that no mesh may accept as a workload's, always valid.
+    pub fn issue_odd(&self, odd: Odd) -> Result<Issued, TlsError> {
+        let uri = |s: &str| -> Result<rcgen::SanType, TlsError> {
+            Ok(rcgen::SanType::URI(s.try_into()?))
+        };
+        let (sans, ca) = match &odd {
+            Odd::NoSpiffeId => (
+                vec![rcgen::SanType::DnsName("mesh.local".try_into()?)],
+                false,
+            ),
+            Odd::TwoIds(a, b) => (vec![uri(a)?, uri(b)?], false),
+            Odd::CaAsLeaf(a) => (vec![uri(a)?], true),
+        };
+        self.sign(sans, String::new(), Validity::ALWAYS, ca)
+    }
+
+    /// A certificate with `sans`, for both client and server authentication, signed by this CA.
+    fn sign(
+        &self,
+        sans: Vec<rcgen::SanType>,
+        spiffe_id: String,
+        validity: Validity,
+        ca: bool,
+    ) -> Result<Issued, TlsError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::DigitalSignature,
+                rcgen::KeyUsagePurpose::KeyCertSign,
+            ];
+        } else {
+            params.is_ca = rcgen::IsCa::ExplicitNoCa;
+            params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        }
+        validity.apply(&mut params)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            spiffe_id,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            validity,
+        })
+    }
+
+    /// Ready-made settings for workload `sa` (system clock).
+    pub fn mesh_tls(&self, sa: &str) -> Result<MeshTls, TlsError> {
+        let i = self.issue(sa)?;
+        MeshTls::from_pem(&self.pem, &i.cert_pem, &i.key_pem)
+    }
+}
