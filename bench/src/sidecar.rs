@@ -138,6 +138,9 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         );
     }
     let cfg = ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         outbound_addr: args.outbound,
         inbound_addr: args.inbound,
         app_addr: args.app,

@@ -101,6 +101,9 @@ fn stack(c: &mut Criterion) {
         );
         let reg = mesh_core::config::fixed(reg, &mesh_core::policy::Policies::default());
         let cfg = |out: u16, inb: u16| ProxyConfig {
+            authorization: Vec::new(),
+            custom_authorizer: None,
+            identity_by_address: false,
             admin_addr: None,
             telemetry: Default::default(),
             outbound_addr: a(out),

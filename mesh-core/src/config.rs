@@ -34,6 +34,8 @@ pub struct Snapshot {
     none: Arc<ServicePolicy>,
     /// The identity each endpoint address must prove over mTLS.
     identities: BTreeMap<std::net::SocketAddr, crate::identity::SpiffeId>,
+    /// The same by IP: which workload a peer connecting from that address is.
+    by_ip: BTreeMap<std::net::IpAddr, crate::identity::SpiffeId>,
 }
 
 /// A service's policy, ready per route.
@@ -68,6 +70,10 @@ impl Snapshot {
             .filter_map(|n| registry.get(n))
             .flat_map(|e| &e.endpoints)
             .filter_map(|e| Some((e.addr, e.identity.clone()?)))
+            .collect::<BTreeMap<_, _>>();
+        let by_ip = identities
+            .iter()
+            .map(|(a, id)| (a.ip(), id.clone()))
             .collect();
         Self {
             version,
@@ -75,7 +81,14 @@ impl Snapshot {
             services,
             none: Arc::default(),
             identities,
+            by_ip,
         }
+    }
+
+    /// The workload the registry places at `ip`, if any: a peer's identity where mTLS is
+    /// modelled rather than run (and what Cilium's identity-by-address amounts to).
+    pub fn identity_at(&self, ip: std::net::IpAddr) -> Option<&crate::identity::SpiffeId> {
+        self.by_ip.get(&ip)
     }
 
     /// The identity the endpoint at `addr` must prove, if the registry names one.

@@ -42,11 +42,15 @@ pub enum ProxyError {
     /// The destination's circuit breaker is full (Envoy's upstream overflow, `UO`).
     #[error("circuit breaker open: too many requests or retries in flight")]
     CircuitOpen,
+    /// An authorization policy of the destination workload denied the request (Envoy's RBAC
+    /// filter: 403 "RBAC: access denied").
+    #[error("RBAC: access denied")]
+    AuthzDenied,
 }
 
 impl ProxyError {
     /// Every failure, in declaration order.
-    pub const ALL: [ProxyError; 9] = [
+    pub const ALL: [ProxyError; 10] = [
         ProxyError::NoRoute,
         ProxyError::NoEndpoints,
         ProxyError::ConnectFailed,
@@ -56,6 +60,7 @@ impl ProxyError {
         ProxyError::UpstreamTimeout,
         ProxyError::RateLimited,
         ProxyError::CircuitOpen,
+        ProxyError::AuthzDenied,
     ];
 
     /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
@@ -76,6 +81,7 @@ impl ProxyError {
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::AuthzDenied => StatusCode::FORBIDDEN,
         }
     }
 
@@ -91,6 +97,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::CircuitOpen => "circuit_open",
             ProxyError::RateLimited => "rate_limited",
+            ProxyError::AuthzDenied => "authz_denied",
         }
     }
 }

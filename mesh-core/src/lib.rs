@@ -22,6 +22,7 @@
 //! - [`client`]: pooled HTTP/1.1 and HTTP/2 clients over any network.
 //! - [`policy`]: resilience policy per destination (timeouts, retries, budgets, breakers) as plain data.
 //! - [`retry`]: retry decisions: retryable outcomes, jittered backoff, budgets (a sliding window of our own: tower 0.5's `TpsBudget` overshot its closed form).
+//! - [`authz`]: Istio-style authorization policies (ALLOW, DENY, CUSTOM) on the inbound path.
 //! - [`breaker`]: Envoy-style circuit breaking by in-flight thresholds.
 //! - [`identity`]: SPIFFE IDs and the X.509-SVID rules a workload certificate must meet.
 //! - [`tls`]: mutual TLS between sidecars: certificate judges, rotation, a CA.
@@ -37,6 +38,7 @@
 //! network stays behind the boundary (hyper-util's default connector resolves DNS on a blocking pool).
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod balance;
 pub mod body;
 pub mod breaker;

@@ -99,6 +99,9 @@ pub async fn start<N: Network>(
     );
     let registry = crate::config::fixed(registry, &crate::policy::Policies::default());
     let cfg = |outbound, inbound| ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: outbound,

@@ -108,6 +108,9 @@ async fn mesh(base: u16) {
     tokio::spawn(server);
     let reg = mesh_core::testkit::one_service("echo", a(base + 2), Protocol::Http2);
     let cfg = |out, inb| ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(out),

@@ -47,6 +47,9 @@ async fn mesh(
     tokio::spawn(serve_http(TokioNet, app, testkit::echo, Arc::new(|_| {})));
     let reg = testkit::one_service("echo", a(base + 2), protocol);
     let cfg = |out: u16, inb: u16, tls: MeshTls| ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         admin_addr: None,
         telemetry: mesh_core::telemetry::TelemetryConfig {
             access_log: Some(sink.clone()),

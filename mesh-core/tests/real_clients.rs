@@ -58,6 +58,9 @@ fn start(base: u16, mesh: Protocol) {
             tokio::spawn(serve_http(TokioNet, l, app, Arc::new(|_| {})));
             let reg = mesh_core::testkit::one_service("echo", a(base + 2), mesh);
             let cfg = |out, inb| ProxyConfig {
+                authorization: Vec::new(),
+                custom_authorizer: None,
+                identity_by_address: false,
                 admin_addr: None,
                 telemetry: Default::default(),
                 outbound_addr: a(out),

@@ -97,6 +97,9 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         },
     );
     let cfg = ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(0),

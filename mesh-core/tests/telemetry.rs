@@ -72,6 +72,9 @@ async fn metrics_traces_and_access_logs() {
         AccessLog(Arc::new(move |r| lines.lock().unwrap().push(r.to_json())))
     };
     let cfg = |out: u16, inb: u16, admin: u16, service: &str| ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),

@@ -129,6 +129,10 @@ pub struct RunStats {
     /// The slowest traces the sidecars recorded (meshed runs only), slowest first.
     #[serde(default)]
     pub slowest_traces: Vec<TraceSummary>,
+    /// Requests refused by an authorization policy, per service (whose sidecars enforced it),
+    /// policy and rule, over the whole run; absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authz_denied: Vec<AuthzDenied>,
 }
 
 /// One point of a latency distribution.
@@ -343,6 +347,19 @@ pub struct EdgeBucket {
     /// failures / requests.
     #[serde(default)]
     pub error_ratio: f64,
+}
+
+/// Requests one rule of one authorization policy refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuthzDenied {
+    /// The service whose sidecars refused them.
+    pub service: String,
+    /// The policy (`no_allow_match` when the service has ALLOW policies and none matched).
+    pub policy: String,
+    /// The rule: `rule-<i>`, `custom`, or `-`.
+    pub rule: String,
+    /// Requests refused.
+    pub denied: u64,
 }
 
 /// One circuit-breaker refusal at one sidecar.

@@ -121,6 +121,32 @@ fn the_readme_table_is_what_the_scenarios_measure() {
         "| `metastable.toml` vs `metastable-budget.toml` | success 3 s after a 2 s slowdown ended: {stuck:.3} without a retry budget ({wasted:.0} s of worker time spent on abandoned requests), {recovered:.3} with one ({wasted_budget:.0} s) |"
     ));
 
+    let authz = run("authz.toml");
+    let m = authz.mesh.as_ref().expect("a meshed run");
+    let denied = |policy: &str| {
+        m.authz_denied
+            .iter()
+            .filter(|d| d.service == "orders" && d.policy == policy)
+            .map(|d| d.denied)
+            .sum::<u64>()
+    };
+    let on_edge = |e: &str| {
+        m.edges[e]
+            .attempt_outcomes
+            .get("authz_denied")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(on_edge("reports->orders"), denied("no-export"));
+    assert_eq!(on_edge("audit->orders"), denied("no_allow_match"));
+    rows.push(format!(
+        "| `authz.toml` | orders refuses {} calls from reports (DENY `no-export`, evaluated before ALLOW) and {} from audit (no ALLOW matched), {} from web; success {:.3} (closed form 0.8 × 0.9 = 0.720) |",
+        denied("no-export"),
+        denied("no_allow_match"),
+        on_edge("web->orders"),
+        m.books.ok as f64 / (m.books.ok + m.books.failed) as f64,
+    ));
+
     let missing: Vec<&String> = rows
         .iter()
         .filter(|r| !readme.contains(r.as_str()))

@@ -95,6 +95,21 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 _ => main.edges.values().map(pick).sum(),
             }
         }
+        "denied" => match &a.label {
+            Some((k, edge)) if k == "edge" => main
+                .edges
+                .get(edge)?
+                .attempt_outcomes
+                .get("authz_denied")
+                .copied()
+                .unwrap_or(0) as f64,
+            _ => main
+                .authz_denied
+                .iter()
+                .filter(|d| of_service(a, &d.service))
+                .map(|d| d.denied)
+                .sum::<u64>() as f64,
+        },
         "subset_share" | "subset_error_ratio" => {
             let (_, subset) = a.label.as_ref()?;
             let v = main.subsets.get(subset)?;

@@ -169,6 +169,12 @@ fn every_assertion_metric_reads_the_figure_it_names() {
         ("budget_exhausted".into(), sum(|e| e.budget_exhausted)),
         ("circuit_open".into(), sum(|e| e.circuit_open)),
         ("retry_overflow".into(), sum(|e| e.retry_overflow)),
+        // This run has no policies (0 here); scenarios/authz.toml asserts non-zero figures,
+        // which scenarios/tests/readme_figures.rs checks against the report's rows.
+        (
+            "denied".into(),
+            m.authz_denied.iter().map(|d| d.denied).sum::<u64>() as f64,
+        ),
         ("circuit_trips{service=\"db\"}".into(), db_trips as f64),
         (
             "subset_share{subset=\"db/v2\"}".into(),

@@ -73,6 +73,9 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
     );
     let reg = mesh_core::config::fixed(reg, &mesh_core::policy::Policies::default());
     let cfg = |out: u16, inb: u16| ProxyConfig {
+        authorization: Vec::new(),
+        custom_authorizer: None,
+        identity_by_address: false,
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: addr(out),

@@ -1,7 +1,8 @@
-//! The inbound path: the route phase (which inbound route a request is on), then the local app
-//! as a tower service stack: local rate limits ([`crate::ratelimit::LocalRateLimitLayer`])
-//! around one leg to the app under the mesh's request timeout ([`ToApp`]). Authorization will
-//! be another layer in this stack.
+//! The inbound path: the authorization phase (this workload's policies, [`crate::authz`], before
+//! anything spends a token or a worker on the request), the route phase (which inbound route a
+//! request is on), then the local app as a tower service stack: local rate limits
+//! ([`crate::ratelimit::LocalRateLimitLayer`]) around one leg to the app under the mesh's
+//! request timeout ([`ToApp`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ impl<N: Network> Proxy<N> {
         mut req: Request<Incoming>,
         route_name: &mut String,
     ) -> Result<Response<Body>, ProxyError> {
+        self.authorize(&req)?;
         let route = self
             .cfg
             .inbound_route_limits
@@ -37,6 +39,42 @@ impl<N: Network> Proxy<N> {
                 .route_rate_limited(&self.cfg.inbound_route_limits[i].name);
         }
         result
+    }
+}
+
+impl<N: Network> Proxy<N> {
+    /// The caller's SPIFFE ID: from its mTLS certificate, else (when configured) the identity
+    /// the registry places at its address.
+    pub(super) fn peer_identity<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+        let from_tls = req.extensions().get::<PeerIdentity>().map(|p| p.0.clone());
+        from_tls.or_else(|| {
+            if !self.cfg.identity_by_address {
+                return None;
+            }
+            let peer = req.extensions().get::<PeerAddr>()?.0;
+            let id = self.config.borrow().identity_at(peer.ip())?.to_string();
+            Some(Arc::from(id))
+        })
+    }
+
+    /// Evaluate this workload's policies for `req`; a denial is counted by policy and rule.
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), ProxyError> {
+        if self.authz.is_empty() {
+            return Ok(());
+        }
+        let principal = self.peer_identity(req);
+        let view = crate::authz::eval::Request {
+            principal: principal
+                .as_deref()
+                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            headers: req.headers(),
+        };
+        self.authz.check(&view).map_err(|d| {
+            self.stats.authz_denied(&d);
+            ProxyError::AuthzDenied
+        })
     }
 }
 

@@ -120,6 +120,15 @@ pub struct ProxyConfig {
     pub admin_addr: Option<SocketAddr>,
     /// Spans, access logs and the names they carry.
     pub telemetry: TelemetryConfig,
+    /// This workload's authorization policies, applied to inbound requests
+    /// ([`crate::authz`]); empty allows everything.
+    pub authorization: Vec<crate::authz::Policy>,
+    /// Who answers CUSTOM policies.
+    pub custom_authorizer: Option<Arc<dyn crate::authz::CustomAuthorizer>>,
+    /// For inbound peers without an mTLS identity, take the identity the registry places at
+    /// the peer's address. The simulator models mTLS (its cost) without running it, and names
+    /// peers this way; on real sockets leave it off and let certificates speak.
+    pub identity_by_address: bool,
 }
 
 impl ProxyConfig {
@@ -139,6 +148,9 @@ impl ProxyConfig {
             tls: None,
             admin_addr: None,
             telemetry: TelemetryConfig::default(),
+            authorization: Vec::new(),
+            custom_authorizer: None,
+            identity_by_address: false,
         }
     }
 }
@@ -170,6 +182,8 @@ pub struct Proxy<N: Network> {
     breakers: Breakers,
     /// To the local app (always plain), behind the inbound layers.
     inbound: inbound::InboundStack<N>,
+    /// This workload's authorization policies.
+    authz: crate::authz::eval::Authorizer,
     golden: Golden,
     spans: Mutex<Vec<Span>>,
     /// Trace and span ids: their own stream, so tracing never shifts retry jitter or splits.
@@ -211,6 +225,10 @@ impl<N: Network> Proxy<N> {
             budgets: Mutex::default(),
             breakers: Breakers::default(),
             inbound,
+            authz: crate::authz::eval::Authorizer::new(
+                cfg.authorization.clone(),
+                cfg.custom_authorizer.clone(),
+            ),
             clients: match &cfg.tls {
                 Some(t) => {
                     // The server must be the identity the registry names for its address;
@@ -310,7 +328,10 @@ impl<N: Network> Proxy<N> {
             described: (tel.record_spans || tel.access_log.is_some())
                 .then(|| (req.method().to_string(), req.uri().path().to_string())),
             peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
-            peer_identity: req.extensions().get::<PeerIdentity>().map(|p| p.0.clone()),
+            peer_identity: match dir {
+                Direction::Inbound => self.peer_identity(&req),
+                Direction::Outbound => None,
+            },
             route: String::new(),
             armed: true,
         };

@@ -259,7 +259,10 @@ impl<N: Network> Proxy<N> {
             Err(_) => true,
         };
         // Every attempt ends in exactly one outcome: an HTTP status class or the proxy's reason.
+        // A 403 the destination's sidecar answered for its authorization policy is that
+        // reason, not just a 4xx: the caller's books can say who was refused where.
         let outcome = match &result {
+            Ok(r) if denied_by_policy(r) => AttemptOutcome::Failed(ProxyError::AuthzDenied),
             Ok(r) => AttemptOutcome::of_status(r.status()),
             Err(e) => AttemptOutcome::Failed(*e),
         };
@@ -314,3 +317,11 @@ impl Drop for TryTally<'_> {
 
 /// Largest request body buffered for retries (Linkerd's limit).
 const MAX_RETRY_BODY: u64 = 64 * 1024;
+
+/// Whether `r` is the upstream sidecar's authorization denial.
+fn denied_by_policy<B>(r: &Response<B>) -> bool {
+    r.status() == http::StatusCode::FORBIDDEN
+        && r.headers()
+            .get(ERROR_HEADER)
+            .is_some_and(|v| v.as_bytes() == ProxyError::AuthzDenied.reason().as_bytes())
+}

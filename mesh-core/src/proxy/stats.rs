@@ -137,6 +137,9 @@ pub struct Counters {
     pub subsets: BTreeMap<String, BTreeMap<String, SubsetCounters>>,
     /// Inbound requests a route's own rate limit refused, per route.
     pub route_rate_limited: BTreeMap<String, u64>,
+    /// Inbound requests authorization denied, per (policy, rule)
+    /// ([`crate::authz::eval::Denial`]).
+    pub authz_denied: BTreeMap<(String, String), u64>,
     /// Broken connections on the admin listener.
     pub admin_errors: u64,
     /// Spans not kept because the proxy held its maximum.
@@ -194,6 +197,9 @@ impl Counters {
         }
         for (r, v) in &self.route_rate_limited {
             put(format!("inbound.route.{r}.rate_limited"), *v);
+        }
+        for ((p, r), v) in &self.authz_denied {
+            put(format!("inbound.authz.{p}.{r}.denied"), *v);
         }
         put("admin.errors".into(), self.admin_errors);
         put("spans_dropped".into(), self.spans_dropped);
@@ -306,6 +312,12 @@ impl ProxyStats {
     /// Update the counters of one `subset` of `service`.
     pub fn subset(&self, service: &str, subset: &str, f: impl FnOnce(&mut SubsetCounters)) {
         self.update(|c| f(named(named(&mut c.subsets, service), subset)));
+    }
+
+    /// Count one inbound request authorization denied.
+    pub fn authz_denied(&self, d: &crate::authz::eval::Denial) {
+        let key = (d.policy().to_string(), d.rule());
+        self.update(|c| *c.authz_denied.entry(key).or_insert(0) += 1);
     }
 
     /// Count one failed TLS handshake in direction `dir`, in the total and by reason.

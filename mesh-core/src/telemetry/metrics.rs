@@ -189,6 +189,22 @@ fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
             *n,
         );
     }
+    for ((policy, rule), n) in &c.authz_denied {
+        put(
+            "meshsim_inbound_authz_denied_total".into(),
+            &[("policy", policy), ("rule", rule)],
+            *n,
+        );
+    }
+    for (dir, d) in Direction::ALL.iter().zip(&c.directions) {
+        for (reason, n) in &d.tls_failures {
+            put(
+                "meshsim_tls_handshake_failures_total".into(),
+                &[("direction", dir.name()), ("reason", reason)],
+                *n,
+            );
+        }
+    }
     put("meshsim_admin_errors_total".into(), &[], c.admin_errors);
     put("meshsim_spans_dropped_total".into(), &[], c.spans_dropped);
     families

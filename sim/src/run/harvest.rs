@@ -238,6 +238,7 @@ pub(super) fn harvest(
             },
         },
         services: queues(loaded, world, sim_time_ms),
+        authz_denied: authz_denied(&snapshots),
         slowest_traces: crate::telemetry::slowest_traces(
             &telemetry.spans,
             crate::telemetry::REPORTED_TRACES,
@@ -295,4 +296,26 @@ pub(super) fn ratio(n: u64, d: u64) -> f64 {
 /// Rounded to four decimals, so ratios print the same everywhere.
 pub(super) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// Authorization refusals per enforcing service, policy and rule, summed over its sidecars.
+fn authz_denied(
+    snapshots: &[(&str, mesh_core::proxy::Counters)],
+) -> Vec<reports::model::AuthzDenied> {
+    let mut by: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for (owner, c) in snapshots {
+        for ((policy, rule), n) in &c.authz_denied {
+            *by.entry((owner, policy, rule)).or_insert(0) += n;
+        }
+    }
+    by.into_iter()
+        .map(
+            |((service, policy, rule), denied)| reports::model::AuthzDenied {
+                service: service.into(),
+                policy: policy.into(),
+                rule: rule.into(),
+                denied,
+            },
+        )
+        .collect()
 }

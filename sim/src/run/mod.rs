@@ -108,7 +108,14 @@ async fn simulate_inner(
                 pod: name.clone(),
                 zone,
                 subset: version,
-                identity: None,
+                // Each service runs as its own service account, as the report's access logs
+                // already name it; authorization policies match callers by it.
+                identity: mesh_core::identity::SpiffeId::workload(
+                    "cluster.local",
+                    "default",
+                    svc.name.get_ref(),
+                )
+                .ok(),
             });
             addrs.push(SocketAddr::new(ip, APP_PORT));
             pods.push(Pod {

@@ -90,14 +90,17 @@ impl World<'_> {
             })
             .clone();
         let request_timeout = (m.request_timeout.0 > Duration::ZERO).then_some(m.request_timeout.0);
-        let own_policy = self
-            .loaded
-            .scenario
-            .services
-            .iter()
-            .position(|s| s.name.get_ref() == owner)
-            .and_then(|i| self.loaded.scenario.effective_policy(i));
+        let services = &self.loaded.scenario.services;
+        let own = services.iter().position(|s| s.name.get_ref() == owner);
+        let own_policy = own.and_then(|i| self.loaded.scenario.effective_policy(i));
+        let own_authz = own
+            .map(|i| services[i].authorization.clone())
+            .unwrap_or_default();
         let cfg = ProxyConfig {
+            authorization: own_authz,
+            custom_authorizer: None,
+            // mTLS is modelled (its cost) rather than run: the registry names each peer.
+            identity_by_address: true,
             outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
             inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
             app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),

@@ -73,6 +73,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "retries denied by a budget (all edges, or {edge=...})",
     ),
     (
+        "denied",
+        "requests an authorization policy refused: attempts on a mesh edge ({edge=\"web->db\"}), at one service's sidecars ({service=\"db\"}), or all",
+    ),
+    (
         "circuit_open",
         "attempts fast-failed by a circuit breaker (all edges, or {edge=...})",
     ),
@@ -97,6 +101,7 @@ pub const METRICS: &[(&str, &str)] = &[
 /// Metrics measured on mesh edges rather than on requests.
 pub const EDGE_METRICS: &[&str] = &[
     "retry_amplification",
+    "denied",
     "load_factor",
     "retries",
     "budget_exhausted",
@@ -226,10 +231,11 @@ impl FromStr for Assertion {
                         | "circuit_open"
                         | "retry_overflow"
                         | "retry_storms"
+                        | "denied"
                 ),
                 "service" => matches!(
                     metric.as_str(),
-                    "load_factor" | "ejections" | "circuit_trips" | "wasted_ms"
+                    "load_factor" | "ejections" | "circuit_trips" | "wasted_ms" | "denied"
                 ),
                 "after" => {
                     matches!(metric.as_str(), "success_ratio" | "error_ratio")

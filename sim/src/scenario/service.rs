@@ -44,6 +44,11 @@ pub struct ServiceSpec {
     /// What every caller's sidecar applies to calls to this service (as an Istio
     /// VirtualService + DestinationRule for the host would).
     pub policy: Option<PolicySpec>,
+    /// Who may call this service, and how: Istio `AuthorizationPolicy`s enforced by its own
+    /// pods' sidecars (`[[services.authorization]]`, [`mesh_core::authz`]). Callers are known
+    /// by `cluster.local/ns/default/sa/<their service>`; the load generator has no identity.
+    #[serde(default)]
+    pub authorization: Vec<mesh_core::authz::Policy>,
     /// The subset (version) label of the `replicas` pods above (default `v1`).
     #[serde(default = "v1")]
     pub version: String,

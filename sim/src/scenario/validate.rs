@@ -128,6 +128,13 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
             ));
         }
         let field = |f: &str| format!("services[{i}].{f}");
+        if let Err(e) = mesh_core::authz::validate(&svc.authorization) {
+            return Err(err_at(
+                svc.name.span(),
+                field("authorization"),
+                format!("expected policies the proxy can evaluate: {e}"),
+            ));
+        }
         if svc.replicas == 0 || svc.replicas > 5000 {
             return Err(err_at(
                 svc.name.span(),
