@@ -34,8 +34,9 @@ pub struct Snapshot {
     none: Arc<ServicePolicy>,
     /// The identity each endpoint address must prove over mTLS.
     identities: BTreeMap<std::net::SocketAddr, crate::identity::SpiffeId>,
-    /// The same by IP: which workload a peer connecting from that address is.
-    by_ip: BTreeMap<std::net::IpAddr, crate::identity::SpiffeId>,
+    /// The same by IP: which workload a peer connecting from that address is (shared text,
+    /// as requests carry it).
+    by_ip: BTreeMap<std::net::IpAddr, Arc<str>>,
 }
 
 /// A service's policy, ready per route.
@@ -73,7 +74,7 @@ impl Snapshot {
             .collect::<BTreeMap<_, _>>();
         let by_ip = identities
             .iter()
-            .map(|(a, id)| (a.ip(), id.clone()))
+            .map(|(a, id)| (a.ip(), Arc::from(id.as_str())))
             .collect();
         Self {
             version,
@@ -87,7 +88,7 @@ impl Snapshot {
 
     /// The workload the registry places at `ip`, if any: a peer's identity where mTLS is
     /// modelled rather than run (and what Cilium's identity-by-address amounts to).
-    pub fn identity_at(&self, ip: std::net::IpAddr) -> Option<&crate::identity::SpiffeId> {
+    pub fn identity_at(&self, ip: std::net::IpAddr) -> Option<&Arc<str>> {
         self.by_ip.get(&ip)
     }
 

@@ -8,6 +8,8 @@
 //! one from another CA, none, an empty chain, one without a SPIFFE ID. The same client with an
 //! honest certificate gets through, so a refusal is the server's judgement, not the harness's.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,49 +205,12 @@ async fn eventually(cond: impl Fn() -> bool) {
 mod raw {
     use std::sync::Arc;
 
+    use rustls::ClientConfig;
+    use rustls::SignatureScheme;
     use rustls::client::ResolvesClientCert;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::sign::CertifiedKey;
-    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-
-    #[derive(Debug)]
-    struct AnyServer;
-
-    impl ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
 
     /// Presents a key with an empty certificate chain.
     #[derive(Debug)]
@@ -271,12 +236,7 @@ mod raw {
     }
 
     pub fn config(present: Present<'_>) -> Arc<ClientConfig> {
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServer));
+        let builder = super::common::trusting_any_server();
         let mut cfg = match present {
             Present::Cert(cert, key) => builder
                 .with_client_auth_cert(

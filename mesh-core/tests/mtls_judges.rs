@@ -14,6 +14,8 @@
 //! Validity is judged on a fixed clock (`TokioWallClock` at T0), so the expiry cases do not
 //! depend on today's date.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,61 +177,11 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     panic!("{what}: never held within 3 s");
 }
 
-/// Accept-anything client: the server's verdict alone decides.
-mod any_server {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-
-    #[derive(Debug)]
-    pub struct AnyServer;
-
-    impl ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-}
-
 /// One request over TLS presenting `present` (or nothing): the response, or the alert the
 /// server refused with (`Err("alert:<name>")`) or another failure.
 async fn raw_get(addr: SocketAddr, present: Option<&Issued>) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(any_server::AnyServer));
+    let builder = common::trusting_any_server();
     let mut cfg = match present {
         Some(i) => builder
             .with_client_auth_cert(chain(&i.cert_pem), key(&i.key_pem))

@@ -21,9 +21,10 @@ impl<N: Network> Proxy<N> {
     pub(super) async fn inbound(
         &self,
         mut req: Request<Incoming>,
+        principal: Option<&str>,
         route_name: &mut String,
     ) -> Result<Response<Body>, ProxyError> {
-        self.authorize(&req)?;
+        self.authorize(&req, principal)?;
         let route = self
             .cfg
             .inbound_route_limits
@@ -52,21 +53,18 @@ impl<N: Network> Proxy<N> {
                 return None;
             }
             let peer = req.extensions().get::<PeerAddr>()?.0;
-            let id = self.config.borrow().identity_at(peer.ip())?.to_string();
-            Some(Arc::from(id))
+            self.config.borrow().identity_at(peer.ip()).cloned()
         })
     }
 
-    /// Evaluate this workload's policies for `req`; a denial is counted by policy and rule.
-    fn authorize<B>(&self, req: &Request<B>) -> Result<(), ProxyError> {
+    /// Evaluate this workload's policies for `req` from `principal` (the caller's SPIFFE ID,
+    /// [`Self::peer_identity`]); a denial is counted by policy and rule.
+    fn authorize<B>(&self, req: &Request<B>, principal: Option<&str>) -> Result<(), ProxyError> {
         if self.authz.is_empty() {
             return Ok(());
         }
-        let principal = self.peer_identity(req);
         let view = crate::authz::eval::Request {
-            principal: principal
-                .as_deref()
-                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            principal: principal.map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
             method: req.method().as_str(),
             path: req.uri().path(),
             headers: req.headers(),

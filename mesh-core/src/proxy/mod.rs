@@ -346,7 +346,14 @@ impl<N: Network> Proxy<N> {
                 self.outbound(req, a, service, route, &mut tried).await
             }
             (Direction::Outbound, None) => Err(ProxyError::NoRoute),
-            (Direction::Inbound, _) => self.inbound(req, &mut this_hop.route).await,
+            (Direction::Inbound, _) => {
+                let Hop {
+                    route,
+                    peer_identity,
+                    ..
+                } = &mut this_hop;
+                self.inbound(req, peer_identity.as_deref(), route).await
+            }
         };
         let mut reason = None;
         let mut resp = match result {

@@ -20,6 +20,8 @@
 //! certificates, which belongs to the control plane.
 
 mod ca;
+mod failure;
+mod renewal;
 mod stream;
 mod verify;
 
@@ -37,6 +39,8 @@ use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 
 pub use ca::{CertAuthority, Issued, Odd, Validity};
+pub use failure::TlsFailure;
+pub use renewal::Renewal;
 pub use stream::MaybeTls;
 
 use crate::identity::{IdError, SpiffeId, SvidError, svid_id};
@@ -437,142 +441,6 @@ impl Dialer {
     }
 }
 
-/// When a workload certificate is renewed, as the meshes do it by default.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Renewal {
-    /// Istio (1.24+): at `fraction` of the lifetime (0.5), with up to `jitter` of the lifetime
-    /// (0.01) added at random (`SECRET_GRACE_PERIOD_RATIO` and its jitter).
-    Istio {
-        /// Share of the lifetime after which to renew.
-        fraction: f64,
-        /// Largest random share of the lifetime added.
-        jitter: f64,
-    },
-    /// Linkerd: when `fraction` (0.7) of the remaining lifetime has passed, i.e. at
-    /// `fraction` × lifetime for a freshly issued certificate.
-    Linkerd {
-        /// Share of the remaining lifetime after which to renew.
-        fraction: f64,
-    },
-}
-
-impl Renewal {
-    /// Istio's default.
-    pub const ISTIO: Renewal = Renewal::Istio {
-        fraction: 0.5,
-        jitter: 0.01,
-    };
-    /// Linkerd's default.
-    pub const LINKERD: Renewal = Renewal::Linkerd { fraction: 0.7 };
-
-    /// How long after `issued_at` to renew a certificate valid for `validity` seconds, whose
-    /// holder received it at `received_at` (Linkerd counts from there); `u` is a uniform draw
-    /// in [0, 1) from the caller's seeded stream (Istio's jitter).
-    pub fn renew_after(self, validity: Validity, received_at: u64, u: f64) -> Duration {
-        let lifetime = validity.not_after.saturating_sub(validity.not_before) as f64;
-        let secs = match self {
-            Renewal::Istio { fraction, jitter } => lifetime * (fraction + jitter * u),
-            Renewal::Linkerd { fraction } => {
-                let remaining = validity.not_after.saturating_sub(received_at) as f64;
-                let from_issue = received_at.saturating_sub(validity.not_before) as f64;
-                from_issue + remaining * fraction
-            }
-        };
-        Duration::from_secs_f64(secs.max(0.0))
-    }
-}
-
-/// `UnknownCA` → `unknown_ca`, `CertificateExpired` → `certificate_expired`.
-fn snake(camel: &str) -> String {
-    let mut out = String::new();
-    let mut prev_lower = false;
-    for c in camel.chars() {
-        if c.is_ascii_uppercase() && prev_lower {
-            out.push('_');
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-/// Why a TLS handshake between sidecars failed, as the side that saw it can tell.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsFailure {
-    /// The peer's chain does not end at a trusted anchor (alert `unknown_ca`).
-    UnknownCa,
-    /// The peer's certificate has expired (alert `certificate_expired`).
-    Expired,
-    /// The peer's certificate is not valid yet (alert `certificate_expired`).
-    NotYetValid,
-    /// The client presented no certificate, or an empty chain (alert `certificate_required`).
-    NoCertificate,
-    /// A signature in the chain does not verify, e.g. a forged CA with our CA's name (alert
-    /// `decrypt_error`).
-    BadSignature,
-    /// Another certificate fault webpki found (named after it, e.g. a CA used as a leaf).
-    Certificate(String),
-    /// The certificate is not an acceptable SVID for this peer (alert `certificate_unknown`).
-    Svid(SvidError),
-    /// The peer refused us with this alert.
-    PeerRefused(String),
-    /// Anything else: the peer is not speaking TLS, a protocol error, a closed connection.
-    Protocol,
-}
-
-impl TlsFailure {
-    /// Classify the error a handshake ended with (tokio-rustls wraps rustls' error in an
-    /// `io::Error`).
-    pub fn of(e: &std::io::Error) -> Self {
-        use rustls::CertificateError as C;
-        let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-            return TlsFailure::Protocol;
-        };
-        match r {
-            rustls::Error::InvalidCertificate(c) => match c {
-                C::UnknownIssuer => TlsFailure::UnknownCa,
-                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
-                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotYetValid,
-                #[allow(deprecated)]
-                C::BadSignature
-                | C::UnsupportedSignatureAlgorithm
-                | C::UnsupportedSignatureAlgorithmContext { .. }
-                | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
-                    TlsFailure::BadSignature
-                }
-                C::Other(o) => match o.0.downcast_ref::<SvidError>() {
-                    Some(s) => TlsFailure::Svid(s.clone()),
-                    None => TlsFailure::Certificate(snake(&format!("{:?}", o.0))),
-                },
-                other => TlsFailure::Certificate(snake(
-                    format!("{other:?}")
-                        .split([' ', '(', '{'])
-                        .next()
-                        .unwrap_or("other"),
-                )),
-            },
-            rustls::Error::NoCertificatesPresented => TlsFailure::NoCertificate,
-            rustls::Error::AlertReceived(a) => TlsFailure::PeerRefused(snake(&format!("{a:?}"))),
-            _ => TlsFailure::Protocol,
-        }
-    }
-
-    /// A stable snake_case name for counters.
-    pub fn reason(&self) -> String {
-        match self {
-            TlsFailure::UnknownCa => "unknown_ca".into(),
-            TlsFailure::Expired => "expired".into(),
-            TlsFailure::NotYetValid => "not_yet_valid".into(),
-            TlsFailure::NoCertificate => "no_certificate".into(),
-            TlsFailure::BadSignature => "bad_signature".into(),
-            TlsFailure::Certificate(c) => c.clone(),
-            TlsFailure::Svid(s) => s.reason().into(),
-            TlsFailure::PeerRefused(a) => format!("peer_alert_{a}"),
-            TlsFailure::Protocol => "protocol".into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,37 +482,5 @@ mod tests {
             let c = ca.issue_odd(odd).unwrap();
             assert_eq!(svid_id(der(&c.cert_pem).as_ref()), Err(want));
         }
-    }
-
-    #[test]
-    fn alert_names_are_snake_case() {
-        assert_eq!(snake("UnknownCA"), "unknown_ca");
-        assert_eq!(snake("CertificateExpired"), "certificate_expired");
-        assert_eq!(snake("BadCertificate"), "bad_certificate");
-    }
-
-    #[test]
-    fn renewal_follows_each_meshs_rule() {
-        let day = Validity {
-            not_before: 1_000,
-            not_after: 1_000 + 86_400,
-        };
-        // Istio: half the lifetime, plus up to 1% of it.
-        assert_eq!(
-            Renewal::ISTIO.renew_after(day, 1_000, 0.0),
-            Duration::from_secs(43_200)
-        );
-        let late = Renewal::ISTIO.renew_after(day, 1_000, 0.999_999);
-        assert!(late > Duration::from_secs(44_063) && late < Duration::from_secs(44_065));
-        // Linkerd: 70% of what remained when it was received.
-        assert_eq!(
-            Renewal::LINKERD.renew_after(day, 1_000, 0.5),
-            Duration::from_secs_f64(86_400.0 * 0.7)
-        );
-        let received_late = Renewal::LINKERD.renew_after(day, 1_000 + 36_400, 0.0);
-        assert_eq!(
-            received_late,
-            Duration::from_secs_f64(36_400.0 + 50_000.0 * 0.7)
-        );
     }
 }
