@@ -7,8 +7,8 @@
 //! Policies are lowered once per snapshot, not per request: each route's overrides are merged
 //! over its service's policy here, so the request path only matches and clones an `Arc`.
 //!
-//! Not here: where snapshots come from (the control-plane issue), ACK/NACK, versions per
-//! resource type.
+//! Not here: where snapshots come from ([`crate::control::client`] publishes them when a
+//! control plane is in charge), ACK/NACK, versions per resource type.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub version: u64,
     /// Services and their endpoints.
     pub registry: Registry,
+    /// The policies it was built from, as given.
+    policies: Policies,
     services: BTreeMap<String, Lowered>,
     none: Arc<ServicePolicy>,
     /// The identity each endpoint address must prove over mTLS.
@@ -79,11 +81,17 @@ impl Snapshot {
         Self {
             version,
             registry,
+            policies: policies.clone(),
             services,
             none: Arc::default(),
             identities,
             by_ip,
         }
+    }
+
+    /// The policies it was built from.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The workload the registry places at `ip`, if any: a peer's identity where mTLS is

@@ -44,6 +44,7 @@ pub mod body;
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod hop;
 pub mod identity;

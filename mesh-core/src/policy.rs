@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use crate::balance::{LbPolicy, OutlierDetection};
 
 /// Which failed attempts may be retried.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetryOn {
     /// Any 5xx response (Envoy `5xx`).
     pub status_5xx: bool,
@@ -47,7 +47,7 @@ pub struct RetryOn {
 }
 
 /// A retry budget (Linkerd/Finagle): retries allowed as a share of recent requests plus a floor.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Budget {
     /// Retries allowed per original request over the window, e.g. 0.2.
     pub ratio: f32,
@@ -58,7 +58,7 @@ pub struct Budget {
 }
 
 /// How calls to a service are retried.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub max_retries: u32,
@@ -84,7 +84,7 @@ pub struct RetryPolicy {
 pub const HOST_SELECTION_ATTEMPTS: usize = 5;
 
 /// Envoy-style thresholds for one destination.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CircuitBreaker {
     /// Requests in flight to the destination, pending ones included (Envoy `max_requests`).
     pub max_requests: u32,
@@ -116,7 +116,7 @@ impl CircuitBreaker {
 /// Envoy's `retry_budget`: retries in flight may be `percent` of the requests in flight (active
 /// and pending), and never fewer than `min_concurrency`. Unlike Linkerd's budget, which counts
 /// requests over a time window, this one looks only at what is in flight now.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConcurrencyBudget {
     /// Percent of requests in flight (Envoy's default 20).
     pub percent: f64,
@@ -125,7 +125,7 @@ pub struct ConcurrencyBudget {
 }
 
 /// Everything a sidecar applies to calls to one service.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServicePolicy {
     /// Overall timeout including retries; `None` falls back to the proxy's request timeout.
     pub timeout: Option<Duration>,
@@ -144,11 +144,12 @@ pub struct ServicePolicy {
 }
 
 /// Which requests a route takes (all given conditions must hold).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteMatch {
     /// Path starts with this.
     pub path_prefix: Option<String>,
     /// Method equals this.
+    #[serde(with = "method_text")]
     pub method: Option<http::Method>,
     /// Each header is present with exactly this value.
     pub headers: Vec<(String, String)>,
@@ -170,7 +171,7 @@ impl RouteMatch {
 }
 
 /// A route: a match and what it overrides.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoutePolicy {
     /// Name, for counters and reports.
     pub name: String,
@@ -200,7 +201,7 @@ impl ServicePolicy {
 }
 
 /// Policies by destination service.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Policies {
     /// Per service.
     pub services: BTreeMap<String, ServicePolicy>,
@@ -224,4 +225,186 @@ pub fn is_idempotent(method: &http::Method) -> bool {
             | http::Method::PUT
             | http::Method::DELETE
     )
+}
+
+/// Why a proxy refuses a policy: the text a NACK carries back to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("service {service:?}: {field}: {expected}")]
+pub struct InvalidPolicy {
+    /// The destination service the policy is for.
+    pub service: String,
+    /// The field, as a path (`retry.budget.ratio`, `routes[1].split`).
+    pub field: String,
+    /// What was expected.
+    pub expected: &'static str,
+}
+
+impl Policies {
+    /// Whether every policy is one this proxy can run (the first that is not, if any).
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
+        self.services
+            .iter()
+            .try_for_each(|(service, p)| p.validate(service))
+    }
+}
+
+impl ServicePolicy {
+    /// Whether this policy (for calls to `service`) is one this proxy can run: what a proxy
+    /// checks before it applies a pushed policy, keeping its last good one for the service when
+    /// the check fails. The bounds are those the policies' machinery relies on (tower's budget
+    /// panics outside them).
+    pub fn validate(&self, service: &str) -> Result<(), InvalidPolicy> {
+        let bad = |field: String, expected| InvalidPolicy {
+            service: service.to_string(),
+            field,
+            expected,
+        };
+        let retry = |r: &RetryPolicy, at: &str| -> Result<(), InvalidPolicy> {
+            if r.backoff_base.is_zero() || r.backoff_base > r.backoff_max {
+                return Err(bad(
+                    format!("{at}retry.backoff"),
+                    "a base above zero and no larger than the max",
+                ));
+            }
+            if let Some(b) = &r.budget
+                && (!(0.0..=10.0).contains(&b.ratio)
+                    || !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&b.ttl)
+                    || b.min_per_sec > 1_000_000)
+            {
+                return Err(bad(
+                    format!("{at}retry.budget"),
+                    "0 <= ratio <= 10, a window of 1 s to 60 s and at most 10^6 retries a second",
+                ));
+            }
+            Ok(())
+        };
+        let split = |s: &[(String, u32)], at: &str| -> Result<(), InvalidPolicy> {
+            if !s.is_empty() && s.iter().all(|(_, w)| *w == 0) {
+                return Err(bad(format!("{at}split"), "at least one weight above 0"));
+            }
+            Ok(())
+        };
+        if let Some(r) = &self.retry {
+            retry(r, "")?;
+        }
+        split(&self.split, "")?;
+        if let Some(b) = self
+            .circuit_breaker
+            .as_ref()
+            .and_then(|c| c.retry_budget.as_ref())
+            && !(0.0..=100.0).contains(&b.percent)
+        {
+            return Err(bad(
+                "circuit_breaker.retry_budget.percent".into(),
+                "a percent between 0 and 100",
+            ));
+        }
+        if let Some(o) = &self.outlier
+            && (o.consecutive_failures == 0 || o.max_ejection_percent > 100)
+        {
+            return Err(bad(
+                "outlier".into(),
+                "at least one failure to eject and a percent of at most 100",
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}].");
+            if let Some(retry_policy) = &r.retry {
+                retry(retry_policy, &at)?;
+            }
+            if let Some(s) = &r.split {
+                split(s, &at)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `http::Method` as its text in a pushed configuration.
+mod method_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<http::Method>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_some(m.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<http::Method>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| http::Method::from_bytes(t.as_bytes()).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(p: ServicePolicy) -> Policies {
+        let mut all = Policies::default();
+        all.services.insert("db".into(), p);
+        all
+    }
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 2,
+            per_try_timeout: None,
+            retry_on: RetryOn::default(),
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(250),
+            budget: None,
+            retry_non_idempotent: false,
+            avoid_previous_hosts: true,
+        }
+    }
+
+    #[test]
+    fn a_policy_survives_the_wire_and_bad_ones_are_named() {
+        let good = with(ServicePolicy {
+            retry: Some(retry()),
+            split: vec![("v1".into(), 9), ("v2".into(), 1)],
+            routes: vec![RoutePolicy {
+                name: "post".into(),
+                matcher: RouteMatch {
+                    method: Some(http::Method::POST),
+                    ..RouteMatch::default()
+                },
+                ..RoutePolicy::default()
+            }],
+            ..ServicePolicy::default()
+        });
+        assert_eq!(good.validate(), Ok(()));
+        let text = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<Policies>(&text).unwrap(), good);
+
+        let mut r = retry();
+        r.budget = Some(Budget {
+            ratio: 50.0,
+            min_per_sec: 10,
+            ttl: Duration::from_secs(10),
+        });
+        let e = with(ServicePolicy {
+            retry: Some(r),
+            ..ServicePolicy::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            (e.service.as_str(), e.field.as_str()),
+            ("db", "retry.budget")
+        );
+        let e = with(ServicePolicy {
+            routes: vec![RoutePolicy {
+                split: Some(vec![("v2".into(), 0)]),
+                ..RoutePolicy::default()
+            }],
+            ..ServicePolicy::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "routes[0].split");
+    }
 }

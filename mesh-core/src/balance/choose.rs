@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::ServiceState;
 
 /// How to choose among a service's endpoints.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum LbPolicy {
     /// In turn.
     #[default]

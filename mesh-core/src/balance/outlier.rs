@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::Pool;
 
 /// Outlier detection settings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutlierDetection {
     /// Consecutive failures (5xx or gateway errors) that eject an endpoint (Envoy: 5).
     pub consecutive_failures: u32,
