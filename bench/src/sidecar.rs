@@ -1,12 +1,14 @@
 //! One meshsim sidecar on real sockets, as its own process: what the benches start (so its CPU
 //! and memory are its own) and what `meshsim sidecar` runs for anyone who wants to try the proxy
-//! by hand. Routes are static (`--route echo=127.0.0.1:9000@http2`); there is no control plane
-//! on this path.
+//! by hand. Routes are static (`--route echo=127.0.0.1:9000@http2`), or come from a control
+//! plane (`--control-plane 127.0.0.1:15010`, `meshsim control-plane`), which then also pushes
+//! policies and every later change.
 #![allow(clippy::disallowed_methods)] // real sockets, real clock
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mesh_core::control::Event;
 use mesh_core::net::TokioNet;
 use mesh_core::proxy::{Proxy, ProxyConfig};
 use mesh_core::registry::{Endpoint, Protocol, Registry, ServiceEntry};
@@ -29,6 +31,13 @@ pub struct SidecarArgs {
     /// A destination service: `name=ip:port[,ip:port...]@http1|http2` (repeatable).
     #[arg(long = "route", value_parser = parse_route)]
     pub routes: Vec<(String, Vec<SocketAddr>, Protocol)>,
+    /// Take services, endpoints and policies from the control plane at this address (`meshsim
+    /// control-plane`) instead of `--route`; keep the last good ones while it is unreachable.
+    #[arg(long, conflicts_with = "routes")]
+    pub control_plane: Option<SocketAddr>,
+    /// This proxy's name at the control plane (default: `<service>-<process id>`).
+    #[arg(long)]
+    pub node: Option<String>,
     /// Tokio worker threads (Envoy's and Linkerd's sidecars commonly run 1 or 2).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -114,8 +123,16 @@ fn parse_route(s: &str) -> Result<(String, Vec<SocketAddr>, Protocol), String> {
     Ok((name.to_string(), addrs, parse_protocol(proto)?))
 }
 
+/// A seed from the operating system: on real sockets each process must draw its own trace IDs
+/// and jitter (a fixed seed repeats them across sidecars). `RandomState` keys come from the OS.
+fn os_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
+
 /// Run the sidecar until the process is killed.
 pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
+    let seed = os_seed();
     let tls = args.tls_dir.as_deref().map(load_tls).transpose()?;
     let mut registry = Registry::new();
     for (name, addrs, protocol) in &args.routes {
@@ -147,7 +164,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         app_protocol: args.app_protocol,
         connect_timeout: Duration::from_secs(1),
         request_timeout: Some(Duration::from_secs(15)),
-        seed: 1,
+        seed,
         inbound_rate_limit: None,
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
@@ -175,13 +192,44 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             .enable_all()
             .build()?
     };
+    let policies = mesh_core::policy::Policies::default();
+    let control_plane = args.control_plane;
+    let node = args
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", args.service, std::process::id()));
     rt.block_on(async move {
-        let proxy = Proxy::new(
-            TokioNet,
-            cfg,
-            mesh_core::config::fixed(registry, &mesh_core::policy::Policies::default()),
-            None,
-        );
+        let config = match control_plane {
+            None => mesh_core::config::fixed(registry, &policies),
+            Some(addr) => {
+                // Nothing to route until the first push; what it pushes is kept through outages.
+                let (tx, rx) = mesh_core::config::channel(Registry::new(), &policies);
+                let said = node.clone();
+                let on_event = std::sync::Arc::new(move |e: &Event| match e {
+                    Event::Connected => eprintln!("{said}: connected to the control plane at {addr}"),
+                    Event::Disconnected { reason } => {
+                        eprintln!("{said}: control plane unreachable ({reason}); keeping the last good configuration")
+                    }
+                    Event::Applied { kind, version, .. } => eprintln!("{said}: applied {kind} v{version}"),
+                    Event::Refused { kind, version, error, .. } => {
+                        eprintln!("{said}: refused {kind} v{version}: {error}")
+                    }
+                });
+                let subscriber = mesh_core::control::Subscriber::new(
+                    TokioNet,
+                    addr,
+                    node,
+                    mesh_core::control::client::Settings::default(),
+                    seed ^ 0x5eed,
+                    tx,
+                    std::collections::BTreeMap::new(),
+                    on_event,
+                );
+                tokio::spawn(subscriber.run());
+                rx
+            }
+        };
+        let proxy = Proxy::new(TokioNet, cfg, config, None);
         proxy.run().await
     })
 }

@@ -229,7 +229,7 @@ pub fn is_idempotent(method: &http::Method) -> bool {
 
 /// Why a proxy refuses a policy: the text a NACK carries back to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("service {service:?}: {field}: {expected}")]
+#[error("service {service:?}: {field}: expected {expected}")]
 pub struct InvalidPolicy {
     /// The destination service the policy is for.
     pub service: String,

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod control;
 mod determinism;
 mod gate;
 mod seeds;
@@ -86,6 +87,14 @@ enum Command {
     /// Run one sidecar proxy on real sockets with static routes (what the bench measures);
     /// `--admin` serves Prometheus metrics, `--access-log` writes JSON access logs.
     Sidecar(bench::sidecar::SidecarArgs),
+    /// Run a control plane on real sockets for `meshsim sidecar --control-plane`: serves the
+    /// services, endpoints and policies of a mesh file, and pushes every change to the file.
+    ControlPlane(control::ControlPlaneArgs),
+    /// Show each proxy's sync state at a control plane (SYNCED, STALE, NOT SENT, NACKED), as
+    /// `istioctl proxy-status` does.
+    ProxyStatus(control::StatusArgs),
+    /// A toy HTTP service that answers every request with its name, method and path.
+    Echo(control::EchoArgs),
     /// Render summary.md, the plots (SVG and PNG) and index.html again from a run directory's
     /// report.json (or a report.json given directly).
     Report {
@@ -244,6 +253,9 @@ fn main() -> ExitCode {
         Command::Gate(args) => gate::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Shrink(args) => shrink::run(&args),
+        Command::ControlPlane(args) => edge("control-plane", control::run(&args)),
+        Command::ProxyStatus(args) => edge("proxy-status", control::status(&args)),
+        Command::Echo(args) => edge("echo", control::echo(&args)),
         Command::Sidecar(args) => match bench::sidecar::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -251,6 +263,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// A long-running or one-shot real-socket command's result as an exit status.
+fn edge(what: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {what}: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -47,6 +47,11 @@ pub const SHAPES: &[&str] = &[
     "mesh.storms",
     "mesh.ejections",
     "mesh.breaker_events",
+    "mesh.control_plane.t90_ms",
+    "mesh.control_plane.max_ms",
+    "mesh.control_plane.unreached",
+    "mesh.control_plane.nacks",
+    "mesh.control_plane.pushes",
     "overhead.p50_ms",
     "overhead.p90_ms",
     "overhead.p99_ms",
@@ -117,6 +122,25 @@ fn of_run(label: &str, run: &RunStats, m: &mut Metrics) {
         ("mean", l.mean_us),
     ] {
         put(format!("latency.{name}_ms"), us as f64 / 1000.0);
+    }
+    if let Some(cp) = &run.control_plane {
+        // The slowest change's figures: a control plane that got slower at spreading any
+        // change shows here. A change that never reached 90% (or anyone) adds no figure; it is
+        // counted in `unreached`.
+        let worst = |f: fn(&crate::model::Propagation) -> Option<f64>| {
+            cp.changes.iter().filter_map(f).reduce(f64::max)
+        };
+        if let Some(v) = worst(|c| c.t90_ms) {
+            put("control_plane.t90_ms".into(), v);
+        }
+        if let Some(v) = worst(|c| c.max_ms) {
+            put("control_plane.max_ms".into(), v);
+        }
+        let unreached: u64 = cp.changes.iter().map(|c| c.proxies - c.reached).sum();
+        put("control_plane.unreached".into(), unreached as f64);
+        let nacks: u64 = cp.nacks.iter().map(|n| n.proxies).sum();
+        put("control_plane.nacks".into(), nacks as f64);
+        put("control_plane.pushes".into(), cp.pushes as f64);
     }
     for (edge, e) in &run.edges {
         for (name, v) in [

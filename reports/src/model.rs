@@ -133,6 +133,10 @@ pub struct RunStats {
     /// policy and rule, over the whole run; absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authz_denied: Vec<AuthzDenied>,
+    /// What the control plane pushed and what the proxies did with it; absent when the
+    /// scenario has no `[control_plane]` (configuration is then fixed for the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneStats>,
 }
 
 /// One point of a latency distribution.
@@ -360,6 +364,86 @@ pub struct AuthzDenied {
     pub rule: String,
     /// Requests refused.
     pub denied: u64,
+}
+
+/// The control plane over a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ControlPlaneStats {
+    /// Proxies subscribed (every sidecar that ran).
+    pub proxies: u64,
+    /// Pushes sent (one resource type to one proxy each), over every life of the control plane.
+    pub pushes: u64,
+    /// CPU the pushes cost the control plane, ms (pushes × the per-push figure).
+    pub push_cpu_ms: u64,
+    /// Streams that failed or could not be opened, summed over proxies.
+    pub disconnects: u64,
+    /// How far each change of the desired state got, in order.
+    pub changes: Vec<Propagation>,
+    /// Pushes refused, one row per (type, version, error).
+    pub nacks: Vec<NackRecord>,
+    /// Proxies by sync state every 100 ms of simulated time (every second in runs longer than a
+    /// minute); a proxy counts in its worst state over the resource types, `disconnected` when
+    /// it has no stream.
+    pub states: Vec<SyncSample>,
+}
+
+/// How one change of the desired state reached the proxies. Delays run from the change (a pod
+/// crashing, a policy edited) to a proxy applying a push that includes it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Propagation {
+    /// When the change happened, ms of simulated time.
+    pub at_ms: u64,
+    /// What changed (`db-1 crashed`, `policy for db`).
+    pub what: String,
+    /// The resource type it changes.
+    pub kind: String,
+    /// Proxies it should reach (those running at the end of the run).
+    pub proxies: u64,
+    /// Proxies that applied it.
+    pub reached: u64,
+    /// Proxies that refused (NACKed) a push carrying it before they applied one.
+    pub refused: u64,
+    /// Median delay over the proxies reached, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile delay, ms.
+    pub p99_ms: Option<f64>,
+    /// Largest delay, ms.
+    pub max_ms: Option<f64>,
+    /// Delay until 90% of the proxies had it, ms (absent when fewer ever did); the SMP spec's
+    /// `cds_latency_ms`/`eds_latency_ms`.
+    pub t90_ms: Option<f64>,
+}
+
+/// Proxies that refused one version of one type, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NackRecord {
+    /// First refusal, ms of simulated time.
+    pub first_ms: u64,
+    /// The resource type.
+    pub kind: String,
+    /// The refused version.
+    pub version: u64,
+    /// Proxies that refused it.
+    pub proxies: u64,
+    /// The proxies' error.
+    pub error: String,
+}
+
+/// Proxies by sync state at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SyncSample {
+    /// When, ms of simulated time.
+    pub at_ms: u64,
+    /// Every type acknowledged.
+    pub synced: u64,
+    /// A push unanswered.
+    pub stale: u64,
+    /// Subscribed, nothing sent yet.
+    pub not_sent: u64,
+    /// The last push of some type refused.
+    pub nacked: u64,
+    /// No stream (or no control plane).
+    pub disconnected: u64,
 }
 
 /// One circuit-breaker refusal at one sidecar.

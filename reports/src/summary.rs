@@ -344,6 +344,9 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    if let Some(cp) = report.mesh.as_ref().and_then(|m| m.control_plane.as_ref()) {
+        control_plane(&mut s, cp);
+    }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
             s,
@@ -393,6 +396,49 @@ pub fn render(report: &Report) -> String {
         r.proxy_cost_source
     );
     s
+}
+
+/// The control plane's section: its work, how far each change got and when, and refusals.
+fn control_plane(s: &mut String, cp: &crate::model::ControlPlaneStats) {
+    let opt = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.0}"));
+    let _ = writeln!(
+        s,
+        "\n## Control plane\n\n{} proxies subscribed; {} pushes cost the control plane {} ms of CPU; {} streams failed or could not be opened. Delays run from the change to a proxy applying a push that includes it; \"90%\" is when nine proxies in ten had it (the SMP spec's `cds_latency_ms`).\n\n| change | at (s) | type | proxies | reached | refused | P50 (ms) | P99 (ms) | max (ms) | 90% (ms) |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        cp.proxies, cp.pushes, cp.push_cpu_ms, cp.disconnects
+    );
+    for c in &cp.changes {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.what,
+            c.at_ms as f64 / 1000.0,
+            c.kind,
+            c.proxies,
+            c.reached,
+            c.refused,
+            opt(c.p50_ms),
+            opt(c.p99_ms),
+            opt(c.max_ms),
+            opt(c.t90_ms)
+        );
+    }
+    if !cp.nacks.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Refused pushes** (NACKs; each proxy kept its previous configuration for what it refused):\n\n| first (s) | type | version | proxies | error |\n|---:|---|---:|---:|---|"
+        );
+        for n in &cp.nacks {
+            let _ = writeln!(
+                s,
+                "| {:.3} | {} | {} | {} | {} |",
+                n.first_ms as f64 / 1000.0,
+                n.kind,
+                n.version,
+                n.proxies,
+                n.error.replace('|', "\\|")
+            );
+        }
+    }
 }
 
 fn label(run: &RunStats) -> &'static str {

@@ -110,6 +110,38 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 .map(|d| d.denied)
                 .sum::<u64>() as f64,
         },
+        "config_max_ms" | "config_t90_ms" | "config_unreached" => {
+            let cp = main.control_plane.as_ref()?;
+            let changes: Vec<&reports::Propagation> = cp
+                .changes
+                .iter()
+                .filter(|c| match &a.label {
+                    Some((_, what)) => &c.what == what,
+                    None => true,
+                })
+                .collect();
+            if changes.is_empty() {
+                return None;
+            }
+            let value = |c: &reports::Propagation| match a.metric.as_str() {
+                "config_max_ms" => c.max_ms.unwrap_or(f64::INFINITY),
+                "config_t90_ms" => c.t90_ms.unwrap_or(f64::INFINITY),
+                _ => (c.proxies - c.reached) as f64,
+            };
+            if a.metric == "config_unreached" {
+                changes.iter().map(|c| value(c)).sum()
+            } else {
+                changes.iter().map(|c| value(c)).fold(0.0, f64::max)
+            }
+        }
+        "config_nacks" => main
+            .control_plane
+            .as_ref()?
+            .nacks
+            .iter()
+            .map(|n| n.proxies)
+            .sum::<u64>() as f64,
+        "config_pushes" => main.control_plane.as_ref()?.pushes as f64,
         "subset_share" | "subset_error_ratio" => {
             let (_, subset) = a.label.as_ref()?;
             let v = main.subsets.get(subset)?;

@@ -185,18 +185,23 @@ fn every_assertion_metric_reads_the_figure_it_names() {
             m.subsets["db/v1"].error_ratio,
         ),
     ];
+    // The control plane's metrics, from a run that has one.
+    let (cp_report, cp_cases) = control_plane_cases();
     for (name, _) in METRICS {
         assert!(
             cases
                 .iter()
+                .chain(&cp_cases)
                 .any(|(lhs, _)| lhs == name || lhs.starts_with(&format!("{name}{{"))),
             "metric {name} has no case here"
         );
     }
-    for (lhs, want) in &cases {
-        let a: sim::scenario::Assertion = format!("{lhs} >= 0").parse().unwrap();
-        let got = sim::check::metric(&a, &r, measured_s);
-        assert_eq!(got, Some(*want), "{lhs}");
+    for (report, cases) in [(&r, &cases), (&cp_report, &cp_cases)] {
+        for (lhs, want) in cases {
+            let a: sim::scenario::Assertion = format!("{lhs} >= 0").parse().unwrap();
+            let got = sim::check::metric(&a, report, measured_s);
+            assert_eq!(got, Some(*want), "{lhs}");
+        }
     }
     // The run must make the figures tell their fields apart: distinct percentiles, and every
     // policy counter above zero, so a metric wired to a neighbouring field cannot agree by luck.
@@ -223,4 +228,67 @@ fn every_assertion_metric_reads_the_figure_it_names() {
         );
     }
     assert_ne!(sum(|e| e.budget_exhausted), sum(|e| e.circuit_open));
+}
+
+const CP_SRC: &str = r#"
+name = "control-plane-metrics"
+[mesh]
+baseline = false
+[control_plane]
+[[services]]
+name = "api"
+replicas = 3
+latency = { dist = "constant", value = "1ms" }
+[workload]
+target = "api"
+rate_rps = 50
+duration = "4s"
+warmup = "1s"
+[[faults]]
+kind = "crash"
+pod = "api-2"
+at = "1s"
+[[faults]]
+kind = "config"
+service = "api"
+at = "2s"
+expect = "nack"
+policy = { split = [{ subset = "v1", weight = 0 }] }
+"#;
+
+/// A run with a control plane, a crash it must spread and a push the proxies refuse, and the
+/// report figure each control-plane metric must read.
+fn control_plane_cases() -> (Report, Vec<(String, f64)>) {
+    let loaded = common::loaded("control-plane-metrics.toml", CP_SRC);
+    let opts = sim::RunOptions::new(5, "control-plane-metrics.toml");
+    let r = sim::run(&loaded, &opts, &mut |_, _, _| {}).report;
+    let cp = r.mesh.as_ref().unwrap().control_plane.clone().unwrap();
+    let crash = &cp.changes[0];
+    let push = &cp.changes[1];
+    assert_eq!(
+        (crash.what.as_str(), push.what.as_str()),
+        ("api-2 crashed", "policy for api")
+    );
+    // The crash reached everyone; the refused policy no one: the figures differ.
+    assert_eq!(crash.reached, crash.proxies);
+    assert_eq!((push.reached, push.refused), (0, push.proxies));
+    let nacks: u64 = cp.nacks.iter().map(|n| n.proxies).sum();
+    assert!(nacks > 0 && cp.pushes > nacks);
+    let cases = vec![
+        ("config_max_ms".into(), f64::INFINITY),
+        (
+            "config_max_ms{change=\"api-2 crashed\"}".into(),
+            crash.max_ms.unwrap(),
+        ),
+        (
+            "config_t90_ms{change=\"api-2 crashed\"}".into(),
+            crash.t90_ms.unwrap(),
+        ),
+        ("config_t90_ms".into(), f64::INFINITY),
+        ("config_unreached".into(), push.proxies as f64),
+        ("config_unreached{change=\"api-2 crashed\"}".into(), 0.0),
+        ("config_nacks".into(), nacks as f64),
+        ("config_pushes".into(), cp.pushes as f64),
+    ];
+    (r, cases)
 }

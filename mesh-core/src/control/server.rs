@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
@@ -82,7 +82,7 @@ pub struct Version {
 pub type Published = BTreeMap<ResourceType, Arc<Version>>;
 
 /// What the control plane knows of one proxy.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ProxyRecord {
     /// Whether its stream is up.
     pub connected: bool,
@@ -101,8 +101,8 @@ impl ProxyRecord {
     }
 }
 
-/// Everything `proxy-status` shows.
-#[derive(Clone, Debug, Serialize)]
+/// Everything `proxy-status` shows (served as JSON at `GET /status`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
     /// The newest version of each type.
     pub versions: BTreeMap<ResourceType, u64>,

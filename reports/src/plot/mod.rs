@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use crate::bench::BenchReport;
 
+mod control;
 mod png;
 mod run;
 pub mod sweep;

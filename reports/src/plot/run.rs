@@ -1,8 +1,8 @@
 //! Plots of one simulation report, every one against simulated time with the fault windows
 //! shaded and labelled (as Jepsen does), so a spike lines up with its cause at a glance:
 //! latency percentiles per second, request rate and error ratio, retry amplification per edge
-//! with its storm windows, a circuit-breaker and ejection timeline per upstream, and the latency
-//! distribution with and without the mesh.
+//! with its storm windows, a circuit-breaker and ejection timeline per upstream, the control
+//! plane's sync states (`control.rs`), and the latency distribution with and without the mesh.
 //!
 //! Only what the report holds is drawn; a plot with nothing to show (no breaker events, no
 //! baseline) is left out rather than drawn empty.
@@ -17,7 +17,7 @@ use super::{
 };
 use crate::model::{Bucket, Report, RunStats};
 
-const SIZE: (u32, u32) = (960, 500);
+pub(super) const SIZE: (u32, u32) = (960, 500);
 
 /// A percentile of a time-line bucket, by name.
 type Pick = fn(&Bucket) -> u64;
@@ -25,7 +25,7 @@ const FAULT_FILL: RGBColor = RGBColor(214, 39, 40);
 
 /// A shaded interval of time with its label.
 #[derive(Clone, Debug)]
-struct Window {
+pub(super) struct Window {
     start_s: f64,
     end_s: f64,
     label: String,
@@ -68,6 +68,12 @@ pub fn run_plots(r: &Report) -> Result<Vec<(String, String)>, PlotError> {
         if let Some(w) = waterfall(m) {
             out.push(("trace.svg".to_string(), w?));
         }
+        if let Some(cp) = m.control_plane.as_ref().filter(|cp| !cp.states.is_empty()) {
+            out.push((
+                "control-plane.svg".to_string(),
+                super::control::states(cp, &faults, end_s)?,
+            ));
+        }
     }
     let spectra: Vec<Series> = runs
         .iter()
@@ -97,7 +103,7 @@ pub fn run_plots(r: &Report) -> Result<Vec<(String, String)>, PlotError> {
 
 /// Shade `windows` over the whole height of `chart` and label each at the top, staggered so
 /// overlapping windows stay readable.
-fn shade<'a, DB: DrawingBackend + 'a, Y: Ranged>(
+pub(super) fn shade<'a, DB: DrawingBackend + 'a, Y: Ranged>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
     windows: &[Window],
     (y0, y1): (Y::ValueType, Y::ValueType),

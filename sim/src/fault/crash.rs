@@ -1,5 +1,6 @@
 //! `kind = "crash"`: a pod stops (its app and sidecar die, its packets vanish) and, if `until`
-//! is given, restarts then with fresh processes.
+//! is given, restarts then with fresh processes. With a `[control_plane]`, `pod = "control-plane"`
+//! takes the control plane down (a restarted one rebuilds its state from the pods as they are).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,12 @@ impl Fault for Crash {
     }
 
     fn check(&self, topology: &Topology<'_>) -> Result<(), String> {
-        if topology.pods.contains(&self.pod) {
+        if topology.pods.contains(&self.pod)
+            || (topology.control_plane && self.pod == super::CONTROL_PLANE)
+        {
             Ok(())
+        } else if self.pod == super::CONTROL_PLANE {
+            Err("the control plane can crash only when a [control_plane] runs".into())
         } else {
             Err(format!(
                 "no pod named {:?}; pods are named <service>-<index>, e.g. \"{}-0\"",

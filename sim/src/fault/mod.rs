@@ -7,6 +7,7 @@
 //! Not here: when faults fire (the run's time line, `run::faults`) and the packet rules
 //! themselves ([`crate::substrate`]); a kind acts only through [`Effects`].
 
+mod config;
 mod crash;
 mod errors;
 mod hold;
@@ -18,6 +19,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::{Config, Expect};
 pub use crash::Crash;
 pub use errors::Errors;
 pub use hold::Hold;
@@ -45,6 +47,8 @@ pub enum FaultSpec {
     Slow(Slow),
     /// A service (or one pod of it) fails a share of requests with 500.
     Errors(Errors),
+    /// The control plane is given a new policy for a service.
+    Config(Config),
 }
 
 /// What every fault kind says about itself.
@@ -72,23 +76,29 @@ pub struct Topology<'a> {
     pub pods: &'a BTreeSet<String>,
     /// The first service's name, for examples in messages.
     pub example: &'a str,
+    /// Whether a control plane runs (`[control_plane]`), so `control-plane` can be hit.
+    pub control_plane: bool,
 }
 
 impl Topology<'_> {
     /// Whether `g` names a group packets can be matched by: a service, a pod or `clients`.
     fn group(&self, g: &str) -> Result<(), String> {
-        if g == "clients" || self.services.contains(g) || self.pods.contains(g) {
+        if g == "clients"
+            || self.services.contains(g)
+            || self.pods.contains(g)
+            || (self.control_plane && g == CONTROL_PLANE)
+        {
             Ok(())
         } else {
             Err(format!(
-                "`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\") or \"clients\"",
+                "`between` names {g:?}; expected a service, a pod (e.g. \"{}-0\"), \"clients\" or, with a [control_plane], \"control-plane\"",
                 self.example
             ))
         }
     }
 
     /// Whether `service`, and `pod` if given, exist and the pod belongs to the service.
-    fn service_pod(&self, service: &str, pod: Option<&String>) -> Result<(), String> {
+    pub(crate) fn service_pod(&self, service: &str, pod: Option<&String>) -> Result<(), String> {
         if !self.services.contains(service) {
             return Err(format!("no service named {service:?}"));
         }
@@ -115,7 +125,12 @@ pub trait Effects {
     fn set_slow(&mut self, key: &str, extra_us: Option<u64>);
     /// Set (or with `None` clear) an error probability for a service or pod.
     fn set_errors(&mut self, key: &str, rate: Option<f64>);
+    /// Give the control plane a new policy for calls to `service`.
+    fn set_policy(&mut self, service: &str, policy: &crate::scenario::PolicySpec);
 }
+
+/// The control plane's host, which a crash or partition may name when a `[control_plane]` runs.
+pub const CONTROL_PLANE: &str = "control-plane";
 
 /// Start or end a fault that is a set of packet rules between two groups.
 fn packet_rules(
@@ -149,6 +164,7 @@ macro_rules! each {
             FaultSpec::Crash($f) => $body,
             FaultSpec::Slow($f) => $body,
             FaultSpec::Errors($f) => $body,
+            FaultSpec::Config($f) => $body,
         }
     };
 }
@@ -192,7 +208,11 @@ impl FaultSpec {
             kind: self.kind().to_string(),
             target: each!(self, f => f.target()),
             start_ms: self.at().as_ms(),
-            end_ms: self.until().map(|u| u.as_ms()),
+            // A config change is an instant, not a window that lasts to the end.
+            end_ms: match self {
+                FaultSpec::Config(c) => Some(c.at.as_ms()),
+                _ => self.until().map(|u| u.as_ms()),
+            },
         }
     }
 

@@ -64,6 +64,13 @@ impl Effects for Stage<'_, '_> {
     }
 
     fn set_crashed(&mut self, pod: &str, down: bool) {
+        if pod == crate::fault::CONTROL_PLANE {
+            if let Some(index) = self.world.host_names.iter().position(|h| h == pod) {
+                self.fabric.set_crashed(index, down);
+            }
+            self.world.set_control_plane(down);
+            return;
+        }
         let Some(p) = self.world.pods.iter().position(|x| x.name == pod) else {
             return;
         };
@@ -82,6 +89,10 @@ impl Effects for Stage<'_, '_> {
             Some(us) => m.slow_us.insert(key.to_string(), us),
             None => m.slow_us.remove(key),
         };
+    }
+
+    fn set_policy(&mut self, service: &str, policy: &crate::scenario::PolicySpec) {
+        self.world.set_policy(service, policy);
     }
 
     fn set_errors(&mut self, key: &str, rate: Option<f64>) {

@@ -239,6 +239,11 @@ pub(super) fn harvest(
         },
         services: queues(loaded, world, sim_time_ms),
         authz_denied: authz_denied(&snapshots),
+        control_plane: world.plane.as_ref().map(|p| {
+            let down: std::collections::BTreeSet<String> =
+                world.down.iter().map(|i| world.hosts_name(*i)).collect();
+            p.stats(&|node: &str| !down.contains(node))
+        }),
         slowest_traces: crate::telemetry::slowest_traces(
             &telemetry.spans,
             crate::telemetry::REPORTED_TRACES,

@@ -14,6 +14,7 @@
 //! turns the fault time line into events and applies them; `harvest` reads the measurements
 //! out once the run is over, with `storms` finding retry storms in the per-second series.
 
+mod control;
 mod faults;
 mod harvest;
 mod storms;
@@ -139,7 +140,7 @@ async fn simulate_inner(
     // The control plane's host: present in the topology (and in its cost) from the start; the
     // control-plane issue gives it work.
     let cp_ip = ip_of(infos.len());
-    let _cp_host = net.add_host(cp_ip);
+    let cp_host = net.add_host(cp_ip);
     infos.push(HostInfo {
         name: "control-plane".into(),
         group: "control-plane".into(),
@@ -190,6 +191,17 @@ async fn simulate_inner(
             })
             .collect(),
     };
+    let plane = s.control_plane.clone().filter(|_| mesh).map(|spec| {
+        control::Plane::new(
+            spec,
+            seed,
+            cp_host,
+            cp_ip,
+            clock,
+            registry.clone(),
+            policies.clone(),
+        )
+    });
     let (config_tx, _) = mesh_core::config::channel(registry, &policies);
     let mut world = World {
         loaded,
@@ -216,6 +228,10 @@ async fn simulate_inner(
             .collect(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),
+        plane,
+        booted: false,
+        down: std::collections::BTreeSet::new(),
+        unready: std::collections::BTreeSet::new(),
     };
 
     let set = tokio::task::LocalSet::new();
@@ -231,8 +247,14 @@ async fn simulate_inner(
     let mut events = std::collections::VecDeque::from(events);
 
     let send_end_ms = s.workload.duration.as_ms();
+    // The control plane's sync states: every 100 ms, fine enough to show a debounce and a
+    // push storm; every second in runs longer than a minute, to keep the report small.
+    let sample_ms = if send_end_ms <= 60_000 { 100 } else { 1000 };
     let hard_end_ms = send_end_ms + s.workload.timeout.as_ms() + 1_000;
     let director = async {
+        if let Some(plane) = world.plane.as_mut() {
+            plane.start();
+        }
         for p in 0..world.pods.len() {
             world.start_pod(p);
         }
@@ -265,6 +287,7 @@ async fn simulate_inner(
                 }
             }
         }
+        world.booted = true;
         let mut rule_ids: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
         let mut now_ms;
         loop {
@@ -277,8 +300,21 @@ async fn simulate_inner(
                 let (_, _, ev) = events.pop_front().expect("checked non-empty");
                 apply(&mut world, &mut fabric, &guard, &mut rule_ids, ev);
             }
+            let ready = world
+                .plane
+                .as_ref()
+                .map(|p| p.take_ready())
+                .unwrap_or_default();
+            for host in ready {
+                world.pod_ready(&host);
+            }
             if now_ms.is_multiple_of(1000) {
                 progress(now_ms, send_end_ms);
+            }
+            if now_ms.is_multiple_of(sample_ms)
+                && let Some(plane) = world.plane.as_mut()
+            {
+                plane.sample(now_ms);
             }
             let open = collector.lock().unwrap_or_else(|p| p.into_inner()).open();
             if (now_ms > send_end_ms && open == 0) || now_ms >= hard_end_ms {

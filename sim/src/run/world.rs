@@ -67,6 +67,16 @@ pub(super) struct World<'a> {
     pub(super) host_names: Vec<String>,
     /// Access-log lines of every sidecar, when the run keeps them.
     pub(super) access_log: Option<Arc<Mutex<Vec<String>>>>,
+    /// The control plane, when `[control_plane]` puts one in charge.
+    pub(super) plane: Option<super::control::Plane>,
+    /// Whether the run's first instant is over: sidecars started later (restarted pods) take
+    /// their configuration from the control plane, not a bootstrap.
+    pub(super) booted: bool,
+    /// Host indexes that are down now.
+    pub(super) down: std::collections::BTreeSet<usize>,
+    /// Host indexes of restarted pods whose sidecar waits for its first configuration: not
+    /// ready, so not yet listed as endpoints.
+    pub(super) unready: std::collections::BTreeSet<usize>,
 }
 
 impl World<'_> {
@@ -134,10 +144,15 @@ impl World<'_> {
                 .map(|r| r.to_limit()),
             inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
         };
-        let proxy = Proxy::new(net.clone(), cfg, self.config.clone(), Some(Arc::new(cost)));
+        let host = self.hosts_name(host_index);
+        let config = match self.plane.as_mut() {
+            Some(plane) => plane.subscribe(net, &host, !self.booted),
+            None => self.config.clone(),
+        };
+        let proxy = Proxy::new(net.clone(), cfg, config, Some(Arc::new(cost)));
         self.sidecars.push(Sidecar {
             owner: owner.to_string(),
-            host: self.hosts_name(host_index),
+            host,
             proxy: proxy.clone(),
         });
         net.spawn(async move {
@@ -174,7 +189,17 @@ impl World<'_> {
         self.hosts_net.insert(pod.index, net.clone());
         let inc = self.incarnation.entry(pod.index).or_insert(0);
         *inc += 1;
+        let restarted = *inc > 1;
+        self.down.remove(&pod.index);
         let rng = pod_rng(self.seed, &format!("pod:{}:{}", pod.name, inc));
+        if restarted {
+            if self.plane.is_some() && self.mesh {
+                // Ready once its sidecar has its configuration ([`World::pod_ready`]).
+                self.unready.insert(pod.index);
+            } else {
+                self.endpoints_changed(&format!("{} restarted", pod.name));
+            }
+        }
         let app = Arc::new(App {
             service: spec.name.get_ref().clone(),
             pod: pod.name.clone(),
@@ -209,6 +234,93 @@ impl World<'_> {
     pub(super) fn crash_pod(&mut self, host_index: usize) {
         if let Some(net) = self.hosts_net.get(&host_index) {
             net.kill();
+        }
+        self.down.insert(host_index);
+        let name = self.hosts_name(host_index);
+        self.endpoints_changed(&format!("{name} crashed"));
+    }
+
+    /// Tell the control plane (if any) which pods are up now: each service's endpoints are
+    /// its pods in their first order, less those that are down (Kubernetes lists only ready
+    /// pods; a pod is ready as soon as it starts: readiness probes are not modelled).
+    fn endpoints_changed(&mut self, what: &str) {
+        if self.plane.is_none() {
+            return;
+        }
+        let original = self.config.borrow().registry.clone();
+        let down: std::collections::BTreeSet<String> =
+            self.down.iter().map(|i| self.hosts_name(*i)).collect();
+        let unlisted: std::collections::BTreeSet<String> = self
+            .down
+            .union(&self.unready)
+            .map(|i| self.hosts_name(*i))
+            .collect();
+        let Some(plane) = self.plane.as_mut() else {
+            return;
+        };
+        plane.change(
+            what.to_string(),
+            mesh_core::control::ResourceType::Endpoints,
+            &down,
+            |registry, _| {
+                *registry = original.clone();
+                for name in original.names() {
+                    if let Some(mut entry) = original.get(name).cloned() {
+                        entry.endpoints.retain(|e| !unlisted.contains(&e.pod));
+                        registry.insert(name, entry);
+                    }
+                }
+            },
+        );
+    }
+
+    /// A restarted pod's sidecar has its configuration: the pod is ready, and listed again.
+    pub(super) fn pod_ready(&mut self, host: &str) {
+        let Some(index) = self.host_names.iter().position(|h| h == host) else {
+            return;
+        };
+        if self.unready.remove(&index) {
+            self.endpoints_changed(&format!("{host} ready"));
+        }
+    }
+
+    /// Give the control plane a new policy for calls to `service` (laid over the preset).
+    pub(super) fn set_policy(&mut self, service: &str, spec: &crate::scenario::PolicySpec) {
+        let preset = self
+            .loaded
+            .scenario
+            .mesh
+            .preset
+            .map(crate::scenario::Preset::policy);
+        let policy = match preset {
+            Some(p) => spec.over(&p),
+            None => spec.clone(),
+        }
+        .to_policy();
+        let down: std::collections::BTreeSet<String> =
+            self.down.iter().map(|i| self.hosts_name(*i)).collect();
+        let Some(plane) = self.plane.as_mut() else {
+            return;
+        };
+        let service = service.to_string();
+        plane.change(
+            format!("policy for {service}"),
+            mesh_core::control::ResourceType::Policies,
+            &down,
+            move |_, policies| {
+                policies.services.insert(service, policy);
+            },
+        );
+    }
+
+    /// The control plane's host goes down (`down`) or comes back.
+    pub(super) fn set_control_plane(&mut self, down: bool) {
+        if let Some(plane) = self.plane.as_mut() {
+            if down {
+                plane.crash();
+            } else {
+                plane.start();
+            }
         }
     }
 }

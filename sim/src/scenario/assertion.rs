@@ -96,10 +96,35 @@ pub const METRICS: &[(&str, &str)] = &[
         "subset_error_ratio",
         "failed / attempts for a subset; {subset=\"reviews/v2\"}",
     ),
+    (
+        "config_max_ms",
+        "with a [control_plane]: the longest a change took to reach a proxy, ms (all changes, or {change=\"db-1 crashed\"})",
+    ),
+    (
+        "config_t90_ms",
+        "with a [control_plane]: time until 90% of proxies had a change, ms (the largest, or {change=...}); a change that never reached 90% is infinite",
+    ),
+    (
+        "config_unreached",
+        "with a [control_plane]: proxies a change never reached, summed (or {change=...})",
+    ),
+    (
+        "config_nacks",
+        "with a [control_plane]: pushes refused by a proxy (a NACK each)",
+    ),
+    (
+        "config_pushes",
+        "with a [control_plane]: pushes sent (one type to one proxy each)",
+    ),
 ];
 
-/// Metrics measured on mesh edges rather than on requests.
+/// Metrics measured on mesh edges (or the control plane) rather than on requests.
 pub const EDGE_METRICS: &[&str] = &[
+    "config_max_ms",
+    "config_t90_ms",
+    "config_unreached",
+    "config_nacks",
+    "config_pushes",
     "retry_amplification",
     "denied",
     "load_factor",
@@ -244,6 +269,10 @@ impl FromStr for Assertion {
                             .is_some_and(|(_, v)| v.parse::<super::Dur>().is_ok())
                 }
                 "subset" => metric.starts_with("subset_"),
+                "change" => matches!(
+                    metric.as_str(),
+                    "config_max_ms" | "config_t90_ms" | "config_unreached"
+                ),
                 "route" => {
                     !metric.starts_with("baseline_")
                         && !metric.starts_with("overhead_")

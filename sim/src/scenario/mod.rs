@@ -13,9 +13,10 @@
 //! [`service`] (`[[services]]`), [`policy`] (`[services.policy]`, lowered to mesh-core's
 //! policy types), [`preset`] (the meshes' defaults), [`workload`], `[[faults]]` (one file per kind in
 //! [`crate::fault`]),
-//! [`assertion`], [`duration`], and `validate` (the cross-field checks run after parsing).
+//! [`control`] (`[control_plane]`), [`assertion`], [`duration`], and `validate` (the cross-field checks run after parsing).
 
 pub mod assertion;
+pub mod control;
 pub mod duration;
 pub mod overrides;
 pub mod policy;
@@ -32,6 +33,7 @@ use toml::Spanned;
 
 pub use crate::fault::FaultSpec;
 pub use assertion::{Assertion, Op};
+pub use control::ControlPlaneSpec;
 pub use duration::Dur;
 pub use mesh_core::registry::Protocol;
 pub use policy::*;
@@ -58,6 +60,10 @@ pub struct Scenario {
     /// Network baseline (before faults).
     #[serde(default)]
     pub network: NetworkSpec,
+    /// A control plane in charge of the configuration ([`control`]); fixed configuration if
+    /// absent.
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneSpec>,
     /// The services, each with its replicas and behaviour.
     pub services: Vec<ServiceSpec>,
     /// The load.

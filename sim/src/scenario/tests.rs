@@ -474,3 +474,50 @@ fn every_validation_rule_rejects_what_it_guards() {
     assert_eq!(e.field, "services", "{e}");
     assert!(e.message.contains("at least one [[services]]"), "{e}");
 }
+
+#[test]
+fn control_plane_faults_need_a_control_plane_and_a_bad_push_must_be_bad() {
+    let crash = "\n[[faults]]\nkind = \"crash\"\npod = \"control-plane\"\nat = \"1s\"\n";
+    let e = err(&format!("{MINIMAL}{crash}"));
+    assert_eq!((e.field.as_str(), e.line), ("faults[0]", 10), "{e}");
+    assert!(
+        e.message.contains("only when a [control_plane] runs"),
+        "{e}"
+    );
+    let with_cp = MINIMAL.replace("[workload]", "[control_plane]\n[workload]");
+    parse("t.toml", &format!("{with_cp}{crash}")).unwrap();
+
+    let config = |policy: &str, expect: &str| {
+        format!(
+            "\n[[faults]]\nkind = \"config\"\nservice = \"web\"\nat = \"1s\"\npolicy = {policy}\n{expect}"
+        )
+    };
+    let good = config("{ timeout = \"50ms\" }", "");
+    let e = err(&format!("{MINIMAL}{good}"));
+    assert!(e.message.contains("needs a [control_plane]"), "{e}");
+    parse("t.toml", &format!("{with_cp}{good}")).unwrap();
+    let bad = "{ split = [{ subset = \"v1\", weight = 0 }] }";
+    let e = err(&format!("{with_cp}{}", config(bad, "")));
+    assert!(
+        e.message.contains("would refuse") && e.message.contains("split"),
+        "{e}"
+    );
+    parse(
+        "t.toml",
+        &format!("{with_cp}{}", config(bad, "expect = \"nack\"")),
+    )
+    .unwrap();
+    let e = err(&format!(
+        "{with_cp}{}",
+        config("{ timeout = \"50ms\" }", "expect = \"nack\"")
+    ));
+    assert!(e.message.contains("would accept"), "{e}");
+    let e = err(&format!(
+        "{with_cp}{}",
+        config("{ timeout = \"50ms\" }", "expect = \"maybe\"")
+    ));
+    assert!(
+        e.message.contains("ack") && e.message.contains("nack"),
+        "{e}"
+    );
+}

@@ -422,6 +422,7 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
         services: &names,
         pods: &pods,
         example: s.services[0].name.get_ref(),
+        control_plane: s.control_plane.is_some(),
     };
     for (k, f) in s.faults.iter().enumerate() {
         f.get_ref()

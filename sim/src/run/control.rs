@@ -1,0 +1,382 @@
+//! The control plane of a run (`[control_plane]`): its process on the `control-plane` host,
+//! the desired state it is fed (what the Kubernetes API would hold: the pods that are up, the
+//! policies the scenario has applied so far), every sidecar's subscription, and the log of
+//! what the proxies did with its pushes, from which the report's propagation figures come.
+//!
+//! The desired state lives here, not in the control plane: a pod crashing while the control
+//! plane is down changes it all the same, and a restarted control plane starts from it, as
+//! istiod re-lists the API server. Every change has a revision (Kubernetes'
+//! `resourceVersion`); pushes carry the revision they were built from, so a proxy's applying
+//! revision *r* or later means it has change *r*.
+//!
+//! Not here: the control plane and the subscriber themselves (`mesh_core::control`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use mesh_core::config::ConfigRx;
+use mesh_core::control::{ControlPlane, Event, ResourceType, Subscriber, SyncState};
+use mesh_core::net::Network;
+use mesh_core::policy::Policies;
+use mesh_core::registry::Registry;
+use reports::{ControlPlaneStats, NackRecord, Propagation, SyncSample};
+use turmoil_net::HostId;
+
+use crate::derive_seed;
+use crate::scenario::ControlPlaneSpec;
+use crate::substrate::SimNet;
+use crate::workload::Clock;
+
+/// Istio's plaintext xDS port.
+pub(super) const XDS_PORT: u16 = 15010;
+
+/// One change of the desired state.
+struct Change {
+    at_ms: u64,
+    what: String,
+    kind: ResourceType,
+    revision: u64,
+    /// The proxies running when it happened: those it should reach.
+    up: Vec<String>,
+}
+
+/// What the proxies did, as their subscribers reported it.
+#[derive(Default)]
+struct Log {
+    /// (proxy, type) → (ms, revision) of every push applied whole.
+    applied: BTreeMap<(String, ResourceType), Vec<(u64, u64)>>,
+    /// (type, version, error) → (first ms, proxies).
+    refused: BTreeMap<(ResourceType, u64, String), (u64, u64)>,
+    /// (proxy, type) → (ms, revision) of every push refused.
+    refusals: BTreeMap<(String, ResourceType), Vec<(u64, u64)>>,
+    disconnects: u64,
+}
+
+/// The run's control plane and everything around it.
+pub(super) struct Plane {
+    spec: ControlPlaneSpec,
+    seed: u64,
+    host: HostId,
+    addr: SocketAddr,
+    clock: Clock,
+    registry: Registry,
+    policies: Policies,
+    revision: u64,
+    changes: Vec<Change>,
+    running: Option<(Arc<ControlPlane>, SimNet)>,
+    lives: u64,
+    /// The next version a (re)started control plane publishes.
+    next_version: u64,
+    /// Pushes of control planes that have died.
+    past_pushes: u64,
+    log: Arc<Mutex<Log>>,
+    states: Vec<SyncSample>,
+    /// Every sidecar that subscribed, by node name.
+    nodes: BTreeSet<String>,
+    /// Subscriptions so far (each draws its own backoff stream).
+    subscriptions: u64,
+    /// Restarted sidecars that have just received their whole configuration, in order: their
+    /// pods become ready (Istio's sidecar readiness waits for the first push).
+    ready: Arc<Mutex<Vec<String>>>,
+}
+
+impl Plane {
+    pub(super) fn new(
+        spec: ControlPlaneSpec,
+        seed: u64,
+        host: HostId,
+        ip: std::net::IpAddr,
+        clock: Clock,
+        registry: Registry,
+        policies: Policies,
+    ) -> Self {
+        Self {
+            spec,
+            seed,
+            host,
+            addr: SocketAddr::new(ip, XDS_PORT),
+            clock,
+            registry,
+            policies,
+            revision: 1,
+            changes: Vec::new(),
+            running: None,
+            lives: 0,
+            next_version: 1,
+            past_pushes: 0,
+            log: Arc::default(),
+            states: Vec::new(),
+            nodes: BTreeSet::new(),
+            subscriptions: 0,
+            ready: Arc::default(),
+        }
+    }
+
+    /// Start the control plane process, from the desired state as it is now.
+    pub(super) fn start(&mut self) {
+        self.lives += 1;
+        let settings = mesh_core::control::server::Settings {
+            instance: derive_seed(self.seed, &format!("control-plane:{}", self.lives)),
+            first_version: self.next_version,
+            ..self.spec.server()
+        };
+        let cp = ControlPlane::new(
+            settings,
+            self.registry.clone(),
+            self.policies.clone(),
+            self.revision,
+        );
+        let net = SimNet::new(self.host);
+        let serve_net = net.clone();
+        let (serving, debouncing) = (cp.clone(), cp.clone());
+        let addr = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), XDS_PORT);
+        net.spawn(async move {
+            // The port is ours; failing to bind would be a harness bug, and proxies would then
+            // show as disconnected for the whole run.
+            if let Ok(listener) = serve_net.bind(addr).await {
+                serving.serve(serve_net, listener).await;
+            }
+        });
+        net.spawn(debouncing.debounce());
+        self.running = Some((cp, net));
+    }
+
+    /// The control plane process dies (its streams with it); the desired state stays.
+    pub(super) fn crash(&mut self) {
+        if let Some((cp, net)) = self.running.take() {
+            let status = cp.status();
+            self.past_pushes += status.pushes;
+            let newest = status.versions.values().copied().max().unwrap_or(0);
+            self.next_version = self.next_version.max(newest + 1);
+            net.kill();
+        }
+    }
+
+    /// Change the desired state; the control plane, if up, takes it in. `down` names the
+    /// proxies not running now.
+    pub(super) fn change(
+        &mut self,
+        what: String,
+        kind: ResourceType,
+        down: &BTreeSet<String>,
+        f: impl FnOnce(&mut Registry, &mut Policies),
+    ) {
+        self.revision += 1;
+        f(&mut self.registry, &mut self.policies);
+        self.changes.push(Change {
+            at_ms: self.clock.now_ms(),
+            what,
+            kind,
+            revision: self.revision,
+            up: self.nodes.difference(down).cloned().collect(),
+        });
+        if let Some((cp, _)) = &self.running {
+            let (registry, policies) = (self.registry.clone(), self.policies.clone());
+            cp.update(self.revision, move |r, p| {
+                *r = registry;
+                *p = policies;
+            });
+        }
+    }
+
+    /// Subscribe the sidecar `node` on `net`. A sidecar of the run's first instant starts
+    /// from the configuration the control plane has then (as if bootstrapped a moment before);
+    /// a later one (a restarted pod) starts with nothing and waits for its first push.
+    pub(super) fn subscribe(&mut self, net: &SimNet, node: &str, bootstrap: bool) -> ConfigRx {
+        let (tx, versions) = if bootstrap {
+            let versions = ResourceType::ALL.into_iter().map(|k| (k, 1)).collect();
+            (
+                mesh_core::config::channel(self.registry.clone(), &self.policies).0,
+                versions,
+            )
+        } else {
+            (
+                mesh_core::config::channel(Registry::new(), &Policies::default()).0,
+                BTreeMap::new(),
+            )
+        };
+        let rx = tx.subscribe();
+        self.nodes.insert(node.to_string());
+        self.subscriptions += 1;
+        let log = self.log.clone();
+        let clock = self.clock;
+        let name = node.to_string();
+        let ready = self.ready.clone();
+        // A bootstrapped sidecar is ready from the start; a restarted one once it holds every type.
+        let missing: BTreeSet<ResourceType> = if bootstrap {
+            BTreeSet::new()
+        } else {
+            ResourceType::ALL.into_iter().collect()
+        };
+        let missing = Mutex::new(missing);
+        let on_event = Arc::new(move |e: &Event| {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            let now = clock.now_ms();
+            match e {
+                Event::Applied { kind, revision, .. } => {
+                    log.applied
+                        .entry((name.clone(), *kind))
+                        .or_default()
+                        .push((now, *revision));
+                    let mut m = missing.lock().unwrap_or_else(|p| p.into_inner());
+                    if m.remove(kind) && m.is_empty() {
+                        ready
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(name.clone());
+                    }
+                }
+                Event::Refused {
+                    kind,
+                    version,
+                    error,
+                    revision,
+                } => {
+                    log.refusals
+                        .entry((name.clone(), *kind))
+                        .or_default()
+                        .push((now, *revision));
+                    let row = log
+                        .refused
+                        .entry((*kind, *version, error.clone()))
+                        .or_insert((now, 0));
+                    row.1 += 1;
+                }
+                Event::Disconnected { .. } => log.disconnects += 1,
+                Event::Connected => {}
+            }
+        });
+        let incarnation = self.subscriptions;
+        let sub = Subscriber::new(
+            net.clone(),
+            self.addr,
+            node,
+            self.spec.client(),
+            derive_seed(self.seed, &format!("subscriber:{node}:{incarnation}")),
+            tx,
+            versions,
+            on_event,
+        );
+        net.spawn(sub.run());
+        rx
+    }
+
+    /// Restarted sidecars that became ready since the last call, in order.
+    pub(super) fn take_ready(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Count the proxies by state (called once per simulated second).
+    pub(super) fn sample(&mut self, at_ms: u64) {
+        let mut s = SyncSample {
+            at_ms,
+            ..SyncSample::default()
+        };
+        let status = self.running.as_ref().map(|(cp, _)| cp.status());
+        for node in &self.nodes {
+            let record = status
+                .as_ref()
+                .and_then(|st| st.proxies.get(node))
+                .filter(|r| r.connected);
+            let Some(r) = record else {
+                s.disconnected += 1;
+                continue;
+            };
+            // The worst state over the types: NACKED, then STALE, then NOT SENT.
+            let states: Vec<SyncState> = ResourceType::ALL.iter().map(|k| r.state(*k)).collect();
+            if states.contains(&SyncState::Nacked) {
+                s.nacked += 1;
+            } else if states.contains(&SyncState::Stale) {
+                s.stale += 1;
+            } else if states.contains(&SyncState::NotSent) {
+                s.not_sent += 1;
+            } else {
+                s.synced += 1;
+            }
+        }
+        self.states.push(s);
+    }
+
+    /// The report's section. A change should reach the proxies running when it happened and
+    /// still running at the end (`alive`).
+    pub(super) fn stats(&self, alive: &dyn Fn(&str) -> bool) -> ControlPlaneStats {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let pushes = self.past_pushes
+            + self
+                .running
+                .as_ref()
+                .map_or(0, |(cp, _)| cp.status().pushes);
+        let changes = self
+            .changes
+            .iter()
+            .map(|c| {
+                let population: Vec<&String> = c.up.iter().filter(|n| alive(n)).collect();
+                // When each proxy first applied, and first refused, a push carrying it.
+                let first = |events: &BTreeMap<(String, ResourceType), Vec<(u64, u64)>>,
+                             n: &String| {
+                    events
+                        .get(&(n.clone(), c.kind))?
+                        .iter()
+                        .find(|(t, r)| *t >= c.at_ms && *r >= c.revision)
+                        .map(|(t, _)| *t)
+                };
+                let mut delays: Vec<f64> = population
+                    .iter()
+                    .filter_map(|n| first(&log.applied, n).map(|t| (t - c.at_ms) as f64))
+                    .collect();
+                let refused = population
+                    .iter()
+                    .filter(|n| {
+                        first(&log.refusals, n)
+                            .is_some_and(|r| first(&log.applied, n).is_none_or(|a| r < a))
+                    })
+                    .count() as u64;
+                delays.sort_by(f64::total_cmp);
+                let n = population.len();
+                let rank = |q: f64| -> Option<f64> {
+                    let k = ((q * delays.len() as f64).ceil() as usize).max(1);
+                    delays.get(k - 1).copied()
+                };
+                let k90 = (0.9 * n as f64).ceil() as usize;
+                Propagation {
+                    at_ms: c.at_ms,
+                    what: c.what.clone(),
+                    kind: c.kind.as_str().to_string(),
+                    proxies: n as u64,
+                    reached: delays.len() as u64,
+                    refused,
+                    p50_ms: rank(0.5),
+                    p99_ms: rank(0.99),
+                    max_ms: delays.last().copied(),
+                    t90_ms: if k90 == 0 {
+                        None
+                    } else {
+                        delays.get(k90 - 1).copied()
+                    },
+                }
+            })
+            .collect();
+        let mut nacks: Vec<NackRecord> = log
+            .refused
+            .iter()
+            .map(|((kind, version, error), (first, proxies))| NackRecord {
+                first_ms: *first,
+                kind: kind.as_str().to_string(),
+                version: *version,
+                proxies: *proxies,
+                error: error.clone(),
+            })
+            .collect();
+        nacks.sort_by_key(|r| (r.first_ms, r.kind.clone(), r.version));
+        ControlPlaneStats {
+            proxies: self.nodes.len() as u64,
+            pushes,
+            push_cpu_ms: (pushes as u128 * self.spec.push_cpu.0.as_micros() / 1000) as u64,
+            disconnects: log.disconnects,
+            changes,
+            nacks,
+            states: self.states.clone(),
+        }
+    }
+}

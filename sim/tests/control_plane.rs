@@ -1,0 +1,174 @@
+//! The control plane in the simulator, against answers known without it: how long a change
+//! takes to reach every proxy when pushes queue on the control plane's CPU (a closed form),
+//! that an outage alone loses nothing while a change made during it waits for its end, that a
+//! restarted pod is listed only once its sidecar has its configuration, that a bad push is
+//! refused everywhere and mended by the next, and that all of it is reproducible by seed.
+
+mod common;
+
+use reports::ControlPlaneStats;
+use sim::scenario::{FaultSpec, Loaded};
+
+fn cp(stats: &reports::RunStats) -> &ControlPlaneStats {
+    stats
+        .control_plane
+        .as_ref()
+        .expect("a run with [control_plane] reports it")
+}
+
+fn library(name: &str) -> Loaded {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One core, `c` of CPU per push, a quiet period `q`: a change made when the control plane is
+/// idle is published at `q`, and the k-th of the n pushes it causes leaves at `q + k·c`. So the
+/// i-th proxy to have it (sorted) has waited at least `q + i·c`; at most one push more, since one
+/// of the n goes to the crashed pod's sidecar, whose stream the control plane still holds.
+/// Delays are read in whole ms of simulated time and the link adds 0.1 ms, so the bound above
+/// is `q + (i+1)·c` plus 1 ms.
+#[test]
+fn propagation_queues_on_the_control_planes_cpu_as_the_closed_form_says() {
+    let src = r#"
+name = "closed-form"
+[mesh]
+baseline = false
+[control_plane]
+push_cpu = "5ms"
+cores = 1
+debounce = "100ms"
+[[services]]
+name = "api"
+replicas = 20
+latency = { dist = "constant", value = "1ms" }
+[workload]
+target = "api"
+rate_rps = 20
+duration = "3s"
+warmup = "1s"
+[[faults]]
+kind = "crash"
+pod = "api-0"
+at = "2s"
+"#;
+    let stats = common::simulate(src, 1, true);
+    let cp = cp(&stats);
+    // 20 pods' sidecars and the client's.
+    assert_eq!(cp.proxies, 21);
+    let change = &cp.changes[0];
+    assert_eq!(
+        (change.what.as_str(), change.kind.as_str()),
+        ("api-0 crashed", "endpoints")
+    );
+    let n = change.proxies as f64;
+    assert_eq!((n, change.reached), (20.0, 20));
+    let (q, c) = (100.0, 5.0);
+    let within = |what: &str, got: Option<f64>, rank: f64| {
+        let got = got.unwrap();
+        let (lo, hi) = (q + rank * c, q + (rank + 1.0) * c + 1.0);
+        assert!(
+            (lo..=hi).contains(&got),
+            "{what}: {got} ms, closed form {lo}..={hi} ms"
+        );
+    };
+    within("median", change.p50_ms, (0.5 * n).ceil());
+    within("time to 90%", change.t90_ms, (0.9 * n).ceil());
+    within("max", change.max_ms, n);
+    // Every sidecar took the bootstrap subscription (two types each) and the crash (one).
+    assert_eq!(cp.pushes, 21 * 2 + 21);
+}
+
+#[test]
+fn an_outage_alone_loses_nothing_and_a_change_during_it_waits_for_its_end() {
+    let loaded = library("control-plane-outage.toml");
+    let faults = &loaded.scenario.faults;
+    let outage = faults[0].get_ref();
+    assert!(matches!(outage, FaultSpec::Crash(c) if c.pod == "control-plane"));
+    let (down, up) = (outage.at().as_ms(), outage.until().unwrap().as_ms());
+    let crash_at = faults[1].get_ref().at().as_ms();
+    assert!(down < crash_at && crash_at < up);
+
+    let stats = common::run(&loaded, loaded.scenario.seed, true);
+    let cp = cp(&stats);
+    // The crash at 8 s is learned only after the control plane is back at 20 s.
+    let crash = &cp.changes[0];
+    assert_eq!(crash.what, "backend-2 crashed");
+    assert_eq!(crash.reached, crash.proxies);
+    assert!(crash.p50_ms.unwrap() >= (up - crash_at) as f64, "{crash:?}");
+    // The pod restarted at 12 s is listed only when its sidecar has its configuration, which
+    // it can get only from the returned control plane.
+    let ready = &cp.changes[1];
+    assert_eq!(ready.what, "backend-2 ready");
+    assert!(ready.at_ms >= up, "{ready:?}");
+    // While it is down, the control plane sees no proxy; before and long after, all synced.
+    let during = cp.states.iter().filter(|s| s.at_ms > down && s.at_ms <= up);
+    assert!(during.clone().count() > 0);
+    assert!(
+        during.clone().all(|s| s.disconnected == cp.proxies),
+        "{:?}",
+        cp.states
+    );
+    let last = cp.states.last().unwrap();
+    assert_eq!(last.synced, cp.proxies, "{last:?}");
+
+    // Without the pod crash, the outage alone fails nothing.
+    let mut quiet = loaded.clone();
+    quiet.scenario.faults.truncate(1);
+    let stats = common::run(&quiet, loaded.scenario.seed, true);
+    assert_eq!(stats.books.failed, 0, "{:?}", stats.books.failed_by_reason);
+    assert!(stats.books.ok > 3000);
+    // And without the outage, the crash reaches the proxies within the debounce and a push.
+    let mut no_outage = loaded.clone();
+    no_outage.scenario.faults.remove(0);
+    let stats = common::run(&no_outage, loaded.scenario.seed, true);
+    let crash = &stats.control_plane.as_ref().unwrap().changes[0];
+    assert!(crash.max_ms.unwrap() <= 120.0, "{crash:?}");
+}
+
+#[test]
+fn a_bad_push_is_nacked_everywhere_and_the_next_one_mends_it() {
+    let loaded = library("control-plane-bad-push.toml");
+    let stats = common::run(&loaded, loaded.scenario.seed, true);
+    assert_eq!(stats.books.failed, 0);
+    let cp = cp(&stats);
+    assert_eq!(cp.nacks.len(), 1, "{:?}", cp.nacks);
+    let nack = &cp.nacks[0];
+    assert_eq!((nack.kind.as_str(), nack.proxies), ("policies", cp.proxies));
+    assert!(
+        nack.error.contains("\"backend\": retry.budget"),
+        "{}",
+        nack.error
+    );
+    let (bad, fix) = (&cp.changes[0], &cp.changes[1]);
+    assert_eq!(bad.refused, bad.proxies);
+    // Applied only as part of the fix, pushed 5 s later.
+    assert!(bad.p50_ms.unwrap() >= 5000.0);
+    assert_eq!((fix.refused, fix.reached), (0, fix.proxies));
+    let nacked = |from: u64, to: u64| {
+        cp.states
+            .iter()
+            .filter(|s| s.at_ms >= from && s.at_ms <= to)
+            .all(|s| s.nacked == cp.proxies)
+    };
+    assert!(nacked(5200, 10_000), "{:?}", cp.states);
+    assert!(
+        cp.states
+            .iter()
+            .filter(|s| s.at_ms >= 11_000)
+            .all(|s| s.synced == cp.proxies)
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_control_plane_figures_and_another_seed_others() {
+    let loaded = library("control-plane-outage.toml");
+    let json = |seed| {
+        let stats = common::run(&loaded, seed, true);
+        serde_json::to_string(&stats).unwrap()
+    };
+    let a = json(5);
+    assert_eq!(a, json(5));
+    assert_ne!(a, json(6));
+}
