@@ -9,13 +9,16 @@
 //! - `debounce`: when a burst of changes becomes a push (Istio's 100 ms / 10 s);
 //! - `server`: the control plane;
 //! - `client`: the proxy's side, which publishes on the proxy's [`crate::config::ConfigTx`];
-//! - `body`: a streaming body fed from a channel, which both sides write.
+//! - `body`: a streaming body fed from a channel, which both sides write;
+//! - `ca`: the control plane's certificate authority (signing requests over HTTP);
+//! - `agent`: a workload's certificate agent, renewing on its mesh's schedule.
 //!
-//! Not here: certificates (the CA service is later work), authorization policies (still in
-//! each proxy's own configuration), and where changes come from (the simulator's pod
-//! lifecycle, the binary's admin API).
+//! Not here: authorization policies (still in each proxy's own configuration), and where
+//! changes come from (the simulator's pod lifecycle, the binary's mesh file).
 
+pub mod agent;
 mod body;
+pub mod ca;
 pub mod client;
 pub mod debounce;
 pub mod server;

@@ -132,6 +132,8 @@ struct State {
 /// A running control plane.
 pub struct ControlPlane {
     settings: Settings,
+    /// Its certificate authority, when it is one.
+    ca: Mutex<Option<Arc<super::ca::CaService>>>,
     state: Mutex<State>,
     wake: Notify,
     published: watch::Sender<Published>,
@@ -175,6 +177,7 @@ impl ControlPlane {
             ),
         ]);
         Arc::new(Self {
+            ca: Mutex::new(None),
             cpu: Semaphore::new(settings.cores.max(1)),
             settings,
             state: Mutex::new(State {
@@ -276,6 +279,11 @@ impl ControlPlane {
         });
     }
 
+    /// Also be the mesh's certificate authority (`POST /meshsim.ca.v1/Sign`).
+    pub fn set_ca(&self, ca: Arc<super::ca::CaService>) {
+        *self.ca.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca);
+    }
+
     /// What `proxy-status` shows.
     pub fn status(&self) -> Status {
         let versions = self
@@ -298,12 +306,16 @@ impl ControlPlane {
         let handler = move |req: Request<Incoming>| {
             let cp = self.clone();
             let spawner = spawner.clone();
-            async move { cp.handle(&spawner, req) }
+            async move { cp.handle(&spawner, req).await }
         };
         crate::server::serve_http(net, listener, handler, Arc::new(|_| {})).await;
     }
 
-    fn handle<N: Network>(self: Arc<Self>, net: &N, req: Request<Incoming>) -> Response<Body> {
+    async fn handle<N: Network>(
+        self: Arc<Self>,
+        net: &N,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
         let reply = |status: StatusCode, body: Body, kind: &str| {
             let mut r = Response::new(body);
             *r.status_mut() = status;
@@ -318,6 +330,21 @@ impl ControlPlane {
                 let (tx, body) = channel();
                 net.spawn(self.stream(req.into_body(), tx));
                 reply(StatusCode::OK, boxed(body), "application/x-ndjson")
+            }
+            (&http::Method::POST, super::ca::SIGN_PATH) => {
+                let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let Some(ca) = ca else {
+                    return reply(StatusCode::NOT_FOUND, full("no CA here\n"), "text/plain");
+                };
+                let body = http_body_util::Limited::new(req.into_body(), super::ca::MAX_REQUEST);
+                match body.collect().await {
+                    Ok(b) => ca.handle(&b.to_bytes()),
+                    Err(_) => reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        full("request too large or cut short\n"),
+                        "text/plain",
+                    ),
+                }
             }
             (&http::Method::GET, "/status") => {
                 let text = serde_json::to_vec_pretty(&self.status()).expect("status serialises");

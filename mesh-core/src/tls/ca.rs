@@ -6,8 +6,15 @@
 //! It also issues the certificates a mesh must refuse (no SPIFFE ID, several URI SANs, a CA
 //! certificate used as a leaf), for tests of both sides of the handshake.
 //!
+//! A workload can also ask with a certificate signing request ([`csr`], [`CertAuthority::sign_request`]):
+//! its key never leaves it, and the CA puts in the certificate the identity it has authenticated,
+//! whatever the request says, as Istio's CA does. Serial numbers count up from 1, and with
+//! [`KeyKind::Ed25519`] every certificate and signature has one length, so a handshake's bytes
+//! on the wire are the same length from run to run (the simulator needs that; ECDSA signatures
+//! vary by a byte or two).
+//!
 //! Not here: when certificates are renewed ([`crate::tls::Renewal`]) and who asks (the control
-//! plane's CA service, a later part of the control-plane work).
+//! plane's CA service, [`crate::control::ca`]).
 
 use std::time::Duration;
 
@@ -64,11 +71,64 @@ pub struct Issued {
     pub validity: Validity,
 }
 
+/// The key algorithm of a CA and the workloads it serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA on P-256 (what Istio and Linkerd issue).
+    #[default]
+    EcdsaP256,
+    /// Ed25519: fixed-length keys and signatures.
+    Ed25519,
+}
+
+impl KeyKind {
+    fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    fn generate(self) -> Result<rcgen::KeyPair, TlsError> {
+        Ok(rcgen::KeyPair::generate_for(self.algorithm())?)
+    }
+}
+
+/// A new key for `id` and a signing request for it: (request PEM, key PEM).
+pub fn csr(id: &SpiffeId, kind: KeyKind) -> Result<(String, String), TlsError> {
+    let key = kind.generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = vec![rcgen::SanType::URI(id.as_str().try_into()?)];
+    let request = params.serialize_request(&key)?;
+    Ok((request.pem()?, key.serialize_pem()))
+}
+
+/// Why the CA refused to sign a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// Not a signing request, or its signature does not verify.
+    #[error("not a valid signing request: {0}")]
+    Malformed(String),
+    /// It asks for another identity than the caller's.
+    #[error("the request names {asked:?}, but the caller is {caller}")]
+    WrongIdentity {
+        /// What it asked for.
+        asked: Vec<String>,
+        /// Who the caller is.
+        caller: String,
+    },
+    /// Signing failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
 /// A root CA for one trust domain.
 pub struct CertAuthority {
     trust_domain: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pem: String,
+    kind: KeyKind,
+    serial: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for CertAuthority {
@@ -98,7 +158,17 @@ impl CertAuthority {
 
     /// A self-signed root for `trust_domain` valid for `validity`.
     pub fn with_validity(trust_domain: &str, validity: Validity) -> Result<Self, TlsError> {
-        let key = rcgen::KeyPair::generate()?;
+        Self::with_key(trust_domain, validity, KeyKind::default())
+    }
+
+    /// A self-signed root for `trust_domain` valid for `validity`, its keys (and those of the
+    /// certificates it issues itself) of `kind`.
+    pub fn with_key(
+        trust_domain: &str,
+        validity: Validity,
+        kind: KeyKind,
+    ) -> Result<Self, TlsError> {
+        let key = kind.generate()?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name.push(
@@ -109,13 +179,62 @@ impl CertAuthority {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
         ];
+        params.serial_number = Some(rcgen::SerialNumber::from(1u64));
         validity.apply(&mut params)?;
         let cert = params.self_signed(&key)?;
         Ok(Self {
             trust_domain: trust_domain.to_string(),
             pem: cert.pem(),
             issuer: rcgen::Issuer::new(params, key),
+            kind,
+            serial: std::sync::atomic::AtomicU64::new(2),
         })
+    }
+
+    fn next_serial(&self) -> rcgen::SerialNumber {
+        let n = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rcgen::SerialNumber::from(n)
+    }
+
+    /// Sign `csr_pem` (from [`csr`]) for `caller`, whom the CA has authenticated, valid for
+    /// `validity`: a leaf with the X.509-SVID key usages, whatever the request asked, and the
+    /// certificate PEM.
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        caller: &SpiffeId,
+        validity: Validity,
+    ) -> Result<String, SignError> {
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| SignError::Malformed(e.to_string()))?;
+        let asked: Vec<String> = request
+            .params
+            .subject_alt_names
+            .iter()
+            .map(|s| match s {
+                rcgen::SanType::URI(u) => u.as_str().to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        if asked != [caller.as_str()] {
+            return Err(SignError::WrongIdentity {
+                asked,
+                caller: caller.to_string(),
+            });
+        }
+        let p = &mut request.params;
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.is_ca = rcgen::IsCa::ExplicitNoCa;
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        p.serial_number = Some(self.next_serial());
+        validity.apply(p)?;
+        let cert = request.signed_by(&self.issuer).map_err(TlsError::from)?;
+        Ok(cert.pem())
     }
 
     /// The root certificate, PEM.
@@ -164,8 +283,9 @@ impl CertAuthority {
         validity: Validity,
         ca: bool,
     ) -> Result<Issued, TlsError> {
-        let key = rcgen::KeyPair::generate()?;
+        let key = self.kind.generate()?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.serial_number = Some(self.next_serial());
         params.subject_alt_names = sans;
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,

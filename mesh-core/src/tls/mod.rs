@@ -38,7 +38,7 @@ use rustls::sign::CertifiedKey;
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 
-pub use ca::{CertAuthority, Issued, Odd, Validity};
+pub use ca::{CertAuthority, Issued, KeyKind, Odd, SignError, Validity, csr};
 pub use failure::TlsFailure;
 pub use renewal::Renewal;
 pub use stream::MaybeTls;
@@ -290,6 +290,11 @@ impl MeshTls {
             .with_client_cert_resolver(presented.clone());
         client.enable_sni = false;
         Ok(Arc::new(client))
+    }
+
+    /// Now, on the clock these settings judge validity by.
+    pub fn now(&self) -> Option<UnixTime> {
+        self.0.time.current_time()
     }
 
     /// This workload's identity (of the certificate it presents now).
