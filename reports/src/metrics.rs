@@ -52,6 +52,9 @@ pub const SHAPES: &[&str] = &[
     "mesh.control_plane.unreached",
     "mesh.control_plane.nacks",
     "mesh.control_plane.pushes",
+    "mesh.mtls.handshake_failures",
+    "mesh.mtls.renewal_failures",
+    "mesh.mtls.expired_at_end",
     "overhead.p50_ms",
     "overhead.p90_ms",
     "overhead.p99_ms",
@@ -122,6 +125,14 @@ fn of_run(label: &str, run: &RunStats, m: &mut Metrics) {
         ("mean", l.mean_us),
     ] {
         put(format!("latency.{name}_ms"), us as f64 / 1000.0);
+    }
+    if let Some(t) = &run.mtls {
+        put(
+            "mtls.handshake_failures".into(),
+            t.handshake_failures.values().sum::<u64>() as f64,
+        );
+        put("mtls.renewal_failures".into(), t.renewal_failures as f64);
+        put("mtls.expired_at_end".into(), t.expired_at_end as f64);
     }
     if let Some(cp) = &run.control_plane {
         // The slowest change's figures: a control plane that got slower at spreading any

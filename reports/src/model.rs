@@ -137,6 +137,10 @@ pub struct RunStats {
     /// scenario has no `[control_plane]` (configuration is then fixed for the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<ControlPlaneStats>,
+    /// Workload certificates and handshakes; absent when the scenario has no `[mtls]` (mTLS is
+    /// then not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsStats>,
 }
 
 /// One point of a latency distribution.
@@ -364,6 +368,24 @@ pub struct AuthzDenied {
     pub rule: String,
     /// Requests refused.
     pub denied: u64,
+}
+
+/// Mutual TLS over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MtlsStats {
+    /// Workload certificate lifetime, s.
+    pub lifetime_s: u64,
+    /// Certificates the control plane's CA signed.
+    pub issued: u64,
+    /// Certificates sidecars rotated in.
+    pub rotations: u64,
+    /// Signing requests that failed (the CA unreachable or refusing), summed over sidecars.
+    pub renewal_failures: u64,
+    /// Failed handshakes by `direction.reason` (`outbound.expired`, `inbound.unknown_ca`), as
+    /// the sidecars counted them.
+    pub handshake_failures: BTreeMap<String, u64>,
+    /// Sidecars whose certificate had expired when the run ended.
+    pub expired_at_end: u64,
 }
 
 /// The control plane over a run.

@@ -347,6 +347,24 @@ pub fn render(report: &Report) -> String {
     if let Some(cp) = report.mesh.as_ref().and_then(|m| m.control_plane.as_ref()) {
         control_plane(&mut s, cp);
     }
+    if let Some(t) = report.mesh.as_ref().and_then(|m| m.mtls.as_ref()) {
+        let _ = writeln!(
+            s,
+            "\n## Mutual TLS\n\nRun for real between sidecars with {} s workload certificates: the CA signed {}, sidecars rotated in {}, {} signing requests failed; {} sidecars held an expired certificate at the end.",
+            t.lifetime_s, t.issued, t.rotations, t.renewal_failures, t.expired_at_end
+        );
+        if t.handshake_failures.is_empty() {
+            let _ = writeln!(s, "\nNo handshake failed.");
+        } else {
+            let _ = writeln!(
+                s,
+                "\n| failed handshakes (direction.reason) | count |\n|---|---:|"
+            );
+            for (k, n) in &t.handshake_failures {
+                let _ = writeln!(s, "| {k} | {n} |");
+            }
+        }
+    }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
             s,

@@ -142,6 +142,19 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
             .map(|n| n.proxies)
             .sum::<u64>() as f64,
         "config_pushes" => main.control_plane.as_ref()?.pushes as f64,
+        "tls_failures" => {
+            let m = main.mtls.as_ref()?;
+            m.handshake_failures
+                .iter()
+                .filter(|(k, _)| match &a.label {
+                    Some((_, reason)) => k.split_once('.').is_some_and(|(_, r)| r == reason),
+                    None => true,
+                })
+                .map(|(_, n)| *n)
+                .sum::<u64>() as f64
+        }
+        "cert_rotations" => main.mtls.as_ref()?.rotations as f64,
+        "cert_failures" => main.mtls.as_ref()?.renewal_failures as f64,
         "subset_share" | "subset_error_ratio" => {
             let (_, subset) = a.label.as_ref()?;
             let v = main.subsets.get(subset)?;

@@ -235,6 +235,8 @@ name = "control-plane-metrics"
 [mesh]
 baseline = false
 [control_plane]
+[mtls]
+lifetime = "2s"
 [[services]]
 name = "api"
 replicas = 3
@@ -274,6 +276,9 @@ fn control_plane_cases() -> (Report, Vec<(String, f64)>) {
     assert_eq!((push.reached, push.refused), (0, push.proxies));
     let nacks: u64 = cp.nacks.iter().map(|n| n.proxies).sum();
     assert!(nacks > 0 && cp.pushes > nacks);
+    // Certificates of 2 s renew about every second: distinct from the other figures.
+    let tls = r.mesh.as_ref().unwrap().mtls.clone().unwrap();
+    assert!(tls.rotations > nacks, "{tls:?}");
     let cases = vec![
         ("config_max_ms".into(), f64::INFINITY),
         (
@@ -289,6 +294,20 @@ fn control_plane_cases() -> (Report, Vec<(String, f64)>) {
         ("config_unreached{change=\"api-2 crashed\"}".into(), 0.0),
         ("config_nacks".into(), nacks as f64),
         ("config_pushes".into(), cp.pushes as f64),
+        (
+            "tls_failures".into(),
+            tls.handshake_failures.values().sum::<u64>() as f64,
+        ),
+        (
+            "tls_failures{reason=\"expired\"}".into(),
+            tls.handshake_failures
+                .iter()
+                .filter(|(k, _)| k.ends_with(".expired"))
+                .map(|(_, n)| *n)
+                .sum::<u64>() as f64,
+        ),
+        ("cert_rotations".into(), tls.rotations as f64),
+        ("cert_failures".into(), tls.renewal_failures as f64),
     ];
     (r, cases)
 }

@@ -97,10 +97,13 @@ pub struct TokioWallClock {
 impl TokioWallClock {
     /// A clock reading `base` (since the Unix epoch) now.
     pub fn starting_at(base: Duration) -> Self {
-        Self {
-            base,
-            start: tokio::time::Instant::now(), // tokio clock; allow-nondeterminism
-        }
+        Self::anchored(base, tokio::time::Instant::now())
+    }
+
+    /// A clock that read `base` at `start`: every clock of a simulated run shares the run's
+    /// start, whenever it is made.
+    pub fn anchored(base: Duration, start: tokio::time::Instant) -> Self {
+        Self { base, start }
     }
 }
 

@@ -76,9 +76,34 @@ pub(super) struct Plane {
     nodes: BTreeSet<String>,
     /// Subscriptions so far (each draws its own backoff stream).
     subscriptions: u64,
-    /// Restarted sidecars that have just received their whole configuration, in order: their
-    /// pods become ready (Istio's sidecar readiness waits for the first push).
+    /// Restarted sidecars that have just received their whole configuration (and certificate,
+    /// with `[mtls]`), in order: their pods become ready (Istio's sidecar readiness waits for
+    /// the first push).
     ready: Arc<Mutex<Vec<String>>>,
+    /// What each restarted sidecar still waits for before it is ready.
+    waiting: Arc<Mutex<BTreeMap<String, BTreeSet<&'static str>>>>,
+    /// The CA every life of the control plane serves, with `[mtls]`.
+    ca: Option<Arc<mesh_core::control::ca::CaService>>,
+}
+
+/// Mark `what` arrived for `node`; when it was the last thing it waited for, it is ready.
+fn arrived(
+    waiting: &Mutex<BTreeMap<String, BTreeSet<&'static str>>>,
+    ready: &Mutex<Vec<String>>,
+    node: &str,
+    what: &'static str,
+) {
+    let mut w = waiting.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(missing) = w.get_mut(node)
+        && missing.remove(what)
+        && missing.is_empty()
+    {
+        w.remove(node);
+        ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(node.to_string());
+    }
 }
 
 impl Plane {
@@ -110,6 +135,8 @@ impl Plane {
             nodes: BTreeSet::new(),
             subscriptions: 0,
             ready: Arc::default(),
+            waiting: Arc::default(),
+            ca: None,
         }
     }
 
@@ -139,6 +166,9 @@ impl Plane {
             }
         });
         net.spawn(debouncing.debounce());
+        if let Some(ca) = &self.ca {
+            cp.set_ca(ca.clone());
+        }
         self.running = Some((cp, net));
     }
 
@@ -180,10 +210,36 @@ impl Plane {
         }
     }
 
+    /// Serve `ca` as the mesh's certificate authority, in this life and every later one.
+    pub(super) fn set_ca(&mut self, ca: Arc<mesh_core::control::ca::CaService>) {
+        if let Some((cp, _)) = &self.running {
+            cp.set_ca(ca.clone());
+        }
+        self.ca = Some(ca);
+    }
+
+    /// Where the control plane (and its CA) listens.
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What to call when `node`'s certificate arrives.
+    pub(super) fn certificate_hook(&self, node: &str) -> Box<dyn Fn() + Send + Sync> {
+        let (waiting, ready, node) = (self.waiting.clone(), self.ready.clone(), node.to_string());
+        Box::new(move || arrived(&waiting, &ready, &node, "certificate"))
+    }
+
     /// Subscribe the sidecar `node` on `net`. A sidecar of the run's first instant starts
     /// from the configuration the control plane has then (as if bootstrapped a moment before);
-    /// a later one (a restarted pod) starts with nothing and waits for its first push.
-    pub(super) fn subscribe(&mut self, net: &SimNet, node: &str, bootstrap: bool) -> ConfigRx {
+    /// a later one (a restarted pod) starts with nothing and is ready once it has every type
+    /// (and, when `needs_cert`, its certificate).
+    pub(super) fn subscribe(
+        &mut self,
+        net: &SimNet,
+        node: &str,
+        bootstrap: bool,
+        needs_cert: bool,
+    ) -> ConfigRx {
         let (tx, versions) = if bootstrap {
             let versions = ResourceType::ALL.into_iter().map(|k| (k, 1)).collect();
             (
@@ -202,14 +258,19 @@ impl Plane {
         let log = self.log.clone();
         let clock = self.clock;
         let name = node.to_string();
-        let ready = self.ready.clone();
-        // A bootstrapped sidecar is ready from the start; a restarted one once it holds every type.
-        let missing: BTreeSet<ResourceType> = if bootstrap {
-            BTreeSet::new()
-        } else {
-            ResourceType::ALL.into_iter().collect()
-        };
-        let missing = Mutex::new(missing);
+        let (ready, waiting) = (self.ready.clone(), self.waiting.clone());
+        // A bootstrapped sidecar is ready from the start; a restarted one waits.
+        if !bootstrap {
+            let mut missing: BTreeSet<&'static str> =
+                ResourceType::ALL.iter().map(|k| k.as_str()).collect();
+            if needs_cert {
+                missing.insert("certificate");
+            }
+            self.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node.to_string(), missing);
+        }
         let on_event = Arc::new(move |e: &Event| {
             let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
             let now = clock.now_ms();
@@ -219,13 +280,8 @@ impl Plane {
                         .entry((name.clone(), *kind))
                         .or_default()
                         .push((now, *revision));
-                    let mut m = missing.lock().unwrap_or_else(|p| p.into_inner());
-                    if m.remove(kind) && m.is_empty() {
-                        ready
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(name.clone());
-                    }
+                    drop(log);
+                    arrived(&waiting, &ready, &name, kind.as_str());
                 }
                 Event::Refused {
                     kind,

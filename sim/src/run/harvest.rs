@@ -239,6 +239,21 @@ pub(super) fn harvest(
         },
         services: queues(loaded, world, sim_time_ms),
         authz_denied: authz_denied(&snapshots),
+        mtls: world.identities.as_ref().map(|ids| {
+            let mut failures = std::collections::BTreeMap::new();
+            for (_, c) in &snapshots {
+                for (dir, d) in mesh_core::hop::Direction::ALL.iter().zip(&c.directions) {
+                    for (reason, n) in &d.tls_failures {
+                        *failures
+                            .entry(format!("{}.{reason}", dir.name()))
+                            .or_insert(0) += n;
+                    }
+                }
+            }
+            let down: std::collections::BTreeSet<String> =
+                world.down.iter().map(|i| world.hosts_name(*i)).collect();
+            ids.stats(failures, &|node: &str| !down.contains(node), sim_time_ms)
+        }),
         control_plane: world.plane.as_ref().map(|p| {
             let down: std::collections::BTreeSet<String> =
                 world.down.iter().map(|i| world.hosts_name(*i)).collect();

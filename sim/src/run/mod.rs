@@ -17,6 +17,7 @@
 mod control;
 mod faults;
 mod harvest;
+mod identity;
 mod storms;
 mod world;
 
@@ -160,6 +161,12 @@ async fn simulate_inner(
         clients.push((infos.len() - 1, host));
     }
     let host_names: Vec<String> = infos.iter().map(|h| h.name.clone()).collect();
+    // Whose workload each host runs: its service (`clients` for the load generators).
+    let infos_owner: BTreeMap<String, String> = infos
+        .iter()
+        .filter(|h| h.group != "control-plane")
+        .map(|h| (h.name.clone(), h.group.clone()))
+        .collect();
     let guard = net.enter();
     let mut fabric = Fabric::new(
         infos,
@@ -202,6 +209,11 @@ async fn simulate_inner(
             policies.clone(),
         )
     });
+    let mut identities = s
+        .mtls
+        .clone()
+        .filter(|_| mesh)
+        .map(|spec| identity::Identities::new(spec, seed, clock.epoch()));
     let (config_tx, _) = mesh_core::config::channel(registry, &policies);
     let mut world = World {
         loaded,
@@ -228,7 +240,19 @@ async fn simulate_inner(
             .collect(),
         hosts_net: BTreeMap::new(),
         incarnation: BTreeMap::new(),
-        plane,
+        plane: plane.map(|mut p| {
+            if let Some(ids) = identities.as_mut() {
+                // The CA knows each node by name: a pod runs as its service, a client host as
+                // `clients`.
+                let owners: BTreeMap<String, String> = infos_owner.clone();
+                p.set_ca(ids.ca_service(Arc::new(move |node: &str| {
+                    owners.get(node).and_then(|o| identity::identity_of(o))
+                })));
+            }
+            p
+        }),
+        identities,
+        started: 0,
         booted: false,
         down: std::collections::BTreeSet::new(),
         unready: std::collections::BTreeSet::new(),

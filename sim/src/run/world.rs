@@ -77,6 +77,10 @@ pub(super) struct World<'a> {
     /// Host indexes of restarted pods whose sidecar waits for its first configuration: not
     /// ready, so not yet listed as endpoints.
     pub(super) unready: std::collections::BTreeSet<usize>,
+    /// Workload certificates, with `[mtls]`.
+    pub(super) identities: Option<super::identity::Identities>,
+    /// Sidecars started so far (each agent draws its own jitter stream).
+    pub(super) started: u64,
 }
 
 impl World<'_> {
@@ -106,11 +110,18 @@ impl World<'_> {
         let own_authz = own
             .map(|i| services[i].authorization.clone())
             .unwrap_or_default();
+        let host = self.hosts_name(host_index);
+        self.started += 1;
+        // With [mtls], real handshakes and identities from certificates; without, the registry
+        // names each peer by address.
+        let tls = self
+            .identities
+            .as_ref()
+            .map(|ids| ids.settings(&host, owner, !self.booted));
         let cfg = ProxyConfig {
             authorization: own_authz,
             custom_authorizer: None,
-            // mTLS is modelled (its cost) rather than run: the registry names each peer.
-            identity_by_address: true,
+            identity_by_address: tls.is_none(),
             outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
             inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
             app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),
@@ -119,7 +130,7 @@ impl World<'_> {
             request_timeout,
             seed: derive_seed(self.seed, &format!("proxy:{host_index}")),
             stats_epoch: Some(self.clock.epoch()),
-            tls: None,
+            tls: tls.as_ref().map(|(t, _)| t.clone()),
             admin_addr: None,
             telemetry: mesh_core::telemetry::TelemetryConfig {
                 service: owner.to_string(),
@@ -144,11 +155,25 @@ impl World<'_> {
                 .map(|r| r.to_limit()),
             inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
         };
-        let host = self.hosts_name(host_index);
         let config = match self.plane.as_mut() {
-            Some(plane) => plane.subscribe(net, &host, !self.booted),
+            Some(plane) => plane.subscribe(net, &host, !self.booted, tls.is_some()),
             None => self.config.clone(),
         };
+        if let (Some(ids), Some(plane), Some((t, validity))) = (&self.identities, &self.plane, &tls)
+        {
+            // A bootstrapped certificate is renewed on schedule; a placeholder at once.
+            let current = (!self.booted).then_some(*validity);
+            ids.agent(
+                net,
+                plane.addr(),
+                &host,
+                owner,
+                t.clone(),
+                current,
+                plane.certificate_hook(&host),
+                self.started,
+            );
+        }
         let proxy = Proxy::new(net.clone(), cfg, config, Some(Arc::new(cost)));
         self.sidecars.push(Sidecar {
             owner: owner.to_string(),

@@ -116,6 +116,18 @@ pub const METRICS: &[(&str, &str)] = &[
         "config_pushes",
         "with a [control_plane]: pushes sent (one type to one proxy each)",
     ),
+    (
+        "tls_failures",
+        "with [mtls]: failed handshakes counted by the sidecars (all, or {reason=\"expired\"}: that reason in either direction)",
+    ),
+    (
+        "cert_rotations",
+        "with [mtls]: certificates rotated into sidecars",
+    ),
+    (
+        "cert_failures",
+        "with [mtls]: signing requests that failed (CA unreachable or refusing)",
+    ),
 ];
 
 /// Metrics measured on mesh edges (or the control plane) rather than on requests.
@@ -125,6 +137,9 @@ pub const EDGE_METRICS: &[&str] = &[
     "config_unreached",
     "config_nacks",
     "config_pushes",
+    "tls_failures",
+    "cert_rotations",
+    "cert_failures",
     "retry_amplification",
     "denied",
     "load_factor",
@@ -247,7 +262,7 @@ impl FromStr for Assertion {
         }
         if let Some((k, _)) = &label {
             let ok = match k.as_str() {
-                "reason" => metric == "failed",
+                "reason" => metric == "failed" || metric == "tls_failures",
                 "edge" => matches!(
                     metric.as_str(),
                     "retry_amplification"

@@ -13,11 +13,12 @@
 //! [`service`] (`[[services]]`), [`policy`] (`[services.policy]`, lowered to mesh-core's
 //! policy types), [`preset`] (the meshes' defaults), [`workload`], `[[faults]]` (one file per kind in
 //! [`crate::fault`]),
-//! [`control`] (`[control_plane]`), [`assertion`], [`duration`], and `validate` (the cross-field checks run after parsing).
+//! [`control`] (`[control_plane]`), [`mtls`] (`[mtls]`), [`assertion`], [`duration`], and `validate` (the cross-field checks run after parsing).
 
 pub mod assertion;
 pub mod control;
 pub mod duration;
+pub mod mtls;
 pub mod overrides;
 pub mod policy;
 pub mod preset;
@@ -36,6 +37,7 @@ pub use assertion::{Assertion, Op};
 pub use control::ControlPlaneSpec;
 pub use duration::Dur;
 pub use mesh_core::registry::Protocol;
+pub use mtls::MtlsSpec;
 pub use policy::*;
 pub use preset::*;
 pub use service::*;
@@ -64,6 +66,9 @@ pub struct Scenario {
     /// absent.
     #[serde(default)]
     pub control_plane: Option<ControlPlaneSpec>,
+    /// Mutual TLS between sidecars, run for real ([`mtls`]); modelled away if absent.
+    #[serde(default)]
+    pub mtls: Option<MtlsSpec>,
     /// The services, each with its replicas and behaviour.
     pub services: Vec<ServiceSpec>,
     /// The load.
