@@ -5,12 +5,15 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::body::Body;
 use crate::net::{NetExecutor, Network};
@@ -45,7 +48,7 @@ pub async fn serve_http<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve(net, listener, None, handler, on_event).await
+    serve(net, listener, Security::Plain, handler, on_event).await
 }
 
 /// As [`serve_http`], over TLS: each connection's handshake first (a failed handshake is a
@@ -62,13 +65,81 @@ pub async fn serve_https<N, F, Fut>(
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    serve(net, listener, Some(acceptor), handler, on_event).await
+    serve(net, listener, Security::Tls(acceptor), handler, on_event).await
+}
+
+/// As [`serve_https`] for a sidecar's inbound listener, accepting what `tls`'s mode says at the
+/// time each connection arrives ([`crate::tls::Mode`]): mutual TLS only, either (told apart by
+/// the first byte), or plaintext only. A plaintext connection in strict mode is refused and
+/// counted as a failed handshake (`plaintext`).
+pub async fn serve_mtls<N, F, Fut>(
+    net: N,
+    listener: N::Listener,
+    tls: crate::tls::MeshTls,
+    handler: F,
+    on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
+) where
+    N: Network,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve(net, listener, Security::Mesh(tls), handler, on_event).await
+}
+
+/// What a listener accepts.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+    Mesh(crate::tls::MeshTls),
+}
+
+/// A stream whose first byte was read to tell TLS from plaintext, and is given back first.
+struct Rewound<S> {
+    first: Option<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(b) = self.first.take() {
+            buf.put_slice(&[b]);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn serve<N, F, Fut>(
     net: N,
     listener: N::Listener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    security: Security,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -82,7 +153,7 @@ async fn serve<N, F, Fut>(
                 let handler = handler.clone();
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
-                let tls = tls.clone();
+                let security = security.clone();
                 net.spawn(async move {
                     // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID.
                     let service = |identity: Option<Arc<str>>| {
@@ -108,7 +179,50 @@ async fn serve<N, F, Fut>(
                         .http2()
                         .timer(TokioTimer::new())
                         .auto_date_header(false);
-                    let served = match tls {
+                    // What to do with this connection: plaintext, or TLS with this acceptor.
+                    let (acceptor, stream) = match security {
+                        Security::Plain => (
+                            None,
+                            Rewound {
+                                first: None,
+                                inner: stream,
+                            },
+                        ),
+                        Security::Tls(a) => (
+                            Some(a),
+                            Rewound {
+                                first: None,
+                                inner: stream,
+                            },
+                        ),
+                        Security::Mesh(tls) => {
+                            let mode = tls.mode();
+                            let mut stream = stream;
+                            let mut first = [0u8; 1];
+                            if stream.read_exact(&mut first).await.is_err() {
+                                on_event(ServeEvent::ConnectionError);
+                                return;
+                            }
+                            let is_tls = first[0] == crate::tls::TLS_HANDSHAKE;
+                            let stream = Rewound {
+                                first: Some(first[0]),
+                                inner: stream,
+                            };
+                            match (mode, is_tls) {
+                                (crate::tls::Mode::Strict, false) => {
+                                    on_event(ServeEvent::TlsHandshakeError(
+                                        crate::tls::TlsFailure::Plaintext,
+                                    ));
+                                    return;
+                                }
+                                (crate::tls::Mode::Disabled, _) | (_, false) => (None, stream),
+                                (_, true) => {
+                                    (Some(tokio_rustls::TlsAcceptor::from(tls.server())), stream)
+                                }
+                            }
+                        }
+                    };
+                    let served = match acceptor {
                         None => {
                             builder
                                 .serve_connection(TokioIo::new(stream), service(None))

@@ -362,3 +362,117 @@ async fn the_server_refuses_client_certificates_it_must_not_accept() {
         );
     }
 }
+
+/// PeerAuthentication modes, changed while the sidecar serves, as a migration does: strict
+/// refuses a plaintext caller (counted as `plaintext`) and serves the mTLS one; permissive
+/// serves both, the plaintext one without an identity; disabled serves only plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_decide_what_the_inbound_listener_accepts() {
+    let ca = CertAuthority::new("cluster.local").unwrap();
+    let base = 21_480;
+    let server_tls = ca.mesh_tls("echo").unwrap();
+    let (client, server, lines) = mesh(
+        base,
+        ca.mesh_tls("client").unwrap(),
+        server_tls.clone(),
+        Protocol::Http1,
+    )
+    .await;
+    // A caller without a sidecar, straight to the inbound port (iptables would send it there):
+    // the status line it gets, if any.
+    let plaintext = || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(a(base + 2)).await.unwrap();
+        s.write_all(b"GET /plain HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let meshed = || testkit::call(TokioNet, a(base), Protocol::Http1, "echo", "/mtls");
+    let refused = |s: &ProxyStats| {
+        s.snapshot()
+            .direction(Direction::Inbound)
+            .tls_failures
+            .get("plaintext")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    assert_eq!(server_tls.mode(), mesh_core::tls::Mode::Strict);
+    assert_eq!(
+        plaintext().await,
+        "",
+        "strict answers a plaintext caller nothing"
+    );
+    assert_eq!(refused(&server), 1);
+    assert_eq!(meshed().await.status, StatusCode::OK);
+
+    server_tls.set_mode(mesh_core::tls::Mode::Permissive);
+    assert_eq!(plaintext().await, "HTTP/1.1 200 OK");
+    assert_eq!(meshed().await.status, StatusCode::OK);
+    assert_eq!(refused(&server), 1, "nothing more refused");
+    // The inbound access log: the mTLS caller has its identity, the plaintext one none.
+    let ids: Vec<(String, Option<String>)> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["direction"] == "inbound")
+        .map(|v| {
+            (
+                v["path"].as_str().unwrap_or_default().to_string(),
+                v["source_identity"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert!(ids.contains(&("/plain".into(), None)), "{ids:?}");
+    assert!(
+        ids.contains(&(
+            "/mtls".into(),
+            Some("spiffe://cluster.local/ns/default/sa/client".into())
+        )),
+        "{ids:?}"
+    );
+
+    server_tls.set_mode(mesh_core::tls::Mode::Disabled);
+    assert_eq!(plaintext().await, "HTTP/1.1 200 OK");
+    // A mode applies to connections from then on: the client sidecar's pooled mTLS connection
+    // keeps its terms.
+    assert_eq!(meshed().await.status, StatusCode::OK);
+    assert_eq!(
+        client
+            .snapshot()
+            .direction(Direction::Outbound)
+            .error(ProxyError::ConnectFailed),
+        0
+    );
+    // A new TLS connection is not answered as TLS.
+    let honest = ca.issue("client").unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let cfg = common::trusting_any_server()
+        .with_client_auth_cert(
+            rustls::pki_types::CertificateDer::pem_slice_iter(honest.cert_pem.as_bytes())
+                .map(|c| c.unwrap())
+                .collect(),
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(honest.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(a(base + 2)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("echo").unwrap();
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+    )
+    .await
+    .expect("answered, not hung");
+    assert!(
+        handshake.is_err(),
+        "a TLS handshake completed in disabled mode"
+    );
+}

@@ -62,7 +62,7 @@ use crate::ratelimit::{LocalRateLimitLayer, RateLimit};
 use crate::registry::{Protocol, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
 pub use crate::server::{PeerAddr, PeerIdentity};
-use crate::server::{ServeEvent, serve_http, serve_https};
+use crate::server::{ServeEvent, serve_http, serve_mtls};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -288,7 +288,7 @@ impl<N: Network> Proxy<N> {
         };
         match (&self.cfg.tls, dir) {
             (Some(tls), Direction::Inbound) => {
-                serve_https(self.net.clone(), listener, tls.server(), handler, on_event).await
+                serve_mtls(self.net.clone(), listener, tls.clone(), handler, on_event).await
             }
             _ => serve_http(self.net.clone(), listener, handler, on_event).await,
         }

@@ -37,6 +37,8 @@ pub enum TlsFailure {
     Svid(SvidError),
     /// The peer refused us with this alert.
     PeerRefused(String),
+    /// A plaintext connection where only mutual TLS is accepted (strict mode).
+    Plaintext,
     /// Anything else: the peer is not speaking TLS, a protocol error, a closed connection.
     Protocol,
 }
@@ -89,6 +91,7 @@ impl TlsFailure {
             TlsFailure::Certificate(c) => c.clone(),
             TlsFailure::Svid(s) => s.reason().into(),
             TlsFailure::PeerRefused(a) => format!("peer_alert_{a}"),
+            TlsFailure::Plaintext => "plaintext".into(),
             TlsFailure::Protocol => "protocol".into(),
         }
     }

@@ -21,6 +21,7 @@
 
 mod ca;
 mod failure;
+mod mode;
 mod renewal;
 mod stream;
 mod verify;
@@ -40,6 +41,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 
 pub use ca::{CertAuthority, Issued, KeyKind, Odd, SignError, Validity, csr};
 pub use failure::TlsFailure;
+pub use mode::{Mode, TLS_HANDSHAKE};
 pub use renewal::Renewal;
 pub use stream::MaybeTls;
 
@@ -193,6 +195,8 @@ struct Inner {
     by_identity: Mutex<BTreeMap<SpiffeId, Arc<ClientConfig>>>,
     provider: Arc<CryptoProvider>,
     time: Arc<dyn TimeProvider>,
+    /// What the inbound listener accepts.
+    mode: mode::Current,
 }
 
 fn roots_from_pem(pem: &str) -> Result<RootCertStore, TlsError> {
@@ -272,6 +276,7 @@ impl MeshTls {
             by_identity: Mutex::default(),
             provider,
             time,
+            mode: mode::Current::default(),
         })))
     }
 
@@ -293,6 +298,16 @@ impl MeshTls {
             .with_client_cert_resolver(presented.clone());
         client.enable_sni = false;
         Ok(Arc::new(client))
+    }
+
+    /// What the inbound listener accepts now (strict unless set).
+    pub fn mode(&self) -> Mode {
+        self.0.mode.get()
+    }
+
+    /// Change what the inbound listener accepts, for connections from now on.
+    pub fn set_mode(&self, m: Mode) {
+        self.0.mode.set(m);
     }
 
     /// Now, on the clock these settings judge validity by.
