@@ -136,6 +136,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     }
 }
 
+/// Serve connection `$conn` to its end or, when `$drain` (a mode watch, if any) changes first,
+/// finish what is in flight and close. A macro: hyper-util's connection future has bounds a
+/// generic function would have to restate whole.
+macro_rules! until_drained {
+    ($conn:expr, $drain:expr) => {{
+        let mut conn = std::pin::pin!($conn);
+        match $drain {
+            None => conn.await,
+            Some(drain) => tokio::select! {
+                r = conn.as_mut() => r,
+                _ = drain.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            },
+        }
+    }};
+}
+
 async fn serve<N, F, Fut>(
     net: N,
     listener: N::Listener,
@@ -179,6 +198,11 @@ async fn serve<N, F, Fut>(
                         .http2()
                         .timer(TokioTimer::new())
                         .auto_date_header(false);
+                    // Under a mesh mode, the connection drains when the mode changes.
+                    let mut drain = match &security {
+                        Security::Mesh(tls) => Some(tls.mode_changes()),
+                        _ => None,
+                    };
                     // What to do with this connection: plaintext, or TLS with this acceptor.
                     let (acceptor, stream) = match security {
                         Security::Plain => (
@@ -224,9 +248,9 @@ async fn serve<N, F, Fut>(
                     };
                     let served = match acceptor {
                         None => {
-                            builder
-                                .serve_connection(TokioIo::new(stream), service(None))
-                                .await
+                            let conn =
+                                builder.serve_connection(TokioIo::new(stream), service(None));
+                            until_drained!(conn, drain.as_mut())
                         }
                         Some(acceptor) => match acceptor.accept(stream).await {
                             Ok(s) => {
@@ -237,9 +261,9 @@ async fn serve<N, F, Fut>(
                                     .and_then(|c| c.first())
                                     .and_then(crate::tls::spiffe_id)
                                     .map(Arc::from);
-                                builder
-                                    .serve_connection(TokioIo::new(s), service(identity))
-                                    .await
+                                let conn =
+                                    builder.serve_connection(TokioIo::new(s), service(identity));
+                                until_drained!(conn, drain.as_mut())
                             }
                             Err(e) => {
                                 on_event(ServeEvent::TlsHandshakeError(

@@ -365,7 +365,8 @@ async fn the_server_refuses_client_certificates_it_must_not_accept() {
 
 /// PeerAuthentication modes, changed while the sidecar serves, as a migration does: strict
 /// refuses a plaintext caller (counted as `plaintext`) and serves the mTLS one; permissive
-/// serves both, the plaintext one without an identity; disabled serves only plaintext.
+/// serves both, the plaintext one without an identity; disabled serves only plaintext, and
+/// connections accepted before a change drain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_decide_what_the_inbound_listener_accepts() {
     let ca = CertAuthority::new("cluster.local").unwrap();
@@ -442,15 +443,17 @@ async fn modes_decide_what_the_inbound_listener_accepts() {
 
     server_tls.set_mode(mesh_core::tls::Mode::Disabled);
     assert_eq!(plaintext().await, "HTTP/1.1 200 OK");
-    // A mode applies to connections from then on: the client sidecar's pooled mTLS connection
-    // keeps its terms.
-    assert_eq!(meshed().await.status, StatusCode::OK);
+    // Connections accepted under the old mode drain: the client sidecar's pooled mTLS
+    // connection closes, and its next one is refused.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = meshed().await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE, "{seen:?}");
     assert_eq!(
         client
             .snapshot()
             .direction(Direction::Outbound)
             .error(ProxyError::ConnectFailed),
-        0
+        1
     );
     // A new TLS connection is not answered as TLS.
     let honest = ca.issue("client").unwrap();

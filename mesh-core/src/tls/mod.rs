@@ -305,9 +305,14 @@ impl MeshTls {
         self.0.mode.get()
     }
 
-    /// Change what the inbound listener accepts, for connections from now on.
+    /// Change what the inbound listener accepts; connections accepted before drain.
     pub fn set_mode(&self, m: Mode) {
         self.0.mode.set(m);
+    }
+
+    /// Changes of the mode, for connections to drain on.
+    pub fn mode_changes(&self) -> tokio::sync::watch::Receiver<Mode> {
+        self.0.mode.watch()
     }
 
     /// Now, on the clock these settings judge validity by.

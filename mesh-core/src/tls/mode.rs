@@ -5,10 +5,11 @@
 //! (`plaintext`); `Permissive` accepts both, telling them apart by the first byte (a TLS
 //! record starts with 0x16, a handshake; HTTP never does); `Disabled` accepts only plaintext.
 //! A plaintext request carries no peer identity, so a policy naming principals refuses it.
+//! When the mode changes, connections accepted under the old one drain (finish what is in
+//! flight and close), as Envoy drains a listener whose filter chains changed, so callers
+//! reconnect under the new terms.
 //!
 //! Not here: what the outbound side sends (mTLS whenever the proxy has TLS settings).
-
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,25 +42,28 @@ impl Mode {
 /// The first byte of every TLS connection: a handshake record.
 pub const TLS_HANDSHAKE: u8 = 0x16;
 
-/// A mode that can change while connections are served.
-#[derive(Debug, Default)]
-pub(super) struct Current(AtomicU8);
+/// A mode that can change while connections are served; connections watch it to drain when
+/// it changes.
+#[derive(Debug)]
+pub(super) struct Current(tokio::sync::watch::Sender<Mode>);
+
+impl Default for Current {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(Mode::default()).0)
+    }
+}
 
 impl Current {
     pub(super) fn get(&self) -> Mode {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Mode::Permissive,
-            2 => Mode::Disabled,
-            _ => Mode::Strict,
-        }
+        *self.0.borrow()
     }
 
     pub(super) fn set(&self, m: Mode) {
-        let v = match m {
-            Mode::Strict => 0,
-            Mode::Permissive => 1,
-            Mode::Disabled => 2,
-        };
-        self.0.store(v, Ordering::Relaxed);
+        self.0
+            .send_if_modified(|now| std::mem::replace(now, m) != m);
+    }
+
+    pub(super) fn watch(&self) -> tokio::sync::watch::Receiver<Mode> {
+        self.0.subscribe()
     }
 }
