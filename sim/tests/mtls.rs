@@ -112,3 +112,37 @@ fn real_handshakes_replay_byte_for_byte() {
     assert_eq!(a, json(3));
     assert_ne!(a, json(4));
 }
+
+/// Permissive, then strict at 10 s: before the switch nothing fails; after it, exactly the
+/// plaintext client's requests fail, each refused at the handshake and counted as `plaintext`.
+#[test]
+fn a_migration_to_strict_refuses_exactly_the_plaintext_caller() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/mtls-permissive-migration.toml");
+    let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let stats = common::run(&loaded, loaded.scenario.seed, true);
+    let before: u64 = stats
+        .timeline
+        .iter()
+        .filter(|b| b.t_s < 10)
+        .map(|b| b.failed)
+        .sum();
+    assert_eq!(before, 0, "{:?}", stats.timeline);
+    let m = stats.mtls.as_ref().unwrap();
+    assert_eq!(
+        m.handshake_failures.keys().collect::<Vec<_>>(),
+        ["inbound.plaintext"]
+    );
+    // One refused connection per failed request: the plaintext client does not reuse a
+    // refused connection.
+    assert_eq!(
+        m.handshake_failures["inbound.plaintext"],
+        stats.books.failed
+    );
+    let after = stats.timeline.iter().filter(|b| b.t_s >= 11);
+    let (ok, failed) = after.fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed));
+    let share = failed as f64 / (ok + failed) as f64;
+    // A quarter of the load, within four standard errors.
+    let se = (0.25 * 0.75 / (ok + failed) as f64).sqrt();
+    assert!((share - 0.25).abs() < 4.0 * se, "{share} (se {se})");
+}

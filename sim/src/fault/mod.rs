@@ -12,6 +12,7 @@ mod crash;
 mod errors;
 mod hold;
 mod latency;
+mod mtls;
 mod partition;
 mod slow;
 
@@ -24,6 +25,7 @@ pub use crash::Crash;
 pub use errors::Errors;
 pub use hold::Hold;
 pub use latency::Latency;
+pub use mtls::MtlsMode;
 pub use partition::Partition;
 pub use slow::Slow;
 
@@ -49,6 +51,8 @@ pub enum FaultSpec {
     Errors(Errors),
     /// The control plane is given a new policy for a service.
     Config(Config),
+    /// A service's PeerAuthentication mode changes.
+    Mtls(MtlsMode),
 }
 
 /// What every fault kind says about itself.
@@ -78,6 +82,8 @@ pub struct Topology<'a> {
     pub example: &'a str,
     /// Whether a control plane runs (`[control_plane]`), so `control-plane` can be hit.
     pub control_plane: bool,
+    /// Whether mTLS runs (`[mtls]`), so modes can change.
+    pub mtls: bool,
 }
 
 impl Topology<'_> {
@@ -127,6 +133,8 @@ pub trait Effects {
     fn set_errors(&mut self, key: &str, rate: Option<f64>);
     /// Give the control plane a new policy for calls to `service`.
     fn set_policy(&mut self, service: &str, policy: &crate::scenario::PolicySpec);
+    /// Change what `service`'s sidecars accept inbound.
+    fn set_mtls_mode(&mut self, service: &str, mode: mesh_core::tls::Mode);
 }
 
 /// The control plane's host, which a crash or partition may name when a `[control_plane]` runs.
@@ -165,6 +173,7 @@ macro_rules! each {
             FaultSpec::Slow($f) => $body,
             FaultSpec::Errors($f) => $body,
             FaultSpec::Config($f) => $body,
+            FaultSpec::Mtls($f) => $body,
         }
     };
 }
@@ -211,6 +220,7 @@ impl FaultSpec {
             // A config change is an instant, not a window that lasts to the end.
             end_ms: match self {
                 FaultSpec::Config(c) => Some(c.at.as_ms()),
+                FaultSpec::Mtls(m) => Some(m.at.as_ms()),
                 _ => self.until().map(|u| u.as_ms()),
             },
         }

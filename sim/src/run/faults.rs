@@ -95,6 +95,10 @@ impl Effects for Stage<'_, '_> {
         self.world.set_policy(service, policy);
     }
 
+    fn set_mtls_mode(&mut self, service: &str, mode: mesh_core::tls::Mode) {
+        self.world.set_mtls_mode(service, mode);
+    }
+
     fn set_errors(&mut self, key: &str, rate: Option<f64>) {
         let mut m = self.world.modes.lock().unwrap_or_else(|p| p.into_inner());
         match rate {

@@ -91,6 +91,8 @@ async fn simulate_inner(
     let mut pods = Vec::new();
     let mut registry = Registry::new();
     let mut direct = BTreeMap::new();
+    // Each service's sidecar inbound ports: where a caller without a sidecar lands.
+    let mut inbound = BTreeMap::new();
     for (si, svc) in s.services.iter().enumerate() {
         let mut endpoints = Vec::new();
         let mut addrs = Vec::new();
@@ -137,6 +139,16 @@ async fn simulate_inner(
             },
         );
         direct.insert(svc.name.get_ref().clone(), (addrs, svc.protocol));
+        inbound.insert(
+            svc.name.get_ref().clone(),
+            (
+                registry
+                    .get(svc.name.get_ref())
+                    .map(|e| e.endpoints.iter().map(|e| e.addr).collect())
+                    .unwrap_or_default(),
+                Protocol::Http1,
+            ),
+        );
     }
     // The control plane's host: present in the topology (and in its cost) from the start; the
     // control-plane issue gives it work.
@@ -253,6 +265,7 @@ async fn simulate_inner(
         }),
         identities,
         started: 0,
+        mtls_modes: BTreeMap::new(),
         booted: false,
         down: std::collections::BTreeSet::new(),
         unready: std::collections::BTreeSet::new(),
@@ -260,6 +273,7 @@ async fn simulate_inner(
 
     let set = tokio::task::LocalSet::new();
     let spec = Arc::new(s.workload.clone());
+    let inbound = Arc::new(inbound);
     let mut events: Vec<(u64, u64, Event)> = Vec::new();
     for (k, f) in s.faults.iter().enumerate() {
         events.push((f.get_ref().at().as_ms(), 2 * k as u64 + 1, Event::Start(k)));
@@ -284,12 +298,26 @@ async fn simulate_inner(
         }
         for (c, (host_index, host)) in clients.iter().enumerate() {
             let net = SimNet::new(*host);
-            if mesh {
+            // The first `plaintext_clients` run without a sidecar and call the target pods'
+            // inbound ports directly.
+            let bare = mesh && (c as u32) < spec.plaintext_clients;
+            if mesh && !bare {
                 world.sidecar(&net, *host_index, Protocol::Http1, "clients");
             }
+            let caller = if bare {
+                crate::model::Caller::new(
+                    net.clone(),
+                    crate::model::Route::Direct {
+                        endpoints: inbound.clone(),
+                        cursors: Mutex::new(BTreeMap::new()),
+                    },
+                )
+            } else {
+                world.caller(&net, Protocol::Http1)
+            };
             let generator = Generator {
                 net: net.clone(),
-                caller: Arc::new(world.caller(&net, Protocol::Http1)),
+                caller: Arc::new(caller),
                 spec: spec.clone(),
                 collector: collector.clone(),
                 dispatched: dispatched.clone(),

@@ -33,6 +33,8 @@ pub(super) struct Sidecar {
     pub(super) owner: String,
     pub(super) host: String,
     pub(super) proxy: Arc<Proxy<SimNet>>,
+    /// Its TLS settings, with `[mtls]` (where its mode is changed).
+    pub(super) tls: Option<mesh_core::tls::MeshTls>,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,8 @@ pub(super) struct World<'a> {
     pub(super) identities: Option<super::identity::Identities>,
     /// Sidecars started so far (each agent draws its own jitter stream).
     pub(super) started: u64,
+    /// PeerAuthentication modes changed during the run, by service (others have `[mtls]`'s).
+    pub(super) mtls_modes: BTreeMap<String, mesh_core::tls::Mode>,
 }
 
 impl World<'_> {
@@ -118,6 +122,9 @@ impl World<'_> {
             .identities
             .as_ref()
             .map(|ids| ids.settings(&host, owner, !self.booted));
+        if let (Some((t, _)), Some(spec)) = (&tls, &self.loaded.scenario.mtls) {
+            t.set_mode(self.mtls_modes.get(owner).copied().unwrap_or(spec.mode));
+        }
         let cfg = ProxyConfig {
             authorization: own_authz,
             custom_authorizer: None,
@@ -179,6 +186,7 @@ impl World<'_> {
             owner: owner.to_string(),
             host,
             proxy: proxy.clone(),
+            tls: tls.as_ref().map(|(t, _)| t.clone()),
         });
         net.spawn(async move {
             // A bind failure would be a harness bug (ports are ours); the proxy then is simply absent
@@ -336,6 +344,16 @@ impl World<'_> {
                 policies.services.insert(service, policy);
             },
         );
+    }
+
+    /// `service`'s sidecars accept what `mode` says, from now on (and when they restart).
+    pub(super) fn set_mtls_mode(&mut self, service: &str, mode: mesh_core::tls::Mode) {
+        self.mtls_modes.insert(service.to_string(), mode);
+        for sc in self.sidecars.iter().filter(|sc| sc.owner == service) {
+            if let Some(t) = &sc.tls {
+                t.set_mode(mode);
+            }
+        }
     }
 
     /// The control plane's host goes down (`down`) or comes back.

@@ -5,7 +5,11 @@
 //! [mtls]
 //! lifetime = "24h"        # workload certificate lifetime (Istio's and Linkerd's default)
 //! renewal = "istio"       # when to renew: "istio" (50% of the lifetime + up to 1% jitter) or "linkerd" (70%)
+//! mode = "strict"         # what inbound listeners accept: "strict", "permissive" or "disabled"
 //! ```
+//!
+//! `kind = "mtls"` faults change one service's mode during the run (a migration), and
+//! `[workload] plaintext_clients` runs some load generators without a sidecar.
 //!
 //! Every sidecar starts with a certificate issued at the run's start. With a `[control_plane]`
 //! each renews it from the control plane's CA on its mesh's schedule (a control-plane outage is
@@ -26,6 +30,8 @@ pub struct MtlsSpec {
     pub lifetime: Dur,
     /// When certificates are renewed.
     pub renewal: RenewalSpec,
+    /// What every sidecar's inbound listener accepts (Istio's mesh-wide PeerAuthentication).
+    pub mode: mesh_core::tls::Mode,
 }
 
 impl Default for MtlsSpec {
@@ -33,6 +39,7 @@ impl Default for MtlsSpec {
         Self {
             lifetime: Dur(std::time::Duration::from_secs(24 * 3600)),
             renewal: RenewalSpec::Istio,
+            mode: mesh_core::tls::Mode::Strict,
         }
     }
 }

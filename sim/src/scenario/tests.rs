@@ -521,3 +521,20 @@ fn control_plane_faults_need_a_control_plane_and_a_bad_push_must_be_bad() {
         "{e}"
     );
 }
+
+#[test]
+fn mtls_changes_need_mtls_and_plaintext_clients_fit_the_clients() {
+    let change =
+        "\n[[faults]]\nkind = \"mtls\"\nservice = \"web\"\nmode = \"strict\"\nat = \"1s\"\n";
+    let e = err(&format!("{MINIMAL}{change}"));
+    assert!(e.message.contains("needs [mtls]"), "{e}");
+    let with_mtls = MINIMAL.replace("[workload]", "[mtls]\nmode = \"permissive\"\n[workload]");
+    parse("t.toml", &format!("{with_mtls}{change}")).unwrap();
+    let e = err(&format!(
+        "{with_mtls}{}",
+        change.replace("\"strict\"", "\"lenient\"")
+    ));
+    assert!(e.message.contains("permissive"), "{e}");
+    let e = err(&MINIMAL.replace("rate_rps = 10", "rate_rps = 10\nplaintext_clients = 2"));
+    assert_eq!(e.field, "workload.plaintext_clients", "{e}");
+}

@@ -396,6 +396,16 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
             "expected 1 to 1000 client hosts".into(),
         ));
     }
+    if w.plaintext_clients > w.clients {
+        return Err(err_text(
+            "plaintext_clients",
+            "workload.plaintext_clients".into(),
+            format!(
+                "expected at most `clients` ({}) clients without a sidecar",
+                w.clients
+            ),
+        ));
+    }
     if w.routes.is_empty() || w.routes.iter().all(|r| r.weight == 0) {
         return Err(err_text(
             "routes",
@@ -423,6 +433,7 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
         pods: &pods,
         example: s.services[0].name.get_ref(),
         control_plane: s.control_plane.is_some(),
+        mtls: s.mtls.is_some(),
     };
     for (k, f) in s.faults.iter().enumerate() {
         f.get_ref()

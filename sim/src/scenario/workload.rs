@@ -26,6 +26,11 @@ pub struct WorkloadSpec {
     /// Client hosts the load comes from.
     #[serde(default = "one")]
     pub clients: u32,
+    /// How many of the clients run without a sidecar (callers not yet in the mesh): their
+    /// requests go in plaintext straight to the target pods' inbound ports, as iptables would
+    /// send them there.
+    #[serde(default)]
+    pub plaintext_clients: u32,
     /// How long requests are sent, including warm-up.
     pub duration: Dur,
     /// Requests sent before this are not measured.
