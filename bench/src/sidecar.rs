@@ -208,7 +208,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
                 let on_event = std::sync::Arc::new(move |e: &Event| match e {
                     Event::Connected => eprintln!("{said}: connected to the control plane at {addr}"),
                     Event::Disconnected { reason } => {
-                        eprintln!("{said}: control plane unreachable ({reason}); keeping the last good configuration")
+                        eprintln!("{said}: no stream to the control plane ({reason}); keeping the last good configuration, retrying")
                     }
                     Event::Applied { kind, version, .. } => eprintln!("{said}: applied {kind} v{version}"),
                     Event::Refused { kind, version, error, .. } => {

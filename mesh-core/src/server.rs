@@ -106,7 +106,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if let Some(b) = self.first.take() {
+        if buf.remaining() > 0
+            && let Some(b) = self.first.take()
+        {
             buf.put_slice(&[b]);
             return Poll::Ready(Ok(()));
         }
@@ -220,13 +222,18 @@ async fn serve<N, F, Fut>(
                             },
                         ),
                         Security::Mesh(tls) => {
-                            let mode = tls.mode();
                             let mut stream = stream;
                             let mut first = [0u8; 1];
                             if stream.read_exact(&mut first).await.is_err() {
                                 on_event(ServeEvent::ConnectionError);
                                 return;
                             }
+                            // The mode as of the first byte, marked seen: only a later change
+                            // drains this connection.
+                            let mode = match drain.as_mut() {
+                                Some(d) => *d.borrow_and_update(),
+                                None => tls.mode(),
+                            };
                             let is_tls = first[0] == crate::tls::TLS_HANDSHAKE;
                             let stream = Rewound {
                                 first: Some(first[0]),

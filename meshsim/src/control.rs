@@ -157,26 +157,36 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
         tokio::spawn(cp.clone().serve(TokioNet, listener));
         // Re-read the file twice a second; apply what changed.
         let mut revision = 1;
+        let mut last_error = String::new();
+        let (mut serving_registry, mut serving_policies) = read_mesh(&args.mesh)
+            .map(|(_, r, p)| (r, p))
+            .unwrap_or_default();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             match read_mesh(&args.mesh) {
                 Ok((new, _, _)) if new == text => {}
                 Ok((new, registry, policies)) => {
-                    revision += 1;
                     text = new;
+                    last_error.clear();
+                    if registry == serving_registry && policies == serving_policies {
+                        // Comments or layout: nothing to push.
+                        continue;
+                    }
+                    revision += 1;
                     eprintln!("{}: changed, revision {revision}", args.mesh.display());
+                    (serving_registry, serving_policies) = (registry.clone(), policies.clone());
                     cp.update(revision, move |r, p| {
                         *r = registry;
                         *p = policies;
                     });
                 }
                 Err(e) => {
-                    // Report a broken edit once; keep serving the last good one.
-                    if let Ok(new) = std::fs::read_to_string(&args.mesh)
-                        && new != text
-                    {
-                        eprintln!("error: {e:#}; still serving the last good version");
-                        text = new;
+                    // Report each new problem once (a broken edit, a missing file); keep
+                    // serving the last good version.
+                    let message = format!("{e:#}");
+                    if message != last_error {
+                        eprintln!("error: {message}; still serving the last good version");
+                        last_error = message;
                     }
                 }
             }

@@ -110,8 +110,15 @@ impl<N: Network + Unpin> CertAgent<N> {
         self.tls.now().map_or(0, |t| t.as_secs())
     }
 
-    /// One signing request, start to finish, rotated in on success.
+    /// One signing request, start to finish (10 s at most: a CA that dies mid-answer must not
+    /// hang the agent), rotated in on success.
     async fn request(&self) -> Result<Validity, String> {
+        tokio::time::timeout(Duration::from_secs(10), self.exchange())
+            .await
+            .map_err(|_| "the CA did not answer in 10 s".to_string())?
+    }
+
+    async fn exchange(&self) -> Result<Validity, String> {
         let (csr, key) = crate::tls::csr(&self.identity, self.kind).map_err(|e| e.to_string())?;
         let body = serde_json::to_vec(&SignRequest {
             node: self.node.clone(),

@@ -1,11 +1,14 @@
 //! The control plane's certificate authority, as istiod is one: a workload's agent sends a
-//! signing request for its own key (`POST /meshsim.ca.v1/Sign`, JSON), the CA authenticates the
-//! caller, signs a certificate for the caller's identity (whatever the request asks) valid for
-//! the configured lifetime from now on the CA's clock, and answers with it and its validity.
+//! signing request for its own key (`POST /meshsim.ca.v1/Sign`, JSON), the CA works out who the
+//! caller is, refuses a request for any other identity, signs one for the caller's identity
+//! valid for the configured lifetime from now on the CA's clock, and answers with it and its
+//! validity.
 //!
-//! Authentication: Istio's CA checks a Kubernetes service-account token; ours asks a function
-//! of the caller's node name ([`Authenticate`]), which the simulator answers from its pods. A
-//! caller it does not know is refused (403).
+//! Who the caller is: Istio's CA checks a Kubernetes service-account token; ours trusts the
+//! node name the request states and maps it to an identity with [`Authenticate`], which the
+//! simulator answers from its pods. That is not authentication: anyone who can reach the port
+//! can name any node. It stands for the token check, which is not modelled, and must not face an
+//! untrusted network. A node it does not know is refused (403).
 //!
 //! Not here: when to ask (`agent.rs`).
 

@@ -3,8 +3,8 @@
 //! did with each push.
 //!
 //! Changes arrive through [`ControlPlane::update`] (in a simulation, from the pods' lifecycle
-//! and the scenario's config changes; on real sockets, from `meshsim control-plane`'s admin
-//! API). A burst of changes is debounced into one new version per changed type; each stream
+//! and the scenario's config changes; on real sockets, from the mesh file `meshsim
+//! control-plane` re-reads). A burst of changes is debounced into one new version per changed type; each stream
 //! then pushes the newest version to its proxy. A push costs the control plane CPU
 //! ([`Settings::push_cpu`] on one of [`Settings::cores`]), so a push to 1,000 proxies takes
 //! time, as istiod's does. Each proxy's answer moves its [`TypeSync`].
@@ -357,7 +357,7 @@ impl ControlPlane {
     /// One proxy's stream: take its answers, push what it subscribed to whenever it changes.
     async fn stream(self: Arc<Self>, mut body: Incoming, tx: mpsc::Sender<Bytes>) {
         let mut published = self.published.subscribe();
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::with_limit(wire::MAX_REQUEST);
         let mut node: Option<(String, u64)> = None;
         // What this stream last sent of each type it is subscribed to.
         let mut sent: BTreeMap<ResourceType, u64> = BTreeMap::new();

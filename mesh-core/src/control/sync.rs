@@ -56,8 +56,9 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// Read `req` against the nonce of the last push of its type (Istio's order: the error
-    /// first, then the subscription, then the nonce).
+    /// Read `req` against the nonce of the last push of its type: an answer to an older push
+    /// is ignored whatever it says (Istio records a stale NACK; we keep the state about the
+    /// push now outstanding), then an error is a NACK, no nonce a subscription, else an ACK.
     pub fn of(req: &Request, last_nonce: Option<&str>) -> Answer {
         match (&req.error, &req.nonce) {
             (_, Some(n)) if Some(n.as_str()) != last_nonce => Answer::Expired,

@@ -109,8 +109,9 @@ impl Resources {
 /// Why a stream's bytes were not a message.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    /// A line longer than [`MAX_FRAME`] (the stream is closed: it cannot be resynchronised).
-    #[error("a message longer than {MAX_FRAME} bytes")]
+    /// A line longer than the decoder's limit (the stream is closed: it cannot be
+    /// resynchronised).
+    #[error("a message longer than allowed")]
     TooLarge,
     /// A line that is not the expected message.
     #[error("malformed message: {0}")]
@@ -124,13 +125,35 @@ pub fn encode<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(v)
 }
 
-/// Splits a byte stream into messages, never holding more than [`MAX_FRAME`] of one.
-#[derive(Debug, Default)]
+/// The largest message a control plane accepts from a proxy (a request is about 100 bytes).
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// Splits a byte stream into messages, never holding more than its limit of one, and looking
+/// at each byte once.
+#[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
+    /// Bytes already searched for a newline.
+    scanned: usize,
+    limit: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::with_limit(MAX_FRAME)
+    }
 }
 
 impl Decoder {
+    /// A decoder refusing messages longer than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            scanned: 0,
+            limit,
+        }
+    }
+
     /// Add bytes as they arrive.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
@@ -138,14 +161,19 @@ impl Decoder {
 
     /// The next whole message, if one has arrived.
     pub fn message<T: for<'de> Deserialize<'de>>(&mut self) -> Option<Result<T, WireError>> {
-        match self.buf.iter().position(|&b| b == b'\n') {
-            Some(end) if end > MAX_FRAME => Some(Err(WireError::TooLarge)),
+        let found = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+        match found.map(|i| self.scanned + i) {
+            Some(end) if end > self.limit => Some(Err(WireError::TooLarge)),
             Some(end) => {
                 let line = self.buf.split_to(end + 1);
+                self.scanned = 0;
                 Some(serde_json::from_slice(&line[..end]).map_err(WireError::from))
             }
-            None if self.buf.len() > MAX_FRAME => Some(Err(WireError::TooLarge)),
-            None => None,
+            None if self.buf.len() > self.limit => Some(Err(WireError::TooLarge)),
+            None => {
+                self.scanned = self.buf.len();
+                None
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //! certificate used as a leaf), for tests of both sides of the handshake.
 //!
 //! A workload can also ask with a certificate signing request ([`csr`], [`CertAuthority::sign_request`]):
-//! its key never leaves it, and the CA puts in the certificate the identity it has authenticated,
-//! whatever the request says, as Istio's CA does. Serial numbers count up from 1, and with
+//! its key never leaves it, and the CA signs only the identity it has established for the
+//! caller (a request naming another is refused), as Istio's CA does. Only the request's key is
+//! used; usages, validity and serial are the CA's. Serial numbers count up within a range of the CA's own, and with
 //! [`KeyKind::Ed25519`] every certificate and signature has one length, so a handshake's bytes
 //! on the wire are the same length from run to run (the simulator needs that; ECDSA signatures
 //! vary by a byte or two).
@@ -179,7 +180,14 @@ impl CertAuthority {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
         ];
-        params.serial_number = Some(rcgen::SerialNumber::from(1u64));
+        // Serials: this CA's tag (from its public key) in the high half, a count in the low
+        // half. Unique across CAs that share a name (two roots of one trust domain during a
+        // rotation), and always 8 bytes of DER (top byte 0x40-0x7f: positive, no padding).
+        let tag = key.public_key_raw().iter().fold(0u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let base = 0x4000_0000_0000_0000 | ((tag & 0x3fff_ffff) << 32);
+        params.serial_number = Some(rcgen::SerialNumber::from(base | 1));
         validity.apply(&mut params)?;
         let cert = params.self_signed(&key)?;
         Ok(Self {
@@ -187,7 +195,7 @@ impl CertAuthority {
             pem: cert.pem(),
             issuer: rcgen::Issuer::new(params, key),
             kind,
-            serial: std::sync::atomic::AtomicU64::new(2),
+            serial: std::sync::atomic::AtomicU64::new(base | 2),
         })
     }
 
@@ -198,9 +206,9 @@ impl CertAuthority {
         rcgen::SerialNumber::from(n)
     }
 
-    /// Sign `csr_pem` (from [`csr`]) for `caller`, whom the CA has authenticated, valid for
-    /// `validity`: a leaf with the X.509-SVID key usages, whatever the request asked, and the
-    /// certificate PEM.
+    /// Sign `csr_pem` (from [`csr`]) for `caller`, whom the CA has identified, valid for
+    /// `validity`: a leaf with the X.509-SVID key usages, whatever usages the request asked
+    /// for; a request naming another identity than `caller` is refused.
     pub fn sign_request(
         &self,
         csr_pem: &str,

@@ -192,8 +192,14 @@ impl Plane {
         down: &BTreeSet<String>,
         f: impl FnOnce(&mut Registry, &mut Policies),
     ) {
-        self.revision += 1;
+        let (registry, policies) = (self.registry.clone(), self.policies.clone());
         f(&mut self.registry, &mut self.policies);
+        if self.registry == registry && self.policies == policies {
+            // Nothing to spread (a pod that was not listed crashed, a policy set to what it
+            // was): no change to measure.
+            return;
+        }
+        self.revision += 1;
         self.changes.push(Change {
             at_ms: self.clock.now_ms(),
             what,
@@ -323,8 +329,10 @@ impl Plane {
         std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Count the proxies by state (called once per simulated second).
-    pub(super) fn sample(&mut self, at_ms: u64) {
+    /// Count the proxies by state (every 100 ms, or every second in long runs); `down` names
+    /// the sidecars not running, counted as without a stream whatever the control plane still
+    /// believes (it learns of a dead peer only when its stream fails).
+    pub(super) fn sample(&mut self, at_ms: u64, down: &BTreeSet<String>) {
         let mut s = SyncSample {
             at_ms,
             ..SyncSample::default()
@@ -334,7 +342,7 @@ impl Plane {
             let record = status
                 .as_ref()
                 .and_then(|st| st.proxies.get(node))
-                .filter(|r| r.connected);
+                .filter(|r| r.connected && !down.contains(node));
             let Some(r) = record else {
                 s.disconnected += 1;
                 continue;

@@ -363,10 +363,12 @@ async fn simulate_inner(
             if now_ms.is_multiple_of(1000) {
                 progress(now_ms, send_end_ms);
             }
-            if now_ms.is_multiple_of(sample_ms)
-                && let Some(plane) = world.plane.as_mut()
-            {
-                plane.sample(now_ms);
+            if now_ms.is_multiple_of(sample_ms) && world.plane.is_some() {
+                let down: std::collections::BTreeSet<String> =
+                    world.down.iter().map(|i| world.hosts_name(*i)).collect();
+                if let Some(plane) = world.plane.as_mut() {
+                    plane.sample(now_ms, &down);
+                }
             }
             let open = collector.lock().unwrap_or_else(|p| p.into_inner()).open();
             if (now_ms > send_end_ms && open == 0) || now_ms >= hard_end_ms {
