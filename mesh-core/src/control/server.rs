@@ -108,7 +108,7 @@ pub struct Status {
     pub versions: BTreeMap<ResourceType, u64>,
     /// Pushes sent so far (one type to one proxy each).
     pub pushes: u64,
-    /// Every proxy that has connected, by node name.
+    /// Every proxy connected now, by node name.
     pub proxies: BTreeMap<String, ProxyRecord>,
 }
 
@@ -417,12 +417,13 @@ impl ControlPlane {
                 }
             }
         }
+        // Forget a proxy whose stream ended (unless a newer stream replaced it): the table stays
+        // bounded however many proxies come and go, and, as `istioctl proxy-status`, shows
+        // only those connected.
         if let Some((name, id)) = node {
             let mut st = self.state();
-            if let Some(p) = st.proxies.get_mut(&name)
-                && p.stream == id
-            {
-                p.connected = false;
+            if st.proxies.get(&name).is_some_and(|p| p.stream == id) {
+                st.proxies.remove(&name);
             }
         }
     }
