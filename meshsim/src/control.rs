@@ -143,6 +143,8 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
             ..Settings::default()
         };
         let services = registry.names().count();
+        // What the control plane serves now, to tell a real edit from a cosmetic one.
+        let (mut serving_registry, mut serving_policies) = (registry.clone(), policies.clone());
         let cp = ControlPlane::new(settings, registry, policies, 1);
         let listener = TokioNet
             .bind(args.listen)
@@ -158,9 +160,6 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
         // Re-read the file twice a second; apply what changed.
         let mut revision = 1;
         let mut last_error = String::new();
-        let (mut serving_registry, mut serving_policies) = read_mesh(&args.mesh)
-            .map(|(_, r, p)| (r, p))
-            .unwrap_or_default();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             match read_mesh(&args.mesh) {

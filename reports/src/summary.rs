@@ -348,22 +348,7 @@ pub fn render(report: &Report) -> String {
         control_plane(&mut s, cp);
     }
     if let Some(t) = report.mesh.as_ref().and_then(|m| m.mtls.as_ref()) {
-        let _ = writeln!(
-            s,
-            "\n## Mutual TLS\n\nRun for real between sidecars with {} s workload certificates: the CA signed {}, sidecars rotated in {}, {} signing requests failed; {} sidecars held an expired certificate at the end.",
-            t.lifetime_s, t.issued, t.rotations, t.renewal_failures, t.expired_at_end
-        );
-        if t.handshake_failures.is_empty() {
-            let _ = writeln!(s, "\nNo handshake failed.");
-        } else {
-            let _ = writeln!(
-                s,
-                "\n| failed handshakes (direction.reason) | count |\n|---|---:|"
-            );
-            for (k, n) in &t.handshake_failures {
-                let _ = writeln!(s, "| {k} | {n} |");
-            }
-        }
+        mtls(&mut s, t);
     }
     if let Some(p) = report.mesh.as_ref().and_then(|m| m.proxies.as_ref()) {
         let _ = writeln!(
@@ -455,6 +440,26 @@ fn control_plane(s: &mut String, cp: &crate::model::ControlPlaneStats) {
                 n.proxies,
                 n.error.replace('|', "\\|")
             );
+        }
+    }
+}
+
+/// The mTLS section: certificates issued and rotated, and handshakes refused by reason.
+fn mtls(s: &mut String, t: &crate::model::MtlsStats) {
+    let _ = writeln!(
+        s,
+        "\n## Mutual TLS\n\nRun for real between sidecars with {} s workload certificates: the CA signed {}, sidecars rotated in {}, {} signing requests failed; {} sidecars held an expired certificate at the end.",
+        t.lifetime_s, t.issued, t.rotations, t.renewal_failures, t.expired_at_end
+    );
+    if t.handshake_failures.is_empty() {
+        let _ = writeln!(s, "\nNo handshake failed.");
+    } else {
+        let _ = writeln!(
+            s,
+            "\n| failed handshakes (direction.reason) | count |\n|---|---:|"
+        );
+        for (k, n) in &t.handshake_failures {
+            let _ = writeln!(s, "| {k} | {n} |");
         }
     }
 }

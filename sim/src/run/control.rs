@@ -74,8 +74,6 @@ pub(super) struct Plane {
     states: Vec<SyncSample>,
     /// Every sidecar that subscribed, by node name.
     nodes: BTreeSet<String>,
-    /// Subscriptions so far (each draws its own backoff stream).
-    subscriptions: u64,
     /// Restarted sidecars that have just received their whole configuration (and certificate,
     /// with `[mtls]`), in order: their pods become ready (Istio's sidecar readiness waits for
     /// the first push).
@@ -133,7 +131,6 @@ impl Plane {
             log: Arc::default(),
             states: Vec::new(),
             nodes: BTreeSet::new(),
-            subscriptions: 0,
             ready: Arc::default(),
             waiting: Arc::default(),
             ca: None,
@@ -238,13 +235,15 @@ impl Plane {
     /// Subscribe the sidecar `node` on `net`. A sidecar of the run's first instant starts
     /// from the configuration the control plane has then (as if bootstrapped a moment before);
     /// a later one (a restarted pod) starts with nothing and is ready once it has every type
-    /// (and, when `needs_cert`, its certificate).
+    /// (and, when `needs_cert`, its certificate). `incarnation` counts the run's sidecar starts,
+    /// so each subscription draws its own backoff stream.
     pub(super) fn subscribe(
         &mut self,
         net: &SimNet,
         node: &str,
         bootstrap: bool,
         needs_cert: bool,
+        incarnation: u64,
     ) -> ConfigRx {
         let (tx, versions) = if bootstrap {
             let versions = ResourceType::ALL.into_iter().map(|k| (k, 1)).collect();
@@ -260,7 +259,6 @@ impl Plane {
         };
         let rx = tx.subscribe();
         self.nodes.insert(node.to_string());
-        self.subscriptions += 1;
         let log = self.log.clone();
         let clock = self.clock;
         let name = node.to_string();
@@ -309,7 +307,6 @@ impl Plane {
                 Event::Connected => {}
             }
         });
-        let incarnation = self.subscriptions;
         let sub = Subscriber::new(
             net.clone(),
             self.addr,

@@ -207,6 +207,9 @@ pub(super) fn harvest(
         telemetry.access_log =
             std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
     }
+    // Sidecars running at the end: the only ones a change or a certificate is judged on.
+    let down = world.down_hosts();
+    let up = |node: &str| !down.contains(node);
     let stats = RunStats {
         mesh,
         sim_time_ms,
@@ -250,15 +253,9 @@ pub(super) fn harvest(
                     }
                 }
             }
-            let down: std::collections::BTreeSet<String> =
-                world.down.iter().map(|i| world.hosts_name(*i)).collect();
-            ids.stats(failures, &|node: &str| !down.contains(node), sim_time_ms)
+            ids.stats(failures, &up, sim_time_ms)
         }),
-        control_plane: world.plane.as_ref().map(|p| {
-            let down: std::collections::BTreeSet<String> =
-                world.down.iter().map(|i| world.hosts_name(*i)).collect();
-            p.stats(&|node: &str| !down.contains(node))
-        }),
+        control_plane: world.plane.as_ref().map(|p| p.stats(&up)),
         slowest_traces: crate::telemetry::slowest_traces(
             &telemetry.spans,
             crate::telemetry::REPORTED_TRACES,

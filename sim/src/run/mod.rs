@@ -364,8 +364,7 @@ async fn simulate_inner(
                 progress(now_ms, send_end_ms);
             }
             if now_ms.is_multiple_of(sample_ms) && world.plane.is_some() {
-                let down: std::collections::BTreeSet<String> =
-                    world.down.iter().map(|i| world.hosts_name(*i)).collect();
+                let down = world.down_hosts();
                 if let Some(plane) = world.plane.as_mut() {
                     plane.sample(now_ms, &down);
                 }

@@ -81,7 +81,7 @@ pub(super) struct World<'a> {
     pub(super) unready: std::collections::BTreeSet<usize>,
     /// Workload certificates, with `[mtls]`.
     pub(super) identities: Option<super::identity::Identities>,
-    /// Sidecars started so far (each agent draws its own jitter stream).
+    /// Sidecars started so far (each subscription and agent draws its own jitter stream).
     pub(super) started: u64,
     /// PeerAuthentication modes changed during the run, by service (others have `[mtls]`'s).
     pub(super) mtls_modes: BTreeMap<String, mesh_core::tls::Mode>,
@@ -163,7 +163,7 @@ impl World<'_> {
             inbound_route_limits: own_policy.map(|p| p.route_limits()).unwrap_or_default(),
         };
         let config = match self.plane.as_mut() {
-            Some(plane) => plane.subscribe(net, &host, !self.booted, tls.is_some()),
+            Some(plane) => plane.subscribe(net, &host, !self.booted, tls.is_some(), self.started),
             None => self.config.clone(),
         };
         if let (Some(ids), Some(plane), Some((t, validity))) = (&self.identities, &self.plane, &tls)
@@ -193,6 +193,11 @@ impl World<'_> {
             // and its callers see connect failures, which the report shows.
             let _ = proxy.run().await;
         });
+    }
+
+    /// The names of the hosts that are down now.
+    pub(super) fn down_hosts(&self) -> std::collections::BTreeSet<String> {
+        self.down.iter().map(|i| self.hosts_name(*i)).collect()
     }
 
     pub(super) fn hosts_name(&self, index: usize) -> String {
@@ -281,8 +286,7 @@ impl World<'_> {
             return;
         }
         let original = self.config.borrow().registry.clone();
-        let down: std::collections::BTreeSet<String> =
-            self.down.iter().map(|i| self.hosts_name(*i)).collect();
+        let down = self.down_hosts();
         let unlisted: std::collections::BTreeSet<String> = self
             .down
             .union(&self.unready)
@@ -330,8 +334,7 @@ impl World<'_> {
             None => spec.clone(),
         }
         .to_policy();
-        let down: std::collections::BTreeSet<String> =
-            self.down.iter().map(|i| self.hosts_name(*i)).collect();
+        let down = self.down_hosts();
         let Some(plane) = self.plane.as_mut() else {
             return;
         };
