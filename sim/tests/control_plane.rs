@@ -7,20 +7,13 @@
 mod common;
 
 use reports::ControlPlaneStats;
-use sim::scenario::{FaultSpec, Loaded};
+use sim::scenario::FaultSpec;
 
 fn cp(stats: &reports::RunStats) -> &ControlPlaneStats {
     stats
         .control_plane
         .as_ref()
         .expect("a run with [control_plane] reports it")
-}
-
-fn library(name: &str) -> Loaded {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(name);
-    sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One core, `c` of CPU per push, a quiet period `q`: a change made when the control plane is
@@ -82,7 +75,7 @@ at = "2s"
 
 #[test]
 fn an_outage_alone_loses_nothing_and_a_change_during_it_waits_for_its_end() {
-    let loaded = library("control-plane-outage.toml");
+    let loaded = common::library("control-plane-outage.toml");
     let faults = &loaded.scenario.faults;
     let outage = faults[0].get_ref();
     assert!(matches!(outage, FaultSpec::Crash(c) if c.pod == "control-plane"));
@@ -129,7 +122,7 @@ fn an_outage_alone_loses_nothing_and_a_change_during_it_waits_for_its_end() {
 
 #[test]
 fn a_bad_push_is_nacked_everywhere_and_the_next_one_mends_it() {
-    let loaded = library("control-plane-bad-push.toml");
+    let loaded = common::library("control-plane-bad-push.toml");
     let stats = common::run(&loaded, loaded.scenario.seed, true);
     assert_eq!(stats.books.failed, 0);
     let cp = cp(&stats);
@@ -163,7 +156,7 @@ fn a_bad_push_is_nacked_everywhere_and_the_next_one_mends_it() {
 
 #[test]
 fn the_same_seed_gives_the_same_control_plane_figures_and_another_seed_others() {
-    let loaded = library("control-plane-outage.toml");
+    let loaded = common::library("control-plane-outage.toml");
     let json = |seed| {
         let stats = common::run(&loaded, seed, true);
         serde_json::to_string(&stats).unwrap()

@@ -286,8 +286,7 @@ extra = "100ms"
 /// leave the queue with their callers. Wasted work is what separates the two.
 #[test]
 fn abandoned_work_is_what_keeps_a_metastable_failure_going() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/metastable.toml");
+    let path = common::library_path("metastable.toml");
     let src = std::fs::read_to_string(&path).unwrap();
     assert!(src.contains("cancellation = \"continue\""));
     let late = |s: &reports::RunStats| {

@@ -65,9 +65,7 @@ fn without_a_ca_certificates_expire_and_open_connections_live_on() {
 
 #[test]
 fn a_ca_outage_fails_new_handshakes_as_expired_until_the_agents_renew() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/mtls-ca-outage.toml");
-    let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = common::library("mtls-ca-outage.toml");
     let stats = common::run(&loaded, loaded.scenario.seed, true);
     let m = stats.mtls.as_ref().unwrap();
     // Refused by the caller (the restarted pod's placeholder has expired) and by the callee
@@ -117,9 +115,7 @@ fn real_handshakes_replay_byte_for_byte() {
 /// plaintext client's requests fail, each refused at the handshake and counted as `plaintext`.
 #[test]
 fn a_migration_to_strict_refuses_exactly_the_plaintext_caller() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/mtls-permissive-migration.toml");
-    let loaded = sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = common::library("mtls-permissive-migration.toml");
     let stats = common::run(&loaded, loaded.scenario.seed, true);
     let before: u64 = stats
         .timeline

@@ -116,9 +116,7 @@ fn breaker_fast_fails_overflow_with_503() {
 }
 
 fn run_file_with_preset(file: &str, preset: &str) -> RunStats {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(file);
+    let path = common::library_path(file);
     let src = std::fs::read_to_string(&path).unwrap();
     let src = src.replace("preset = \"istio-1.24\"", &format!("preset = \"{preset}\""));
     let loaded = Loaded {
@@ -189,8 +187,7 @@ fn presets_carry_the_documented_defaults() {
 
 #[test]
 fn breaker_trips_while_db_hangs_and_closes_after() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/breaker.toml");
-    let loaded = sim::scenario::load(&path).unwrap();
+    let loaded = common::library("breaker.toml");
     let s = common::run(&loaded, 29, true);
     let window = |from: u64, to: u64| {
         s.timeline

@@ -6,6 +6,18 @@ use reports::RunStats;
 use sim::cost::Calibration;
 use sim::scenario::{Loaded, parse};
 
+/// Where the library's scenario `name` (e.g. `breaker.toml`) is.
+pub fn library_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name)
+}
+
+/// The library's scenario `name`, loaded as `meshsim run` loads it.
+pub fn library(name: &str) -> Loaded {
+    sim::scenario::load(&library_path(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The scenario `src`, parsed as file `file`, with the built-in calibration.
 pub fn loaded(file: &str, src: &str) -> Loaded {
     Loaded {
