@@ -158,6 +158,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         outbound_addr: args.outbound,
         inbound_addr: args.inbound,
         app_addr: args.app,

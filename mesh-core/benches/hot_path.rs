@@ -104,6 +104,7 @@ fn stack(c: &mut Criterion) {
             authorization: Vec::new(),
             custom_authorizer: None,
             identity_by_address: false,
+            network_policies: Vec::new(),
             admin_addr: None,
             telemetry: Default::default(),
             outbound_addr: a(out),
@@ -189,7 +190,7 @@ fn decisions(c: &mut Criterion) {
         let pool = mesh_core::balance::Pool::of("svc");
         c.bench_function(&format!("lb_pick/{name}_16_endpoints"), |b| {
             b.iter(|| {
-                let p = bal.pick(&pool, 16, &lb, Some(b"alice")).unwrap();
+                let p = bal.pick(&pool, 16, &lb, Some(b"alice"), None).unwrap();
                 p.finish(false, &lb, None);
             })
         });

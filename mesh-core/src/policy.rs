@@ -77,6 +77,12 @@ pub struct RetryPolicy {
     /// Send a retry to an endpoint not tried yet for this request when one can be found within
     /// [`HOST_SELECTION_ATTEMPTS`] picks (Envoy's `previous_hosts` predicate, which Istio sets).
     pub avoid_previous_hosts: bool,
+    /// Send every retry to the endpoint the first attempt went to, while it is listed: what a
+    /// proxy does behind an L4 balancer that chose the backend before the proxy saw the
+    /// connection (Cilium's Envoy, whose clusters are `ORIGINAL_DST` after eBPF picked the pod).
+    /// Excludes `avoid_previous_hosts`.
+    #[serde(default)]
+    pub same_endpoint: bool,
 }
 
 /// Picks a retry may make looking for an endpoint not tried yet (Istio's
@@ -276,6 +282,12 @@ impl ServicePolicy {
                     "0 <= ratio <= 10, a window of 1 s to 60 s and at most 10^6 retries a second",
                 ));
             }
+            if r.same_endpoint && r.avoid_previous_hosts {
+                return Err(bad(
+                    format!("{at}retry.same_endpoint"),
+                    "either same_endpoint or avoid_previous_hosts, not both",
+                ));
+            }
             Ok(())
         };
         let split = |s: &[(String, u32)], at: &str| -> Result<(), InvalidPolicy> {
@@ -358,6 +370,7 @@ mod tests {
             budget: None,
             retry_non_idempotent: false,
             avoid_previous_hosts: true,
+            same_endpoint: false,
         }
     }
 

@@ -48,7 +48,7 @@ pub async fn serve_http<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve(net, listener, Security::Plain, handler, on_event).await
+    serve(net, listener, Security::Plain, None, handler, on_event).await
 }
 
 /// As [`serve_http`], over TLS: each connection's handshake first (a failed handshake is a
@@ -65,17 +65,33 @@ pub async fn serve_https<N, F, Fut>(
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    serve(net, listener, Security::Tls(acceptor), handler, on_event).await
+    serve(
+        net,
+        listener,
+        Security::Tls(acceptor),
+        None,
+        handler,
+        on_event,
+    )
+    .await
 }
 
-/// As [`serve_https`] for a sidecar's inbound listener, accepting what `tls`'s mode says at the
-/// time each connection arrives ([`crate::tls::Mode`]): mutual TLS only, either (told apart by
-/// the first byte), or plaintext only. A plaintext connection in strict mode is refused and
-/// counted as a failed handshake (`plaintext`).
-pub async fn serve_mtls<N, F, Fut>(
+/// Whether to serve a connection from this address, whose peer proved this SPIFFE ID (if it
+/// spoke mTLS); asked once per connection, before any request is read. The caller counts what
+/// it refuses.
+pub type Admit = Arc<dyn Fn(std::net::SocketAddr, Option<&str>) -> bool + Send + Sync>;
+
+/// A sidecar's inbound listener: as [`serve_http`] without `tls`; with it, accepting what
+/// `tls`'s mode says at the time each connection arrives ([`crate::tls::Mode`]): mutual TLS
+/// only, either (told apart by the first byte), or plaintext only. A plaintext connection in
+/// strict mode is refused and counted as a failed handshake (`plaintext`). Every connection
+/// that gets this far is then put to `admit` (connection-time authorization,
+/// [`crate::authz::l4`]); a refused one is closed unread.
+pub async fn serve_inbound<N, F, Fut>(
     net: N,
     listener: N::Listener,
-    tls: crate::tls::MeshTls,
+    tls: Option<crate::tls::MeshTls>,
+    admit: Admit,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -83,7 +99,11 @@ pub async fn serve_mtls<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve(net, listener, Security::Mesh(tls), handler, on_event).await
+    let security = match tls {
+        Some(tls) => Security::Mesh(tls),
+        None => Security::Plain,
+    };
+    serve(net, listener, security, Some(admit), handler, on_event).await
 }
 
 /// What a listener accepts.
@@ -161,6 +181,7 @@ async fn serve<N, F, Fut>(
     net: N,
     listener: N::Listener,
     security: Security,
+    admit: Option<Admit>,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -175,7 +196,10 @@ async fn serve<N, F, Fut>(
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
                 let security = security.clone();
+                let admit = admit.clone();
                 net.spawn(async move {
+                    let admitted =
+                        |identity: Option<&str>| admit.as_ref().is_none_or(|a| a(peer, identity));
                     // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID.
                     let service = |identity: Option<Arc<str>>| {
                         let handler = handler.clone();
@@ -255,6 +279,9 @@ async fn serve<N, F, Fut>(
                     };
                     let served = match acceptor {
                         None => {
+                            if !admitted(None) {
+                                return;
+                            }
                             let conn =
                                 builder.serve_connection(TokioIo::new(stream), service(None));
                             until_drained!(conn, drain.as_mut())
@@ -267,7 +294,10 @@ async fn serve<N, F, Fut>(
                                     .peer_certificates()
                                     .and_then(|c| c.first())
                                     .and_then(crate::tls::spiffe_id)
-                                    .map(Arc::from);
+                                    .map(Arc::<str>::from);
+                                if !admitted(identity.as_deref()) {
+                                    return;
+                                }
                                 let conn =
                                     builder.serve_connection(TokioIo::new(s), service(identity));
                                 until_drained!(conn, drain.as_mut())

@@ -102,6 +102,7 @@ pub async fn start<N: Network>(
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: outbound,

@@ -111,6 +111,7 @@ async fn mesh(base: u16) {
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(out),

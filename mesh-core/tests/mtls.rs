@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use mesh_core::authz::l4::{L4Rule, NetworkPolicy};
+use mesh_core::authz::{Action, Source};
 use mesh_core::error::ProxyError;
 use mesh_core::hop::Direction;
 use mesh_core::net::{Network, TokioNet};
@@ -38,6 +40,17 @@ async fn mesh(
     server_tls: MeshTls,
     protocol: Protocol,
 ) -> (Arc<ProxyStats>, Arc<ProxyStats>, Lines) {
+    mesh_with(base, client_tls, server_tls, protocol, Vec::new()).await
+}
+
+/// As [`mesh`], the server enforcing connection policies `l4`.
+async fn mesh_with(
+    base: u16,
+    client_tls: MeshTls,
+    server_tls: MeshTls,
+    protocol: Protocol,
+    l4: Vec<NetworkPolicy>,
+) -> (Arc<ProxyStats>, Arc<ProxyStats>, Lines) {
     let lines: Lines = Arc::default();
     let sink = {
         let lines = lines.clone();
@@ -48,10 +61,11 @@ async fn mesh(
     let app = TokioNet.bind(a(base + 4)).await.unwrap();
     tokio::spawn(serve_http(TokioNet, app, testkit::echo, Arc::new(|_| {})));
     let reg = testkit::one_service("echo", a(base + 2), protocol);
-    let cfg = |out: u16, inb: u16, tls: MeshTls| ProxyConfig {
+    let cfg = |out: u16, inb: u16, tls: MeshTls, l4: Vec<NetworkPolicy>| ProxyConfig {
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: l4,
         admin_addr: None,
         telemetry: mesh_core::telemetry::TelemetryConfig {
             access_log: Some(sink.clone()),
@@ -69,8 +83,13 @@ async fn mesh(
         stats_epoch: None,
         tls: Some(tls),
     };
-    let client = Proxy::new(TokioNet, cfg(base, base + 1, client_tls), reg.clone(), None);
-    let server = Proxy::new(TokioNet, cfg(base + 3, base + 2, server_tls), reg, None);
+    let client = Proxy::new(
+        TokioNet,
+        cfg(base, base + 1, client_tls, Vec::new()),
+        reg.clone(),
+        None,
+    );
+    let server = Proxy::new(TokioNet, cfg(base + 3, base + 2, server_tls, l4), reg, None);
     let stats = (client.stats(), server.stats(), lines);
     tokio::spawn(async move { client.run().await });
     tokio::spawn(async move { server.run().await });
@@ -187,6 +206,74 @@ async fn a_peer_outside_the_trust_domain_is_refused_and_counted() {
     })
     .await;
     assert_eq!(server.snapshot().direction(Direction::Inbound).requests, 0);
+}
+
+/// A connection policy (Cilium's kind) admits only `web`, on the app's port, by the identity its
+/// certificate proves: web's calls pass; another workload of the same CA is refused when it
+/// connects, before any request is read, and counted by policy; the proxy keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_policy_admits_by_identity_and_port() {
+    let ca = CertAuthority::new("cluster.local").unwrap();
+    let only_web = |port: u16| {
+        vec![NetworkPolicy {
+            name: "web-only".into(),
+            action: Action::Allow,
+            rules: vec![L4Rule {
+                from: vec![Source {
+                    principals: vec!["cluster.local/ns/default/sa/web".into()],
+                    ..Source::default()
+                }],
+                ports: vec![port],
+                not_ports: vec![],
+            }],
+        }]
+    };
+    // (caller, port the policy names: the app's, base + 4, or another), admitted?
+    let cases = [("web", 4, true), ("reports", 4, false), ("web", 5, false)];
+    for (i, (caller, port, admitted)) in cases.into_iter().enumerate() {
+        let base = 21_500 + 10 * i as u16;
+        let (_, server, _) = mesh_with(
+            base,
+            ca.mesh_tls(caller).unwrap(),
+            ca.mesh_tls("echo").unwrap(),
+            Protocol::Http2,
+            only_web(base + port),
+        )
+        .await;
+        for _ in 0..2 {
+            let seen = testkit::call(TokioNet, a(base), Protocol::Http1, "echo", "/").await;
+            assert_eq!(
+                seen.status == StatusCode::OK,
+                admitted,
+                "{caller}: {seen:?}"
+            );
+        }
+        let c = server.snapshot();
+        let denied: u64 = c.connections_denied.values().sum();
+        let inbound = c.direction(Direction::Inbound);
+        if admitted {
+            assert_eq!((denied, inbound.requests), (0, 2), "{caller}");
+        } else {
+            // Refused at connection time: no request was ever read.
+            assert!(denied >= 2, "{caller}: {:?}", c.connections_denied);
+            assert_eq!(inbound.requests, 0, "{caller}");
+            assert_eq!(
+                c.connections_denied.keys().collect::<Vec<_>>(),
+                [&("no_allow_match".to_string(), "-".to_string())]
+            );
+            let text = mesh_core::telemetry::metrics::exposition(
+                &Default::default(),
+                &c,
+                &Default::default(),
+            );
+            assert!(
+                text.contains(
+                    "meshsim_inbound_connections_denied_total{policy=\"no_allow_match\",rule=\"-\"}"
+                ),
+                "{text}"
+            );
+        }
+    }
 }
 
 /// Wait up to 2 s for `cond`, failing the test if it never holds.

@@ -61,6 +61,7 @@ fn start(base: u16, mesh: Protocol) {
                 authorization: Vec::new(),
                 custom_authorizer: None,
                 identity_by_address: false,
+                network_policies: Vec::new(),
                 admin_addr: None,
                 telemetry: Default::default(),
                 outbound_addr: a(out),

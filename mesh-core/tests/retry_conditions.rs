@@ -92,6 +92,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
                 budget: None,
                 retry_non_idempotent: false,
                 avoid_previous_hosts: false,
+                same_endpoint: false,
             }),
             ..ServicePolicy::default()
         },
@@ -100,6 +101,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(0),

@@ -75,6 +75,7 @@ async fn metrics_traces_and_access_logs() {
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),

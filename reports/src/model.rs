@@ -133,6 +133,10 @@ pub struct RunStats {
     /// policy and rule, over the whole run; absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authz_denied: Vec<AuthzDenied>,
+    /// Connections refused by a connection-time (L4) policy, per service, policy and rule
+    /// (`denied` counts connections); absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections_denied: Vec<AuthzDenied>,
     /// What the control plane pushed and what the proxies did with it; absent when the
     /// scenario has no `[control_plane]` (configuration is then fixed for the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,7 +370,7 @@ pub struct AuthzDenied {
     pub policy: String,
     /// The rule: `rule-<i>`, `custom`, or `-`.
     pub rule: String,
-    /// Requests refused.
+    /// Requests (or, in `connections_denied`, connections) refused.
     pub denied: u64,
 }
 

@@ -344,6 +344,9 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    if let Some(m) = &report.mesh {
+        authorization(&mut s, m);
+    }
     if let Some(cp) = report.mesh.as_ref().and_then(|m| m.control_plane.as_ref()) {
         control_plane(&mut s, cp);
     }
@@ -399,6 +402,33 @@ pub fn render(report: &Report) -> String {
         r.proxy_cost_source
     );
     s
+}
+
+/// The authorization section: what each service's sidecars refused, requests (L7) and
+/// connections (L4), by policy and rule. Absent when nothing was refused.
+fn authorization(s: &mut String, m: &RunStats) {
+    if m.authz_denied.is_empty() && m.connections_denied.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "
+## Authorization
+
+Refused by the enforcing service's sidecars: requests (403, L7 policies) and connections (closed before any request was read, L4 policies). `no_allow_match`: the service has ALLOW policies and none matched.
+
+| service | layer | policy | rule | refused |
+|---|---|---|---|---:|"
+    );
+    let rows = (m.authz_denied.iter().map(|d| ("requests (L7)", d)))
+        .chain(m.connections_denied.iter().map(|d| ("connections (L4)", d)));
+    for (layer, d) in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {layer} | {} | {} | {} |",
+            d.service, d.policy, d.rule, d.denied
+        );
+    }
 }
 
 /// The control plane's section: its work, how far each change got and when, and refusals.

@@ -86,11 +86,12 @@ fn the_readme_table_is_what_the_scenarios_measure() {
         format!("{:.3}", b.ok as f64 / (b.ok + b.failed) as f64)
     };
     rows.push(format!(
-        "| `preset-crash.toml` | success under each mesh's defaults: Envoy {}, Consul {}, Linkerd {}, Istio 1.24 {} |",
+        "| `preset-crash.toml` | success under each mesh's defaults: Envoy {}, Consul {}, Linkerd {}, Istio 1.24 {}, Cilium {} |",
         success(Preset::Envoy),
         success(Preset::Consul),
         success(Preset::Linkerd216),
         success(Preset::Istio124),
+        success(Preset::Cilium),
     ));
 
     let breaker = run("breaker.toml");
@@ -144,6 +145,20 @@ fn the_readme_table_is_what_the_scenarios_measure() {
         denied("no-export"),
         denied("no_allow_match"),
         on_edge("web->orders"),
+        m.books.ok as f64 / (m.books.ok + m.books.failed) as f64,
+    ));
+
+    let np = run("network-policy.toml");
+    let m = np.mesh.as_ref().expect("a meshed run");
+    let refused: u64 = m.connections_denied.iter().map(|d| d.denied).sum();
+    let attempts = |e: &str| m.edges[e].attempts;
+    // One refused connection per attempt from reports, none from web.
+    assert_eq!(refused, attempts("reports->orders"));
+    assert_eq!(m.edges["web->orders"].failures, 0);
+    rows.push(format!(
+        "| `network-policy.toml` | orders' L4 policy refuses all {} connections from reports before reading a request (each a failed attempt, `upstream_reset`), none of web's {} calls; success {:.3} (closed form 0.8) |",
+        refused,
+        m.edges["web->orders"].requests,
         m.books.ok as f64 / (m.books.ok + m.books.failed) as f64,
     ));
 

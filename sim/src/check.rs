@@ -110,6 +110,12 @@ pub fn metric(a: &Assertion, report: &Report, measured_s: f64) -> Option<f64> {
                 .map(|d| d.denied)
                 .sum::<u64>() as f64,
         },
+        "connections_denied" => main
+            .connections_denied
+            .iter()
+            .filter(|d| of_service(a, &d.service))
+            .map(|d| d.denied)
+            .sum::<u64>() as f64,
         "config_max_ms" | "config_t90_ms" | "config_unreached" => {
             let cp = main.control_plane.as_ref()?;
             let changes: Vec<&reports::Propagation> = cp

@@ -175,6 +175,11 @@ fn every_assertion_metric_reads_the_figure_it_names() {
             "denied".into(),
             m.authz_denied.iter().map(|d| d.denied).sum::<u64>() as f64,
         ),
+        // Likewise; scenarios/network-policy.toml asserts non-zero figures.
+        (
+            "connections_denied".into(),
+            m.connections_denied.iter().map(|d| d.denied).sum::<u64>() as f64,
+        ),
         ("circuit_trips{service=\"db\"}".into(), db_trips as f64),
         (
             "subset_share{subset=\"db/v2\"}".into(),

@@ -147,6 +147,20 @@ fn what_each_mesh_default_does_with_a_crashed_pod() {
         envoy.books
     );
     assert!(consul.health.iter().any(|h| h.event == "ejected"));
+    // Cilium's Envoy retries 5xx three times at each hop, at the inner hop to the same dead pod
+    // (eBPF chose it), so those all fail; the outer hop's retries reach another web pod.
+    let cilium = run_file_with_preset("preset-crash.toml", "cilium");
+    assert!(ratio(&cilium) > 0.99, "{:?}", cilium.books);
+    assert!(cilium.edges["clients->web"].retries > 0);
+    // Its inner retries (3 per failed request) rescue nothing: as many requests fail on that
+    // hop as under Envoy's no-retry default.
+    let inner = &cilium.edges["web->backend"];
+    let no_retry = &envoy.edges["web->backend"];
+    assert!(inner.retries >= 3 * inner.failures, "{inner:?}");
+    assert!(
+        inner.failures * 10 >= no_retry.failures * 9,
+        "{inner:?} vs {no_retry:?}"
+    );
     // Linkerd does not retry, but peak-EWMA steers around the endpoint that stopped answering.
     assert_eq!(linkerd.edges["web->backend"].retries, 0);
     assert!(ratio(&linkerd) > ratio(&consul), "{:?}", linkerd.books);
@@ -169,6 +183,15 @@ fn presets_carry_the_documented_defaults() {
         Preset::Istio123.policy().retry.unwrap().retry_statuses,
         vec![503]
     );
+    let c = Preset::Cilium.policy();
+    let r = c.retry.as_ref().unwrap();
+    assert_eq!(
+        (r.max_retries, r.same_endpoint, r.avoid_previous_hosts),
+        (3, true, false)
+    );
+    assert_eq!(r.retry_on, vec![RetryOnSpec::Status5xx]);
+    assert_eq!(c.timeout.unwrap().as_ms(), 3_600_000);
+    assert_eq!(c.circuit_breaker.unwrap().max_retries, 128);
     let l = Preset::Linkerd216.policy();
     assert!(l.retry.is_none() && l.outlier.is_none());
     assert_eq!(
@@ -258,11 +281,12 @@ routes = [
     assert_eq!(s.subsets["reviews/v2"].attempts, r("GET /b").sent);
 }
 
-/// One of two pods fails everything; one retry with a random balancer.
-fn one_bad_pod(avoid: bool) -> RunStats {
+/// One of two pods fails everything; one retry with a random balancer, `target` naming where
+/// the retry goes (`avoid_previous_hosts = true`, `same_endpoint = true`, or a plain re-pick).
+fn one_bad_pod(target: &str) -> RunStats {
     run(
         &format!(
-            "[services.policy]\nlb = \"random\"\nretry = {{ max_retries = 1, retry_on = [\"5xx\"], avoid_previous_hosts = {avoid} }}"
+            "[services.policy]\nlb = \"random\"\nretry = {{ max_retries = 1, retry_on = [\"5xx\"], {target} }}"
         ),
         "[[faults]]\nkind = \"errors\"\nservice = \"web\"\npod = \"web-0\"\nrate = 1.0\nat = \"0s\"\nuntil = \"10s\"",
     )
@@ -271,15 +295,33 @@ fn one_bad_pod(avoid: bool) -> RunStats {
 #[test]
 fn previous_hosts_sends_the_retry_elsewhere() {
     // Random picks land on the bad pod twice in a row about a quarter of the time...
-    let plain = one_bad_pod(false);
+    let plain = one_bad_pod("avoid_previous_hosts = false");
     let share = plain.books.failed as f64 / (plain.books.ok + plain.books.failed) as f64;
     assert!((0.12..0.40).contains(&share), "failed share {share}");
     // ...unless the retry avoids the host it already tried: then only when five picks in a row
     // find no other host (Istio's 5 selection attempts), 1 in 32 of the retries here.
-    let avoid = one_bad_pod(true);
+    let avoid = one_bad_pod("avoid_previous_hosts = true");
     let avoided = avoid.books.failed as f64 / (avoid.books.ok + avoid.books.failed) as f64;
     assert!(avoided < share / 4.0, "failed share {avoided} vs {share}");
     assert!(avoid.edges["clients->web"].retries > 0);
+}
+
+#[test]
+fn same_endpoint_sends_the_retry_back_where_it_failed() {
+    // Behind an L4 balancer that already chose the pod (Cilium), the retry goes to the same
+    // pod: a request fails exactly when its first pick is the bad pod, probability 1/2. About
+    // 150 requests give a standard error of 0.041; the band is four of them each way.
+    let s = one_bad_pod("same_endpoint = true");
+    let done = (s.books.ok + s.books.failed) as f64;
+    let share = s.books.failed as f64 / done;
+    let se = (0.25 / done).sqrt();
+    assert!(
+        (share - 0.5).abs() < 4.0 * se,
+        "failed share {share} (se {se})"
+    );
+    // Every failed request retried once, to no avail.
+    let e = &s.edges["clients->web"];
+    assert!(e.retries > 0 && e.retries >= s.books.failed, "{e:?}");
 }
 
 #[test]

@@ -76,6 +76,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
         authorization: Vec::new(),
         custom_authorizer: None,
         identity_by_address: false,
+        network_policies: Vec::new(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: addr(out),

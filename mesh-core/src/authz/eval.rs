@@ -17,15 +17,13 @@ pub struct Request<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
-impl Request<'_> {
-    /// The peer's namespace, from a `<td>/ns/<ns>/sa/<sa>` principal.
-    fn namespace(&self) -> Option<&str> {
-        let mut it = self.principal?.split('/');
-        it.next()?;
-        match (it.next(), it.next()) {
-            (Some("ns"), Some(ns)) => Some(ns),
-            _ => None,
-        }
+/// The namespace of a `<td>/ns/<ns>/sa/<sa>` principal.
+fn namespace_of(principal: &str) -> Option<&str> {
+    let mut it = principal.split('/');
+    it.next()?;
+    match (it.next(), it.next()) {
+        (Some("ns"), Some(ns)) => Some(ns),
+        _ => None,
     }
 }
 
@@ -137,7 +135,7 @@ pub fn matching_rule(p: &Policy, req: &Request<'_>) -> Option<usize> {
 }
 
 fn rule_matches(r: &Rule, req: &Request<'_>) -> bool {
-    (r.from.is_empty() || r.from.iter().any(|s| source_matches(s, req)))
+    (r.from.is_empty() || r.from.iter().any(|s| source_matches(s, req.principal)))
         && (r.to.is_empty() || r.to.iter().any(|o| operation_matches(o, req)))
         && r.when.iter().all(|c| {
             let v = c
@@ -158,9 +156,14 @@ fn field(pats: &[String], nots: &[String], v: Option<&str>) -> bool {
     (pats.is_empty() || any(pats)) && !any(nots)
 }
 
-fn source_matches(s: &Source, req: &Request<'_>) -> bool {
-    field(&s.principals, &s.not_principals, req.principal)
-        && field(&s.namespaces, &s.not_namespaces, req.namespace())
+/// Whether a peer with `principal` (without `spiffe://`; `None` when unknown) is `s`.
+pub(super) fn source_matches(s: &Source, principal: Option<&str>) -> bool {
+    field(&s.principals, &s.not_principals, principal)
+        && field(
+            &s.namespaces,
+            &s.not_namespaces,
+            principal.and_then(namespace_of),
+        )
 }
 
 fn operation_matches(o: &Operation, req: &Request<'_>) -> bool {

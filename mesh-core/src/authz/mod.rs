@@ -13,12 +13,14 @@
 //! Principals are SPIFFE IDs without the scheme (`cluster.local/ns/default/sa/web`), as Istio
 //! writes them; namespaces come from the principal.
 //!
-//! Not here: the connection-time (L4) counterpart by source identity and port, which is what
-//! Cilium's network policies enforce (not built yet); where policies come from (the scenario
+//! The connection-time (L4) counterpart, by source identity and port, is [`l4`].
+//!
+//! Not here: where policies come from (the scenario
 //! or the binary today, the control plane later); and where the source identity comes from (the peer's mTLS certificate, or the
 //! registry's address map when the simulator models mTLS without running it).
 
 pub mod eval;
+pub mod l4;
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +145,12 @@ pub enum PolicyError {
     /// A CUSTOM policy without a provider, or a provider on another action.
     #[error("policy {0:?}: CUSTOM needs a provider, and only CUSTOM takes one")]
     Provider(String),
+    /// A connection policy with action CUSTOM.
+    #[error("policy {0:?}: a connection policy is ALLOW or DENY (CUSTOM needs a request to judge)")]
+    CustomAtL4(String),
+    /// A connection policy naming port 0.
+    #[error("policy {0:?}: port 0 names no port (1 to 65535 expected)")]
+    PortZero(String),
     /// Two policies share a name (counters would merge them).
     #[error("two policies are named {0:?}")]
     DuplicateName(String),

@@ -201,7 +201,7 @@ mod tests {
                 let b = b(1);
                 let mut counts = vec![0usize; len];
                 for _ in 0..len * rounds {
-                    let p = b.pick(&Pool::of("svc"), len, &LbPolicy::RoundRobin, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), len, &LbPolicy::RoundRobin, None, None).unwrap();
                     counts[p.index] += 1;
                     p.finish(false, &LbPolicy::RoundRobin, None);
                 }
@@ -217,10 +217,10 @@ mod tests {
                 let b = b(3);
                 let lb = LbPolicy::RingHash { header: "x-user".into() };
                 for k in &keys {
-                    let first = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes())).unwrap();
+                    let first = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes()), None).unwrap();
                     let i = first.index;
                     first.finish(false, &lb, None);
-                    let again = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes())).unwrap();
+                    let again = b.pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes()), None).unwrap();
                     prop_assert_eq!(again.index, i);
                     again.finish(false, &lb, None);
                 }
@@ -239,7 +239,7 @@ mod tests {
             };
             let mut to_slow = 0;
             for round in 0..400 {
-                let p = b.pick(&Pool::of("svc"), 4, &lb, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 4, &lb, None, None).unwrap();
                 let slow = p.index == 3;
                 to_slow += usize::from(slow && round >= 100);
                 tokio::time::advance(Duration::from_millis(if slow { 200 } else { 2 })).await;
@@ -260,7 +260,7 @@ mod tests {
             let mut load = [0i32; 2];
             let mut held = Vec::new();
             for _ in 0..40 {
-                let p = bal.pick(&Pool::of("svc"), 2, &lr, None).unwrap();
+                let p = bal.pick(&Pool::of("svc"), 2, &lr, None, None).unwrap();
                 load[p.index] += 1;
                 assert!(
                     (load[0] - load[1]).abs() <= 1,
@@ -271,10 +271,10 @@ mod tests {
             // With three endpoints, one held busy is never chosen: every pair drawn holds an
             // idle endpoint, which wins.
             let bal = b(8);
-            let busy = bal.pick(&Pool::of("svc"), 3, &lr, None).unwrap();
+            let busy = bal.pick(&Pool::of("svc"), 3, &lr, None, None).unwrap();
             let i = busy.index;
             for _ in 0..50 {
-                let p = bal.pick(&Pool::of("svc"), 3, &lr, None).unwrap();
+                let p = bal.pick(&Pool::of("svc"), 3, &lr, None, None).unwrap();
                 assert_ne!(p.index, i, "the busy endpoint won against an idle one");
                 p.finish(false, &lr, None);
             }
@@ -295,7 +295,7 @@ mod tests {
                 keys.iter()
                     .map(|k| {
                         let p = b
-                            .pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes()))
+                            .pick(&Pool::of("svc"), n, &lb, Some(k.as_bytes()), None)
                             .unwrap();
                         let i = p.index;
                         p.finish(false, &lb, None);
@@ -316,7 +316,7 @@ mod tests {
                 max_ejection_percent: 50,
             };
             let k2 = keys[before.iter().position(|&i| i == 2).unwrap()].as_bytes();
-            b.pick(&Pool::of("svc"), 4, &lb, Some(k2))
+            b.pick(&Pool::of("svc"), 4, &lb, Some(k2), None)
                 .unwrap()
                 .finish(true, &lb, Some(&od));
             assert_eq!(b.ejected(&Pool::of("svc")), 1);

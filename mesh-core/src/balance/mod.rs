@@ -135,13 +135,15 @@ impl Balancer {
 
     /// Choose one of the `n` endpoints of `pool`; `hash_key` is the ring-hash header's value.
     /// Ejected endpoints are skipped whenever any other is usable (the ejection itself happens in
-    /// [`Pick::finish`] under the outlier settings). `None` when there are no endpoints.
+    /// [`Pick::finish`] under the outlier settings). `pinned` takes that endpoint without a draw
+    /// (a retry kept on its first endpoint). `None` when there are no endpoints.
     pub fn pick(
         &self,
         pool: &Pool,
         n: usize,
         policy: &LbPolicy,
         hash_key: Option<&[u8]>,
+        pinned: Option<usize>,
     ) -> Option<Pick> {
         if n == 0 {
             return None;
@@ -179,7 +181,12 @@ impl Balancer {
         } else {
             candidates
         };
-        let index = choose::choose(policy, st, &candidates, rng, now, hash_key);
+        let index = match pinned.filter(|&i| i < n) {
+            // Chosen before the balancer was asked (a retry kept on its first endpoint): health
+            // and load are still accounted, nothing is drawn.
+            Some(i) => i,
+            None => choose::choose(policy, st, &candidates, rng, now, hash_key),
+        };
         let e = &mut st.endpoints[index];
         e.active += 1;
         e.health.picked();

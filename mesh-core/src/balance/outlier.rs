@@ -169,7 +169,7 @@ mod tests {
                 let od = OutlierDetection { consecutive_failures: 1, base_ejection: Duration::from_secs(30), max_ejection: Duration::from_secs(300), max_ejection_percent: pct };
                 let cap = ((n * pct as usize) / 100).max(1);
                 for f in fails {
-                    let p = b.pick(&Pool::of("svc"), n, &LbPolicy::Random, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &LbPolicy::Random, None, None).unwrap();
                     let fail = f % 3 != 0;
                     p.finish(fail, &LbPolicy::Random, Some(&od));
                     prop_assert!(b.ejected(&Pool::of("svc")) <= cap, "{} > {}", b.ejected(&Pool::of("svc")), cap);
@@ -198,14 +198,14 @@ mod tests {
                 let k = 1 + k_seed % cap.min(n - 1);
                 let rr = LbPolicy::RoundRobin;
                 for _ in 0..n * n * (consecutive as usize + 1) {
-                    let p = b.pick(&Pool::of("svc"), n, &rr, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &rr, None, None).unwrap();
                     let fail = p.index < k;
                     p.finish(fail, &rr, Some(&od));
                 }
                 prop_assert_eq!(b.ejected(&Pool::of("svc")), k);
                 // Every pick now lands on a healthy endpoint.
                 for _ in 0..n {
-                    let p = b.pick(&Pool::of("svc"), n, &rr, None).unwrap();
+                    let p = b.pick(&Pool::of("svc"), n, &rr, None, None).unwrap();
                     prop_assert!(p.index >= k, "picked ejected endpoint {}", p.index);
                     p.finish(false, &rr, Some(&od));
                 }
@@ -227,20 +227,20 @@ mod tests {
             let rr = LbPolicy::RoundRobin;
             // Endpoint 0 fails twice in a row (picks alternate 0, 1, 0, 1).
             for _ in 0..4 {
-                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None, None).unwrap();
                 let fail = p.index == 0;
                 p.finish(fail, &rr, Some(&od));
             }
             assert_eq!(b.ejected(&Pool::of("svc")), 1);
             for _ in 0..5 {
-                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None, None).unwrap();
                 assert_eq!(p.index, 1, "ejected endpoint is not picked");
                 p.finish(false, &rr, Some(&od));
             }
             tokio::time::advance(Duration::from_millis(1001)).await;
             let mut probed = false;
             for _ in 0..4 {
-                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None, None).unwrap();
                 probed |= p.index == 0;
                 p.finish(false, &rr, Some(&od));
             }
@@ -264,14 +264,14 @@ mod tests {
             };
             let rr = LbPolicy::RoundRobin;
             for _ in 0..3 {
-                let p = b.pick(&Pool::of("svc"), 3, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 3, &rr, None, None).unwrap();
                 p.finish(true, &rr, Some(&od));
             }
             assert_eq!(b.ejected(&Pool::of("svc")), 3);
             let mut seen = [0; 3];
             for _ in 0..30 {
                 let p = b
-                    .pick(&Pool::of("svc"), 3, &rr, None)
+                    .pick(&Pool::of("svc"), 3, &rr, None, None)
                     .expect("panic mode still picks");
                 seen[p.index] += 1;
                 drop(p);
@@ -295,7 +295,7 @@ mod tests {
             let rr = LbPolicy::RoundRobin;
             // Endpoint 0 fails every time it is picked; endpoint 1 never does.
             let step = |b: &Balancer| {
-                let p = b.pick(&Pool::of("svc"), 2, &rr, None).unwrap();
+                let p = b.pick(&Pool::of("svc"), 2, &rr, None, None).unwrap();
                 let fail = p.index == 0;
                 p.finish(fail, &rr, Some(&od));
                 fail

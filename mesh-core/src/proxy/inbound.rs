@@ -48,13 +48,40 @@ impl<N: Network> Proxy<N> {
     /// the registry places at its address.
     pub(super) fn peer_identity<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
         let from_tls = req.extensions().get::<PeerIdentity>().map(|p| p.0.clone());
-        from_tls.or_else(|| {
-            if !self.cfg.identity_by_address {
-                return None;
+        from_tls.or_else(|| self.identity_by_address(req.extensions().get::<PeerAddr>()?.0))
+    }
+
+    /// The identity the registry places at `peer`, when configured to name peers that way.
+    fn identity_by_address(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        if !self.cfg.identity_by_address {
+            return None;
+        }
+        self.config.borrow().identity_at(peer.ip()).cloned()
+    }
+
+    /// The connection phase: whether to serve a connection from `peer`, which proved
+    /// `tls_identity` if it spoke mTLS, under this workload's connection policies
+    /// ([`crate::authz::l4`]), for the app's port. A refusal is counted by policy and rule.
+    pub(super) fn admit_connection(&self, peer: SocketAddr, tls_identity: Option<&str>) -> bool {
+        if self.l4.is_empty() {
+            return true;
+        }
+        let by_address = match tls_identity {
+            Some(_) => None,
+            None => self.identity_by_address(peer),
+        };
+        let principal = tls_identity.or(by_address.as_deref());
+        let conn = crate::authz::l4::Connection {
+            principal: principal.map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            port: self.cfg.app_addr.port(),
+        };
+        match self.l4.check(&conn) {
+            Ok(()) => true,
+            Err(d) => {
+                self.stats.connection_denied(&d);
+                false
             }
-            let peer = req.extensions().get::<PeerAddr>()?.0;
-            self.config.borrow().identity_at(peer.ip()).cloned()
-        })
+        }
     }
 
     /// Evaluate this workload's policies for `req` from `principal` (the caller's SPIFFE ID,

@@ -61,8 +61,8 @@ use crate::policy::{
 use crate::ratelimit::{LocalRateLimitLayer, RateLimit};
 use crate::registry::{Protocol, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
+use crate::server::{Admit, ServeEvent, serve_http, serve_inbound};
 pub use crate::server::{PeerAddr, PeerIdentity};
-use crate::server::{ServeEvent, serve_http, serve_mtls};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -129,6 +129,9 @@ pub struct ProxyConfig {
     /// the peer's address. The simulator models mTLS (its cost) without running it, and names
     /// peers this way; on real sockets leave it off and let certificates speak.
     pub identity_by_address: bool,
+    /// This workload's connection-time policies ([`crate::authz::l4`]), judged on each inbound
+    /// connection before any request; empty admits every connection.
+    pub network_policies: Vec<crate::authz::l4::NetworkPolicy>,
 }
 
 impl ProxyConfig {
@@ -151,6 +154,7 @@ impl ProxyConfig {
             authorization: Vec::new(),
             custom_authorizer: None,
             identity_by_address: false,
+            network_policies: Vec::new(),
         }
     }
 }
@@ -184,6 +188,8 @@ pub struct Proxy<N: Network> {
     inbound: inbound::InboundStack<N>,
     /// This workload's authorization policies.
     authz: crate::authz::eval::Authorizer,
+    /// This workload's connection-time policies.
+    l4: crate::authz::l4::ConnectionAuthorizer,
     golden: Golden,
     spans: Mutex<Vec<Span>>,
     /// Trace and span ids: their own stream, so tracing never shifts retry jitter or splits.
@@ -229,6 +235,7 @@ impl<N: Network> Proxy<N> {
                 cfg.authorization.clone(),
                 cfg.custom_authorizer.clone(),
             ),
+            l4: crate::authz::l4::ConnectionAuthorizer::new(cfg.network_policies.clone()),
             clients: match &cfg.tls {
                 Some(t) => {
                     // The server must be the identity the registry names for its address;
@@ -286,11 +293,14 @@ impl<N: Network> Proxy<N> {
             let this = this.clone();
             async move { this.handle(dir, req).await }
         };
-        match (&self.cfg.tls, dir) {
-            (Some(tls), Direction::Inbound) => {
-                serve_mtls(self.net.clone(), listener, tls.clone(), handler, on_event).await
+        match dir {
+            Direction::Inbound => {
+                let this = self.clone();
+                let admit: Admit = Arc::new(move |peer, id| this.admit_connection(peer, id));
+                let tls = self.cfg.tls.clone();
+                serve_inbound(self.net.clone(), listener, tls, admit, handler, on_event).await
             }
-            _ => serve_http(self.net.clone(), listener, handler, on_event).await,
+            Direction::Outbound => serve_http(self.net.clone(), listener, handler, on_event).await,
         }
     }
 

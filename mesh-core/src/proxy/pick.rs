@@ -1,5 +1,5 @@
 //! Where an attempt goes: the subset a traffic split draws, then the balancer's endpoint,
-//! avoiding hosts already tried when the retry policy asks for it.
+//! avoiding hosts already tried, or keeping to the first one, as the retry policy asks.
 
 use super::*;
 
@@ -43,11 +43,18 @@ impl<N: Network> Proxy<N> {
             Some(r) if r.avoid_previous_hosts && !tried.is_empty() => HOST_SELECTION_ATTEMPTS,
             _ => 1,
         };
+        // A retry pinned to the first attempt's endpoint, while it is still a member.
+        let pinned = match (&policy.retry, tried.first()) {
+            (Some(r), Some(first)) if r.same_endpoint => members
+                .iter()
+                .position(|&m| entry.endpoints[m].addr == *first),
+            _ => None,
+        };
         let mut pick = None;
         for _ in 0..picks {
             let p = self
                 .balancer
-                .pick(&pool, members.len(), &policy.lb, key.as_deref())
+                .pick(&pool, members.len(), &policy.lb, key.as_deref(), pinned)
                 .ok_or(ProxyError::NoEndpoints)?;
             let fresh = !tried.contains(&entry.endpoints[members[p.index]].addr);
             pick = Some(p);

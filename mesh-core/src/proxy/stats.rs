@@ -140,6 +140,9 @@ pub struct Counters {
     /// Inbound requests authorization denied, per (policy, rule)
     /// ([`crate::authz::eval::Denial`]).
     pub authz_denied: BTreeMap<(String, String), u64>,
+    /// Inbound connections refused at connection time, per (policy, rule)
+    /// ([`crate::authz::l4`]).
+    pub connections_denied: BTreeMap<(String, String), u64>,
     /// Broken connections on the admin listener.
     pub admin_errors: u64,
     /// Spans not kept because the proxy held its maximum.
@@ -200,6 +203,9 @@ impl Counters {
         }
         for ((p, r), v) in &self.authz_denied {
             put(format!("inbound.authz.{p}.{r}.denied"), *v);
+        }
+        for ((p, r), v) in &self.connections_denied {
+            put(format!("inbound.l4.{p}.{r}.denied"), *v);
         }
         put("admin.errors".into(), self.admin_errors);
         put("spans_dropped".into(), self.spans_dropped);
@@ -318,6 +324,12 @@ impl ProxyStats {
     pub fn authz_denied(&self, d: &crate::authz::eval::Denial) {
         let key = (d.policy().to_string(), d.rule());
         self.update(|c| *c.authz_denied.entry(key).or_insert(0) += 1);
+    }
+
+    /// Count one inbound connection refused by a connection policy.
+    pub fn connection_denied(&self, d: &crate::authz::eval::Denial) {
+        let key = (d.policy().to_string(), d.rule());
+        self.update(|c| *c.connections_denied.entry(key).or_insert(0) += 1);
     }
 
     /// Count one failed TLS handshake in direction `dir`, in the total and by reason.

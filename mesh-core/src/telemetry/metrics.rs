@@ -196,6 +196,13 @@ fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
             *n,
         );
     }
+    for ((policy, rule), n) in &c.connections_denied {
+        put(
+            "meshsim_inbound_connections_denied_total".into(),
+            &[("policy", policy), ("rule", rule)],
+            *n,
+        );
+    }
     for (dir, d) in Direction::ALL.iter().zip(&c.directions) {
         for (reason, n) in &d.tls_failures {
             put(

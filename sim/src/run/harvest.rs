@@ -241,7 +241,8 @@ pub(super) fn harvest(
             },
         },
         services: queues(loaded, world, sim_time_ms),
-        authz_denied: authz_denied(&snapshots),
+        authz_denied: denied(&snapshots, |c| &c.authz_denied),
+        connections_denied: denied(&snapshots, |c| &c.connections_denied),
         mtls: world.identities.as_ref().map(|ids| {
             let mut failures = std::collections::BTreeMap::new();
             for (_, c) in &snapshots {
@@ -315,13 +316,15 @@ pub(super) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// Authorization refusals per enforcing service, policy and rule, summed over its sidecars.
-fn authz_denied(
-    snapshots: &[(&str, mesh_core::proxy::Counters)],
+/// Authorization refusals (of requests or connections, as `of` picks) per enforcing service,
+/// policy and rule, summed over its sidecars.
+fn denied<'a>(
+    snapshots: &'a [(&str, mesh_core::proxy::Counters)],
+    of: impl Fn(&'a mesh_core::proxy::Counters) -> &'a BTreeMap<(String, String), u64>,
 ) -> Vec<reports::model::AuthzDenied> {
     let mut by: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
     for (owner, c) in snapshots {
-        for ((policy, rule), n) in &c.authz_denied {
+        for ((policy, rule), n) in of(c) {
             *by.entry((owner, policy, rule)).or_insert(0) += n;
         }
     }

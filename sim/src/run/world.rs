@@ -114,6 +114,9 @@ impl World<'_> {
         let own_authz = own
             .map(|i| services[i].authorization.clone())
             .unwrap_or_default();
+        let own_l4 = own
+            .map(|i| services[i].network_policy.clone())
+            .unwrap_or_default();
         let host = self.hosts_name(host_index);
         self.started += 1;
         // With [mtls], real handshakes and identities from certificates; without, the registry
@@ -129,6 +132,7 @@ impl World<'_> {
             authorization: own_authz,
             custom_authorizer: None,
             identity_by_address: tls.is_none(),
+            network_policies: own_l4,
             outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
             inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
             app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),

@@ -77,6 +77,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "requests an authorization policy refused: attempts on a mesh edge ({edge=\"web->db\"}), at one service's sidecars ({service=\"db\"}), or all",
     ),
     (
+        "connections_denied",
+        "connections a connection-time (L4) policy refused: at one service's sidecars ({service=\"db\"}), or all",
+    ),
+    (
         "circuit_open",
         "attempts fast-failed by a circuit breaker (all edges, or {edge=...})",
     ),
@@ -142,6 +146,7 @@ pub const EDGE_METRICS: &[&str] = &[
     "cert_failures",
     "retry_amplification",
     "denied",
+    "connections_denied",
     "load_factor",
     "retries",
     "budget_exhausted",
@@ -275,7 +280,12 @@ impl FromStr for Assertion {
                 ),
                 "service" => matches!(
                     metric.as_str(),
-                    "load_factor" | "ejections" | "circuit_trips" | "wasted_ms" | "denied"
+                    "load_factor"
+                        | "ejections"
+                        | "circuit_trips"
+                        | "wasted_ms"
+                        | "denied"
+                        | "connections_denied"
                 ),
                 "after" => {
                     matches!(metric.as_str(), "success_ratio" | "error_ratio")

@@ -157,6 +157,10 @@ pub struct RetrySpec {
     /// `previous_hosts` predicate; Istio sets it).
     #[serde(default)]
     pub avoid_previous_hosts: bool,
+    /// Send each retry to the pod the first attempt went to (a proxy behind an L4 balancer that
+    /// already chose it, as Cilium's Envoy is); excludes `avoid_previous_hosts`.
+    #[serde(default)]
+    pub same_endpoint: bool,
 }
 
 fn default_retry_on() -> Vec<RetryOnSpec> {
@@ -321,6 +325,7 @@ fn retry_policy(r: &RetrySpec) -> mesh_core::policy::RetryPolicy {
         }),
         retry_non_idempotent: r.retry_non_idempotent,
         avoid_previous_hosts: r.avoid_previous_hosts,
+        same_endpoint: r.same_endpoint,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Mesh presets: what Istio, Linkerd, Consul and plain Envoy do when the user configures
+//! Mesh presets: what Istio, Linkerd, Consul, Cilium and plain Envoy do when the user configures
 //! nothing, as scenario policy, and how a service's own policy is laid over one. The figures
 //! and their sources are in `shared/reference/mesh-defaults.md`; they are stated here once.
 
@@ -29,6 +29,14 @@ pub enum Preset {
     /// 5xx, 30 s base ejection, 10% max); Consul's default retries are unconfirmed, so none.
     #[serde(rename = "consul")]
     Consul,
+    /// Cilium, for traffic its per-node Envoy carries (services with an L7 policy; without
+    /// one, eBPF forwards with no retries or timeouts at all): 3 retries on `5xx` (in Envoy
+    /// also connect failures and resets), each to the pod eBPF already chose (`ORIGINAL_DST`
+    /// clusters), Envoy's 25-250 ms backoff, a 3,600 s route timeout, Envoy's breakers with
+    /// 128 concurrent retries, random balancing (eBPF's default), no outlier detection.
+    /// Connect timeout (2 s) is a mesh setting, not part of the preset.
+    #[serde(rename = "cilium")]
+    Cilium,
 }
 
 impl Preset {
@@ -52,6 +60,7 @@ impl Preset {
                 budget: None,
                 retry_non_idempotent: false,
                 avoid_previous_hosts: true,
+                same_endpoint: false,
             }),
             lb: Some(LbSpec::LeastRequest),
             ..PolicySpec::default()
@@ -68,6 +77,27 @@ impl Preset {
             Preset::Linkerd216 => PolicySpec {
                 timeout: Some(Dur::from_ms(0)),
                 lb: Some(LbSpec::PeakEwma),
+                ..PolicySpec::default()
+            },
+            Preset::Cilium => PolicySpec {
+                timeout: Some(Dur::from_ms(3_600_000)),
+                retry: Some(RetrySpec {
+                    max_retries: 3,
+                    per_try_timeout: None,
+                    retry_on: vec![RetryOnSpec::Status5xx],
+                    retry_statuses: vec![],
+                    backoff_base: Dur::from_ms(25),
+                    backoff_max: Dur::from_ms(250),
+                    budget: None,
+                    retry_non_idempotent: false,
+                    avoid_previous_hosts: false,
+                    same_endpoint: true,
+                }),
+                circuit_breaker: Some(BreakerSpec {
+                    max_retries: 128,
+                    ..BreakerSpec::default()
+                }),
+                lb: Some(LbSpec::Random),
                 ..PolicySpec::default()
             },
             Preset::Consul => PolicySpec {

@@ -49,6 +49,12 @@ pub struct ServiceSpec {
     /// by `cluster.local/ns/default/sa/<their service>`; the load generator has no identity.
     #[serde(default)]
     pub authorization: Vec<mesh_core::authz::Policy>,
+    /// Who may connect to this service's pods, and on which port: connection-time policies
+    /// (`[[services.network_policy]]`, [`mesh_core::authz::l4`]), as Cilium's network policies
+    /// and Istio's L4 authorization. Judged per connection before any request; the port is the
+    /// app's (8080). Identities as for `authorization`.
+    #[serde(default)]
+    pub network_policy: Vec<mesh_core::authz::l4::NetworkPolicy>,
     /// The subset (version) label of the `replicas` pods above (default `v1`).
     #[serde(default = "v1")]
     pub version: String,

@@ -284,6 +284,24 @@ fn every_validation_rule_rejects_what_it_guards() {
             "only it takes one",
         ),
         (
+            "max_retries = 3,",
+            "max_retries = 3, same_endpoint = true, avoid_previous_hosts = true,",
+            "services[0].policy.retry.same_endpoint",
+            "not both",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 2\nnetwork_policy = [{ name = \"x\", action = \"CUSTOM\" }]",
+            "services[0].network_policy",
+            "ALLOW or DENY",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 2\nnetwork_policy = [{ name = \"x\", action = \"ALLOW\", rules = [{ ports = [0] }] }]",
+            "services[0].network_policy",
+            "port 0",
+        ),
+        (
             "max_retries = 3",
             "max_retries = 101",
             "services[0].policy.retry.max_retries",

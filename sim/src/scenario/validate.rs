@@ -135,6 +135,13 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
                 format!("expected policies the proxy can evaluate: {e}"),
             ));
         }
+        if let Err(e) = mesh_core::authz::l4::validate(&svc.network_policy) {
+            return Err(err_at(
+                svc.name.span(),
+                field("network_policy"),
+                format!("expected connection policies the proxy can evaluate: {e}"),
+            ));
+        }
         if svc.replicas == 0 || svc.replicas > 5000 {
             return Err(err_at(
                 svc.name.span(),
@@ -260,6 +267,13 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
                     svc.name.span(),
                     field("retry.backoff_max"),
                     "expected backoff_max >= backoff_base".into(),
+                ));
+            }
+            if r.same_endpoint && r.avoid_previous_hosts {
+                return Err(err_at(
+                    svc.name.span(),
+                    field("retry.same_endpoint"),
+                    "expected same_endpoint or avoid_previous_hosts, not both".into(),
                 ));
             }
             if let Some(b) = &r.budget
