@@ -142,3 +142,45 @@ fn a_migration_to_strict_refuses_exactly_the_plaintext_caller() {
     let se = (0.25 * 0.75 / (ok + failed) as f64).sqrt();
     assert!((share - 0.25).abs() < 4.0 * se, "{share} (se {se})");
 }
+
+/// A root rotation in Istio's order fails nothing (the scenario asserts it); the same steps with
+/// the old root dropped at 45 s, before the workloads' next renewal (about 60 s) moved them to
+/// the new root, fail handshakes. Open connections outlive the drop (TLS checks certificates
+/// only at the handshake), so the failures start with the first new connections, to the pod
+/// restarted at 52 s, and end when the callers renew onto the new root. The two roots share the
+/// trust domain's name, so a certificate from the dropped one fails its signature check.
+#[test]
+fn dropping_the_old_root_before_the_workloads_renew_fails_handshakes_until_they_do() {
+    let loaded = common::library("mtls-root-rotation.toml");
+    let good = common::run(&loaded, loaded.scenario.seed, true);
+    assert_eq!(good.books.failed, 0);
+    assert!(good.mtls.as_ref().unwrap().handshake_failures.is_empty());
+
+    let src = std::fs::read_to_string(&loaded.path)
+        .unwrap()
+        .replace("at = \"100s\"", "at = \"45s\"");
+    let early = common::simulate(&src, loaded.scenario.seed, true);
+    let m = early.mtls.as_ref().unwrap();
+    let refused: u64 = m.handshake_failures.values().sum();
+    assert!(refused > 0, "{m:?}");
+    assert_eq!(
+        m.handshake_failures.keys().collect::<Vec<_>>(),
+        ["inbound.bad_signature"]
+    );
+    let failed_in = |from: u64, to: u64| -> u64 {
+        early
+            .timeline
+            .iter()
+            .filter(|b| b.t_s >= from && b.t_s < to)
+            .map(|b| b.failed)
+            .sum()
+    };
+    assert_eq!(failed_in(0, 45), 0);
+    assert_eq!(
+        failed_in(45, 62),
+        early.books.failed,
+        "{:?}",
+        early.timeline
+    );
+    assert_eq!(early.books.failed, refused);
+}

@@ -55,7 +55,8 @@ pub type Authenticate = Arc<dyn Fn(&str) -> Option<SpiffeId> + Send + Sync>;
 
 /// The signing service.
 pub struct CaService {
-    ca: Arc<CertAuthority>,
+    /// The CA that signs now; replaced at the middle step of a root rotation.
+    ca: std::sync::Mutex<Arc<CertAuthority>>,
     lifetime: Duration,
     clock: Arc<dyn TimeProvider>,
     who: Authenticate,
@@ -79,12 +80,18 @@ impl CaService {
         who: Authenticate,
     ) -> Self {
         Self {
-            ca,
+            ca: std::sync::Mutex::new(ca),
             lifetime,
             clock,
             who,
             signed: AtomicU64::new(0),
         }
+    }
+
+    /// Sign with `ca` from now on: the middle step of a root rotation, once every workload
+    /// trusts both the old root and `ca`'s (and before the old one is dropped).
+    pub fn set_signer(&self, ca: Arc<CertAuthority>) {
+        *self.ca.lock().unwrap_or_else(|p| p.into_inner()) = ca;
     }
 
     /// Certificates signed so far.
@@ -113,7 +120,8 @@ impl CaService {
             return reply(StatusCode::SERVICE_UNAVAILABLE, "no clock\n".into());
         };
         let validity = Validity::starting(now, self.lifetime);
-        match self.ca.sign_request(&req.csr, &id, validity) {
+        let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match ca.sign_request(&req.csr, &id, validity) {
             Ok(cert) => {
                 self.signed.fetch_add(1, Ordering::Relaxed);
                 let answer = SignResponse {

@@ -14,6 +14,7 @@ mod hold;
 mod latency;
 mod mtls;
 mod partition;
+mod root;
 mod slow;
 
 use std::collections::BTreeSet;
@@ -27,6 +28,7 @@ pub use hold::Hold;
 pub use latency::Latency;
 pub use mtls::MtlsMode;
 pub use partition::Partition;
+pub use root::{Root, RootStep};
 pub use slow::Slow;
 
 use crate::fabric::RuleKind;
@@ -53,6 +55,8 @@ pub enum FaultSpec {
     Config(Config),
     /// A service's PeerAuthentication mode changes.
     Mtls(MtlsMode),
+    /// One step of a root (trust anchor) rotation.
+    Root(Root),
 }
 
 /// What every fault kind says about itself.
@@ -135,6 +139,8 @@ pub trait Effects {
     fn set_policy(&mut self, service: &str, policy: &crate::scenario::PolicySpec);
     /// Change what `service`'s sidecars accept inbound.
     fn set_mtls_mode(&mut self, service: &str, mode: mesh_core::tls::Mode);
+    /// Take one step of a root rotation.
+    fn rotate_root(&mut self, step: RootStep);
 }
 
 /// The control plane's host, which a crash or partition may name when a `[control_plane]` runs.
@@ -174,6 +180,7 @@ macro_rules! each {
             FaultSpec::Errors($f) => $body,
             FaultSpec::Config($f) => $body,
             FaultSpec::Mtls($f) => $body,
+            FaultSpec::Root($f) => $body,
         }
     };
 }
@@ -221,6 +228,7 @@ impl FaultSpec {
             end_ms: match self {
                 FaultSpec::Config(c) => Some(c.at.as_ms()),
                 FaultSpec::Mtls(m) => Some(m.at.as_ms()),
+                FaultSpec::Root(r) => Some(r.at.as_ms()),
                 _ => self.until().map(|u| u.as_ms()),
             },
         }

@@ -99,6 +99,10 @@ impl Effects for Stage<'_, '_> {
         self.world.set_mtls_mode(service, mode);
     }
 
+    fn rotate_root(&mut self, step: crate::fault::RootStep) {
+        self.world.rotate_root(step);
+    }
+
     fn set_errors(&mut self, key: &str, rate: Option<f64>) {
         let mut m = self.world.modes.lock().unwrap_or_else(|p| p.into_inner());
         match rate {

@@ -21,6 +21,7 @@ use mesh_core::tls::{CertAuthority, KeyKind, MeshTls, TokioWallClock, Validity};
 use reports::MtlsStats;
 
 use crate::derive_seed;
+use crate::fault::RootStep;
 use crate::scenario::MtlsSpec;
 use crate::scenario::mtls::CLOCK_BASE_S;
 use crate::substrate::SimNet;
@@ -39,11 +40,22 @@ struct Log {
 /// The run's identities.
 pub(super) struct Identities {
     spec: MtlsSpec,
+    /// The CA that signs now.
     ca: Arc<CertAuthority>,
+    /// The roots sidecars trust (the signer's among them unless a rotation went wrong).
+    trusted: Vec<Arc<CertAuthority>>,
+    /// A root made by a rotation's first step, not yet signing.
+    next: Option<Arc<CertAuthority>>,
     clock: Arc<TokioWallClock>,
     seed: u64,
     service: Option<Arc<CaService>>,
     log: Arc<Mutex<Log>>,
+}
+
+/// A root for the run's trust domain: Ed25519, so every handshake has one length.
+fn new_root() -> CertAuthority {
+    CertAuthority::with_key(TRUST_DOMAIN, Validity::ALWAYS, KeyKind::Ed25519)
+        .expect("an Ed25519 root can always be made")
 }
 
 /// The identity a sidecar of `owner` (a service, or `clients`) runs as.
@@ -54,11 +66,12 @@ pub(super) fn identity_of(owner: &str) -> Option<SpiffeId> {
 impl Identities {
     /// A CA and clocks for a run starting at `epoch`.
     pub(super) fn new(spec: MtlsSpec, seed: u64, epoch: tokio::time::Instant) -> Self {
-        let ca = CertAuthority::with_key(TRUST_DOMAIN, Validity::ALWAYS, KeyKind::Ed25519)
-            .expect("an Ed25519 root can always be made");
+        let ca = Arc::new(new_root());
         Self {
             spec,
-            ca: Arc::new(ca),
+            trusted: vec![ca.clone()],
+            next: None,
+            ca,
             clock: Arc::new(TokioWallClock::anchored(
                 Duration::from_secs(CLOCK_BASE_S),
                 epoch,
@@ -103,7 +116,7 @@ impl Identities {
             .issue_svid(&id, validity)
             .expect("the run's CA signs its own workloads");
         let tls = MeshTls::with_clock(
-            self.ca.ca_pem(),
+            &self.bundle(),
             &issued.cert_pem,
             &issued.key_pem,
             self.clock.clone(),
@@ -113,6 +126,33 @@ impl Identities {
             self.lock().current.insert(node.to_string(), validity);
         }
         (tls, validity)
+    }
+
+    /// The roots sidecars trust, as PEM.
+    fn bundle(&self) -> String {
+        let pems: Vec<&str> = self.trusted.iter().map(|c| c.ca_pem()).collect();
+        pems.join("\n")
+    }
+
+    /// One step of a root rotation ([`RootStep`]); the trust bundle after it.
+    pub(super) fn rotate_root(&mut self, step: RootStep) -> String {
+        match step {
+            RootStep::TrustNew => {
+                let next = Arc::new(new_root());
+                self.trusted.push(next.clone());
+                self.next = Some(next);
+            }
+            RootStep::SignNew => {
+                // Without a `trust-new` first, a new root nobody trusts: the mistake rehearsed.
+                let next = self.next.take().unwrap_or_else(|| Arc::new(new_root()));
+                if let Some(s) = &self.service {
+                    s.set_signer(next.clone());
+                }
+                self.ca = next;
+            }
+            RootStep::DropOld => self.trusted = vec![self.ca.clone()],
+        }
+        self.bundle()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {

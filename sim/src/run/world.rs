@@ -363,6 +363,18 @@ impl World<'_> {
         }
     }
 
+    /// One step of a root rotation: the CA's, then every sidecar's trust bundle.
+    pub(super) fn rotate_root(&mut self, step: crate::fault::RootStep) {
+        let Some(ids) = self.identities.as_mut() else {
+            return;
+        };
+        let bundle = ids.rotate_root(step);
+        for t in self.sidecars.iter().filter_map(|sc| sc.tls.as_ref()) {
+            t.set_roots(&bundle)
+                .expect("a bundle of roots the run made loads");
+        }
+    }
+
     /// The control plane's host goes down (`down`) or comes back.
     pub(super) fn set_control_plane(&mut self, down: bool) {
         if let Some(plane) = self.plane.as_mut() {

@@ -556,3 +556,19 @@ fn mtls_changes_need_mtls_and_plaintext_clients_fit_the_clients() {
     let e = err(&MINIMAL.replace("rate_rps = 10", "rate_rps = 10\nplaintext_clients = 2"));
     assert_eq!(e.field, "workload.plaintext_clients", "{e}");
 }
+
+#[test]
+fn root_steps_need_mtls_and_signing_needs_a_control_plane() {
+    let step = |s: &str| format!("\n[[faults]]\nkind = \"root\"\nstep = \"{s}\"\nat = \"1s\"\n");
+    let e = err(&format!("{MINIMAL}{}", step("trust-new")));
+    assert!(e.message.contains("needs [mtls]"), "{e}");
+    let with_mtls = MINIMAL.replace("[workload]", "[mtls]\n[workload]");
+    parse("t.toml", &format!("{with_mtls}{}", step("trust-new"))).unwrap();
+    parse("t.toml", &format!("{with_mtls}{}", step("drop-old"))).unwrap();
+    let e = err(&format!("{with_mtls}{}", step("sign-new")));
+    assert!(e.message.contains("[control_plane]"), "{e}");
+    let with_cp = with_mtls.replace("[mtls]", "[control_plane]\n[mtls]");
+    parse("t.toml", &format!("{with_cp}{}", step("sign-new"))).unwrap();
+    let e = err(&format!("{with_cp}{}", step("rotate")));
+    assert!(e.message.contains("trust-new"), "{e}");
+}
