@@ -2,7 +2,10 @@
 //! and memory are its own) and what `meshsim sidecar` runs for anyone who wants to try the proxy
 //! by hand. Routes are static (`--route echo=127.0.0.1:9000@http2`), or come from a control
 //! plane (`--control-plane 127.0.0.1:15010`, `meshsim control-plane`), which then also pushes
-//! policies and every later change.
+//! policies and every later change. Certificates for mutual TLS come from a folder
+//! (`--tls-dir`), or, with `--mtls`, from the control plane's CA: the sidecar fetches its root,
+//! asks for a certificate for a fresh key, serves once it has one and renews it at half its life
+//! (Istio's rule), as pilot-agent does for Envoy.
 #![allow(clippy::disallowed_methods)] // real sockets, real clock
 
 use std::net::SocketAddr;
@@ -44,6 +47,14 @@ pub struct SidecarArgs {
     /// Mutual TLS with other sidecars: a folder with `ca.pem`, `cert.pem` and `key.pem`.
     #[arg(long)]
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Mutual TLS with certificates from the control plane's CA (`meshsim control-plane
+    /// --mtls`): this workload runs as `spiffe://<trust domain>/ns/default/sa/<--service>`, and
+    /// `--node` must start with `<--service>-`, which is how the CA knows whom it signs for.
+    #[arg(long, requires = "control_plane", conflicts_with = "tls_dir")]
+    pub mtls: bool,
+    /// The trust domain, with `--mtls`.
+    #[arg(long, default_value = "cluster.local", requires = "mtls")]
+    pub trust_domain: String,
     /// Serve the admin endpoint here: Prometheus metrics at `/metrics`, `/ready`.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
@@ -130,6 +141,109 @@ fn os_seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
+/// GET `path` from the control plane at `addr` over HTTP/1.1: the body of a 200 answer.
+async fn get_from(addr: SocketAddr, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nhost: control-plane\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut raw = Vec::new();
+    // A root certificate is a few KiB; refuse to hold more than 1 MiB of answer.
+    (&mut s)
+        .take(1 << 20)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("reading: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answered {}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.to_string())
+}
+
+/// TLS settings whose certificate comes from the control plane's CA at `cp`: its root first
+/// (retried until it answers), then a certificate for a fresh key, kept fresh by an agent for
+/// as long as the process runs. Returns once the first certificate is in place.
+async fn tls_from_control_plane(
+    cp: SocketAddr,
+    node: &str,
+    service: &str,
+    trust_domain: &str,
+    seed: u64,
+) -> std::io::Result<mesh_core::tls::MeshTls> {
+    use mesh_core::control::agent::{CertAgent, CertEvent};
+    use mesh_core::tls::{CertAuthority, KeyKind, MeshTls, Renewal, Validity};
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    if !node.starts_with(&format!("{service}-")) {
+        return Err(invalid(format!(
+            "--node {node:?} must start with \"{service}-\" (the CA issues identities by node name; --service is {service:?})"
+        )));
+    }
+    let identity = mesh_core::identity::SpiffeId::workload(trust_domain, "default", service)
+        .map_err(|e| invalid(format!("--service {service:?} as an identity: {e}")))?;
+    let path = mesh_core::control::ca::ROOT_PATH;
+    let mut complained = false;
+    let root = loop {
+        match get_from(cp, path).await {
+            Ok(pem) => break pem,
+            Err(e) => {
+                if !complained {
+                    eprintln!("{node}: no CA root from {cp}{path} yet ({e}); retrying");
+                    complained = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    // Until the CA answers, an expired certificate of a throwaway issuer: no peer accepts it,
+    // so nothing is served as anyone.
+    let placeholder = CertAuthority::new(trust_domain)
+        .and_then(|ca| {
+            ca.issue_svid(
+                &identity,
+                Validity {
+                    not_before: 0,
+                    not_after: 1,
+                },
+            )
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tls = MeshTls::from_pem(&root, &placeholder.cert_pem, &placeholder.key_pem)
+        .map_err(|e| invalid(format!("the CA's root from {cp}: {e}")))?;
+    let (first, mut got) = tokio::sync::watch::channel(false);
+    let said = node.to_string();
+    let agent = CertAgent {
+        net: TokioNet,
+        ca: cp,
+        node: node.to_string(),
+        identity,
+        tls: tls.clone(),
+        renewal: Renewal::ISTIO,
+        kind: KeyKind::EcdsaP256,
+        seed,
+        on_event: std::sync::Arc::new(move |e: &CertEvent| match e {
+            CertEvent::Rotated { validity } => {
+                eprintln!(
+                    "{said}: certificate from the CA, valid until {} (unix seconds)",
+                    validity.not_after
+                );
+                first.send_replace(true);
+            }
+            CertEvent::Failed { reason } => {
+                eprintln!("{said}: certificate request failed ({reason}); retrying")
+            }
+        }),
+    };
+    tokio::spawn(agent.run(None));
+    let _ = got.wait_for(|has| *has).await;
+    Ok(tls)
+}
+
 /// Run the sidecar until the process is killed.
 pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
     let seed = os_seed();
@@ -199,7 +313,14 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         .node
         .clone()
         .unwrap_or_else(|| format!("{}-{}", args.service, std::process::id()));
+    let (mtls, service, trust_domain) =
+        (args.mtls, args.service.clone(), args.trust_domain.clone());
+    let mut cfg = cfg;
     rt.block_on(async move {
+        if let (true, Some(cp)) = (mtls, control_plane) {
+            cfg.tls =
+                Some(tls_from_control_plane(cp, &node, &service, &trust_domain, seed ^ 0xce27).await?);
+        }
         let config = match control_plane {
             None => mesh_core::config::fixed(registry, &policies),
             Some(addr) => {

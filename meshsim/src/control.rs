@@ -5,7 +5,10 @@
 //! echo` is a toy service to put behind sidecars.
 //!
 //! The control plane and the subscriber are the simulator's (`mesh_core::control`); only the
-//! source of changes differs. Not here: certificates (the sidecars' `--tls-dir` still holds them).
+//! source of changes differs. With `--mtls` it is also the mesh's CA, as istiod is: sidecars
+//! started with `--mtls` fetch its root, then keep a workload certificate signed by it
+//! (`mesh_core::control::{ca, agent}`), and every endpoint it pushes names the identity its
+//! service runs as, which callers then demand of it.
 #![allow(clippy::disallowed_methods)] // real sockets, wall clock: this is the binary's edge
 
 use std::net::SocketAddr;
@@ -34,6 +37,18 @@ pub struct ControlPlaneArgs {
     /// Push once changes have been quiet this long, in ms (Istio: 100).
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
+    /// Also be the mesh's certificate authority: a fresh root for `--trust-domain`, signing
+    /// requests at `POST /meshsim.ca.v1/Sign`, the root at `GET /meshsim.ca.v1/Root`. A sidecar
+    /// named `<service>-<anything>` is issued `spiffe://<trust domain>/ns/default/sa/<service>`.
+    /// The caller's name is taken on its word: run it only where every caller is trusted.
+    #[arg(long)]
+    pub mtls: bool,
+    /// The trust domain of the CA's workloads.
+    #[arg(long, default_value = "cluster.local", requires = "mtls")]
+    pub trust_domain: String,
+    /// Workload certificate lifetime in seconds (Istio's and Linkerd's default: 24 hours).
+    #[arg(long, default_value_t = 86_400, requires = "mtls")]
+    pub cert_lifetime_secs: u64,
 }
 
 /// `meshsim proxy-status`.
@@ -80,13 +95,26 @@ fn http1() -> Protocol {
     Protocol::Http1
 }
 
-/// The mesh `text` (from `path`) describes, or what is wrong with it.
-pub fn parse_mesh(path: &Path, text: &str) -> anyhow::Result<(Registry, Policies)> {
+/// The mesh `text` (from `path`) describes, or what is wrong with it. With a `trust_domain`
+/// (mTLS), each endpoint names the identity its service's workloads run as.
+pub fn parse_mesh(
+    path: &Path,
+    text: &str,
+    trust_domain: Option<&str>,
+) -> anyhow::Result<(Registry, Policies)> {
     let file: MeshFile =
         toml::from_str(text).with_context(|| format!("{}: not a mesh file", path.display()))?;
     let mut registry = Registry::new();
     let mut policies = Policies::default();
     for svc in file.services {
+        let identity = match trust_domain {
+            Some(td) => Some(
+                mesh_core::identity::SpiffeId::workload(td, "default", &svc.name).with_context(
+                    || format!("{}: service {:?} as an identity", path.display(), svc.name),
+                )?,
+            ),
+            None => None,
+        };
         let endpoints = svc
             .endpoints
             .iter()
@@ -96,7 +124,7 @@ pub fn parse_mesh(path: &Path, text: &str) -> anyhow::Result<(Registry, Policies
                 pod: format!("{}-{i}", svc.name),
                 zone: "local".into(),
                 subset: String::new(),
-                identity: None,
+                identity: identity.clone(),
             })
             .collect();
         if let Some(spec) = &svc.policy {
@@ -118,16 +146,56 @@ pub fn parse_mesh(path: &Path, text: &str) -> anyhow::Result<(Registry, Policies
     Ok((registry, policies))
 }
 
-fn read_mesh(path: &Path) -> anyhow::Result<(String, Registry, Policies)> {
+fn read_mesh(
+    path: &Path,
+    trust_domain: Option<&str>,
+) -> anyhow::Result<(String, Registry, Policies)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (registry, policies) = parse_mesh(path, &text)?;
+    let (registry, policies) = parse_mesh(path, &text, trust_domain)?;
     Ok((text, registry, policies))
+}
+
+/// The service a sidecar named `node` belongs to: the longest service name that, with a dash,
+/// starts the node's name (`web-7` and `web-frontend-0` name different services when both
+/// exist).
+fn service_of_node<'a>(node: &str, services: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    services
+        .filter(|s| {
+            node.strip_prefix(*s)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .max_by_key(|s| s.len())
+}
+
+/// The CA the control plane runs with `--mtls`: it signs for the services `names` holds now.
+fn start_ca(
+    args: &ControlPlaneArgs,
+    names: Arc<std::sync::Mutex<Vec<String>>>,
+) -> anyhow::Result<Arc<mesh_core::control::ca::CaService>> {
+    let root = mesh_core::tls::CertAuthority::new(&args.trust_domain)
+        .with_context(|| format!("making a root for trust domain {:?}", args.trust_domain))?;
+    let td = args.trust_domain.clone();
+    let who: mesh_core::control::ca::Authenticate = Arc::new(move |node: &str| {
+        let names = names.lock().unwrap_or_else(|p| p.into_inner());
+        let service = service_of_node(node, names.iter().map(String::as_str))?;
+        mesh_core::identity::SpiffeId::workload(&td, "default", service).ok()
+    });
+    Ok(Arc::new(mesh_core::control::ca::CaService::new(
+        Arc::new(root),
+        Duration::from_secs(args.cert_lifetime_secs),
+        mesh_core::tls::system_clock(),
+        who,
+    )))
 }
 
 /// Run the control plane until the process is killed.
 pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
-    let (mut text, registry, policies) = read_mesh(&args.mesh)?;
+    let trust_domain = args.mtls.then_some(args.trust_domain.as_str());
+    let (mut text, registry, policies) = read_mesh(&args.mesh, trust_domain)?;
+    let names = Arc::new(std::sync::Mutex::new(
+        registry.names().map(str::to_string).collect::<Vec<_>>(),
+    ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -146,14 +214,22 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
         // What the control plane serves now, to tell a real edit from a cosmetic one.
         let (mut serving_registry, mut serving_policies) = (registry.clone(), policies.clone());
         let cp = ControlPlane::new(settings, registry, policies, 1);
+        if args.mtls {
+            cp.set_ca(start_ca(args, names.clone())?);
+        }
         let listener = TokioNet
             .bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         eprintln!(
-            "control plane on {} serving {} ({services} services); GET /status, or meshsim proxy-status",
+            "control plane on {} serving {} ({services} services){}; GET /status, or meshsim proxy-status",
             args.listen,
-            args.mesh.display()
+            args.mesh.display(),
+            if args.mtls {
+                format!(", CA for {}", args.trust_domain)
+            } else {
+                String::new()
+            }
         );
         tokio::spawn(cp.clone().debounce());
         tokio::spawn(cp.clone().serve(TokioNet, listener));
@@ -162,7 +238,7 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
         let mut last_error = String::new();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            match read_mesh(&args.mesh) {
+            match read_mesh(&args.mesh, trust_domain) {
                 Ok((new, _, _)) if new == text => {}
                 Ok((new, registry, policies)) => {
                     text = new;
@@ -174,6 +250,8 @@ pub fn run(args: &ControlPlaneArgs) -> anyhow::Result<()> {
                     revision += 1;
                     eprintln!("{}: changed, revision {revision}", args.mesh.display());
                     (serving_registry, serving_policies) = (registry.clone(), policies.clone());
+                    *names.lock().unwrap_or_else(|p| p.into_inner()) =
+                        registry.names().map(str::to_string).collect();
                     cp.update(revision, move |r, p| {
                         *r = registry;
                         *p = policies;
@@ -286,4 +364,21 @@ pub fn echo(args: &EchoArgs) -> anyhow::Result<()> {
         mesh_core::server::serve_http(TokioNet, listener, handler, Arc::new(|_| {})).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_belongs_to_the_longest_service_its_name_starts_with() {
+        let services = ["web", "web-frontend", "db"];
+        let of = |n| service_of_node(n, services.iter().copied());
+        assert_eq!(of("web-0"), Some("web"));
+        assert_eq!(of("web-frontend-3"), Some("web-frontend"));
+        assert_eq!(of("db-1"), Some("db"));
+        assert_eq!(of("webx-1"), None);
+        assert_eq!(of("cache-0"), None);
+        assert_eq!(of("web"), None);
+    }
 }

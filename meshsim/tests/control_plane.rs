@@ -218,3 +218,90 @@ fn a_broken_mesh_file_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mesh.toml") && err.contains("line 3"), "{err}");
 }
+
+/// With `--mtls` the control plane is the CA: sidecars fetch its root, get a certificate for
+/// their service, and talk mutual TLS. The callee's access log names the caller by the identity
+/// the CA issued, plaintext to its inbound port is refused, and the proxies are SYNCED.
+#[test]
+fn sidecars_take_their_certificates_from_the_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = dir.path().join("mesh.toml");
+    let log = dir.path().join("echo-access.log");
+    let (echo_in, web_out, cp) = ("127.0.0.1:24241", "127.0.0.1:24253", "127.0.0.1:24240");
+    std::fs::write(
+        &mesh,
+        // web calls and serves nothing, but it is a workload of the mesh: the CA signs only
+        // for services the mesh file lists.
+        format!("[[services]]\nname = \"echo\"\nendpoints = [{echo_in:?}]\n[[services]]\nname = \"web\"\n"),
+    )
+    .unwrap();
+    let mut procs = Procs(vec![
+        spawn(&["echo", "--listen", "127.0.0.1:24231", "--name", "echo-a"]),
+        spawn(&[
+            "control-plane",
+            mesh.to_str().unwrap(),
+            "--listen",
+            cp,
+            "--mtls",
+        ]),
+    ]);
+    let sidecar = |service: &str, node: &str, app: &str, inbound: &str, outbound: &str| {
+        let mut args = vec![
+            "sidecar",
+            "--control-plane",
+            cp,
+            "--mtls",
+            "--service",
+            service,
+            "--node",
+            node,
+            "--app",
+            app,
+            "--inbound",
+            inbound,
+            "--outbound",
+            outbound,
+        ];
+        if service == "echo" {
+            args.extend(["--access-log", log.to_str().unwrap()]);
+        }
+        spawn(&args)
+    };
+    procs.0.push(sidecar(
+        "echo",
+        "echo-0",
+        "127.0.0.1:24231",
+        echo_in,
+        "127.0.0.1:24251",
+    ));
+    procs.0.push(sidecar(
+        "web",
+        "web-0",
+        "127.0.0.1:24233",
+        "127.0.0.1:24243",
+        web_out,
+    ));
+    let ok = |r: &Option<String>| {
+        r.as_deref()
+            .is_some_and(|t| t.starts_with("HTTP/1.1 200") && t.contains("echo-a GET /hello"))
+    };
+    until(20, "a request over mTLS", || get(web_out), ok);
+    let line = until(
+        5,
+        "the access log line",
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        |t| t.contains("inbound"),
+    );
+    assert!(
+        line.contains("spiffe://cluster.local/ns/default/sa/web"),
+        "{line}"
+    );
+    // Plaintext straight to the callee's inbound port: refused (strict mTLS).
+    assert!(!ok(&get(echo_in)), "plaintext must not get through");
+    until(
+        10,
+        "every proxy SYNCED",
+        || status(cp),
+        |t| all_synced(t, 2),
+    );
+}

@@ -27,6 +27,11 @@ use crate::tls::{CertAuthority, Validity};
 /// The path of the signing endpoint.
 pub const SIGN_PATH: &str = "/meshsim.ca.v1/Sign";
 
+/// Where the CA's root certificate (the trust bundle) is served, as PEM: what Istio mounts from
+/// the `istio-ca-root-cert` ConfigMap. Public material; a sidecar that fetches it over plaintext
+/// trusts the network it fetches on for that one answer.
+pub const ROOT_PATH: &str = "/meshsim.ca.v1/Root";
+
 /// The largest request the CA reads (a signing request is under 1 KiB).
 pub const MAX_REQUEST: usize = 64 << 10;
 
@@ -92,6 +97,15 @@ impl CaService {
     /// trusts both the old root and `ca`'s (and before the old one is dropped).
     pub fn set_signer(&self, ca: Arc<CertAuthority>) {
         *self.ca.lock().unwrap_or_else(|p| p.into_inner()) = ca;
+    }
+
+    /// The root certificate of the CA signing now, as PEM.
+    pub fn root_pem(&self) -> String {
+        self.ca
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ca_pem()
+            .to_string()
     }
 
     /// Certificates signed so far.

@@ -346,6 +346,17 @@ impl ControlPlane {
                     ),
                 }
             }
+            (&http::Method::GET, super::ca::ROOT_PATH) => {
+                let ca = self.ca.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                match ca {
+                    Some(ca) => reply(
+                        StatusCode::OK,
+                        full(ca.root_pem()),
+                        "application/x-pem-file",
+                    ),
+                    None => reply(StatusCode::NOT_FOUND, full("no CA here\n"), "text/plain"),
+                }
+            }
             (&http::Method::GET, "/status") => {
                 let text = serde_json::to_vec_pretty(&self.status()).expect("status serialises");
                 reply(StatusCode::OK, full(text), "application/json")

@@ -109,6 +109,11 @@ impl TokioWallClock {
     }
 }
 
+/// The system's wall clock, which judges validity on real sockets (never in simulation).
+pub fn system_clock() -> Arc<dyn TimeProvider> {
+    Arc::new(rustls::time_provider::DefaultTimeProvider)
+}
+
 impl TimeProvider for TokioWallClock {
     fn current_time(&self) -> Option<UnixTime> {
         Some(UnixTime::since_unix_epoch(self.base + self.start.elapsed()))
