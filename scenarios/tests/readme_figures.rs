@@ -241,6 +241,23 @@ fn the_readme_table_is_what_the_scenarios_measure() {
         ok as f64 / (ok + failed) as f64,
     ));
 
+    let (books, cp) = cp_of(&run("control-plane-scale.toml"));
+    let delay = |what: &str| {
+        cp.changes
+            .iter()
+            .find(|c| c.what == what)
+            .and_then(|c| c.max_ms)
+            .unwrap_or(f64::INFINITY)
+    };
+    rows.push(format!(
+        "| `control-plane-scale.toml` | backend scaled 2 → 4 at 5 s (new pods listed on every proxy within {:.0} and {:.0} ms of starting) and 4 → 1 at 15 s (off every list within {:.0} ms, stopped after a 5 s drain): {} of {} requests failed |",
+        delay("backend-2 ready"),
+        delay("backend-3 ready"),
+        delay("backend scaled to 1"),
+        books.failed,
+        books.sent,
+    ));
+
     let (books, t) = mtls_of(&run("mtls-root-rotation.toml"));
     rows.push(format!(
         "| `mtls-root-rotation.toml` | root rotation under load (trust both at 20 s, sign with the new at 40 s, drop the old at 100 s): {} rotations (closed form 24), {} failed handshakes, {} of {} requests failed |",

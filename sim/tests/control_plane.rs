@@ -165,3 +165,56 @@ fn the_same_seed_gives_the_same_control_plane_figures_and_another_seed_others() 
     assert_eq!(a, json(5));
     assert_ne!(a, json(6));
 }
+
+/// Scaling: new pods are listed once ready and take traffic; pods scaled away stop only after
+/// their drain, by which time the change has reached every caller, so nothing fails even
+/// without retries. With the drain cut to 1 ms, callers that have not heard yet send to the
+/// stopped pods (about 100 rps x 3/4 x the ~0.1 s the push takes), and those requests fail.
+#[test]
+fn a_scale_down_drains_before_it_stops_pods() {
+    let loaded = common::library("control-plane-scale.toml");
+    // No preset: no retries to hide a failure.
+    let src = std::fs::read_to_string(&loaded.path)
+        .unwrap()
+        .replace("preset = \"istio-1.24\"\n", "");
+    let pass = sim::run::Pass {
+        seed: loaded.scenario.seed,
+        mesh: true,
+        access_log: false,
+    };
+    let run = sim::run::simulate(&common::loaded("t.toml", &src), &pass, &mut |_, _| {});
+    let drained = common::checked(run.stats);
+    assert_eq!(drained.books.failed, 0, "{:?}", drained.books);
+    // The new pods served: each one's sidecar counted inbound successes.
+    for pod in ["backend-2", "backend-3"] {
+        let text = &run.telemetry.metrics[pod];
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("meshsim_requests_total{direction=\"inbound\"") && l.contains("2xx")
+            })
+            .unwrap_or_else(|| panic!("{pod} served nothing:\n{text}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 100, "{pod}: {line}");
+    }
+    let cut = src.replace(
+        "replicas = 1\nat = \"15s\"",
+        "replicas = 1\nat = \"15s\"\ndrain = \"1ms\"",
+    );
+    assert_ne!(cut, src);
+    let abrupt = common::simulate(&cut, loaded.scenario.seed, true);
+    assert!(abrupt.books.failed > 0, "{:?}", abrupt.books);
+    let late: u64 = abrupt
+        .timeline
+        .iter()
+        .filter(|b| b.t_s < 15 || b.t_s > 19)
+        .map(|b| b.failed)
+        .sum();
+    // Sent around 15 s, they fail when the caller gives up on the vanished pod (a failure is
+    // counted in the second it ends).
+    assert_eq!(
+        late, 0,
+        "failures only after the scale-down: {:?}",
+        abrupt.timeline
+    );
+}

@@ -15,6 +15,7 @@ mod latency;
 mod mtls;
 mod partition;
 mod root;
+mod scale;
 mod slow;
 
 use std::collections::BTreeSet;
@@ -29,6 +30,7 @@ pub use latency::Latency;
 pub use mtls::MtlsMode;
 pub use partition::Partition;
 pub use root::{Root, RootStep};
+pub use scale::Scale;
 pub use slow::Slow;
 
 use crate::fabric::RuleKind;
@@ -57,6 +59,8 @@ pub enum FaultSpec {
     Mtls(MtlsMode),
     /// One step of a root (trust anchor) rotation.
     Root(Root),
+    /// A service's replica count changes.
+    Scale(Scale),
 }
 
 /// What every fault kind says about itself.
@@ -141,6 +145,9 @@ pub trait Effects {
     fn set_mtls_mode(&mut self, service: &str, mode: mesh_core::tls::Mode);
     /// Take one step of a root rotation.
     fn rotate_root(&mut self, step: RootStep);
+    /// Scale `service` to `replicas` (`start`), or stop the pods it took off the list (the end
+    /// of the drain).
+    fn scale(&mut self, service: &str, replicas: u32, start: bool);
 }
 
 /// The control plane's host, which a crash or partition may name when a `[control_plane]` runs.
@@ -181,6 +188,7 @@ macro_rules! each {
             FaultSpec::Config($f) => $body,
             FaultSpec::Mtls($f) => $body,
             FaultSpec::Root($f) => $body,
+            FaultSpec::Scale($f) => $body,
         }
     };
 }
@@ -190,6 +198,14 @@ fn kind_of<F: Fault>(_: &F) -> &'static str {
 }
 
 impl FaultSpec {
+    /// The replica count a scale fault asks of `service`, if this is one.
+    pub fn scales_to(&self, service: &str) -> Option<u32> {
+        match self {
+            FaultSpec::Scale(s) if s.service == service => Some(s.replicas),
+            _ => None,
+        }
+    }
+
     /// When the fault starts.
     pub fn at(&self) -> Dur {
         each!(self, f => f.at())

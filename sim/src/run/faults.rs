@@ -99,6 +99,25 @@ impl Effects for Stage<'_, '_> {
         self.world.set_mtls_mode(service, mode);
     }
 
+    fn scale(&mut self, service: &str, replicas: u32, start: bool) {
+        // Without a mesh there is no service discovery to tell callers (see the fault's docs).
+        if !self.world.mesh {
+            return;
+        }
+        if start {
+            for p in self.world.scale(service, replicas) {
+                let index = self.world.pods[p].index;
+                self.world.scaled_out.remove(&index);
+                self.fabric.set_crashed(index, false);
+                self.world.start_pod(p);
+            }
+        } else {
+            for index in self.world.drained(service) {
+                self.fabric.set_crashed(index, true);
+            }
+        }
+    }
+
     fn rotate_root(&mut self, step: crate::fault::RootStep) {
         self.world.rotate_root(step);
     }

@@ -93,10 +93,39 @@ async fn simulate_inner(
     let mut direct = BTreeMap::new();
     // Each service's sidecar inbound ports: where a caller without a sidecar lands.
     let mut inbound = BTreeMap::new();
+    // Pods that exist only once a scale fault asks for them: hosts from the start, never
+    // started or listed until then.
+    let mut dormant = std::collections::BTreeSet::new();
     for (si, svc) in s.services.iter().enumerate() {
         let mut endpoints = Vec::new();
         let mut addrs = Vec::new();
-        for (r, (name, version, latency, error_rate)) in svc.pods().into_iter().enumerate() {
+        let most = s
+            .faults
+            .iter()
+            .filter_map(|f| f.get_ref().scales_to(svc.name.get_ref()))
+            .max()
+            .unwrap_or(0);
+        let base = svc.replicas;
+        let extra = (base..most).map(|r| {
+            let name = format!("{}-{r}", svc.name.get_ref());
+            (
+                name,
+                svc.version.clone(),
+                svc.latency.clone(),
+                svc.error_rate,
+            )
+        });
+        let declared = svc.pods();
+        // Base pods and scaled ones have an ordinal; subsets' pods sit between them.
+        let subsets = declared.len() - base as usize;
+        for (r, (name, version, latency, error_rate)) in
+            declared.into_iter().chain(extra).enumerate()
+        {
+            let ordinal = match r {
+                r if r < base as usize => Some(r as u32),
+                r if r < base as usize + subsets => None,
+                r => Some((r - subsets) as u32),
+            };
             let index = infos.len();
             let ip = ip_of(index);
             let zone = svc.zones[r % svc.zones.len()].clone();
@@ -121,7 +150,11 @@ async fn simulate_inner(
                 )
                 .ok(),
             });
-            addrs.push(SocketAddr::new(ip, APP_PORT));
+            if ordinal.is_some_and(|o| o >= base) {
+                dormant.insert(index);
+            } else {
+                addrs.push(SocketAddr::new(ip, APP_PORT));
+            }
             pods.push(Pod {
                 service: si,
                 name,
@@ -129,6 +162,7 @@ async fn simulate_inner(
                 index,
                 latency,
                 error_rate,
+                ordinal,
             });
         }
         registry.insert(
@@ -144,7 +178,13 @@ async fn simulate_inner(
             (
                 registry
                     .get(svc.name.get_ref())
-                    .map(|e| e.endpoints.iter().map(|e| e.addr).collect())
+                    .map(|e| {
+                        e.endpoints
+                            .iter()
+                            .filter(|e| !dormant_names(&pods, &dormant).contains(&e.pod))
+                            .map(|e| e.addr)
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 Protocol::Http1,
             ),
@@ -210,16 +250,17 @@ async fn simulate_inner(
             })
             .collect(),
     };
+    // The control plane starts from the pods that exist: not the dormant ones.
+    let mut listed = registry.clone();
+    let unborn = dormant_names(&pods, &dormant);
+    for name in registry.names() {
+        if let Some(mut entry) = registry.get(name).cloned() {
+            entry.endpoints.retain(|e| !unborn.contains(&e.pod));
+            listed.insert(name, entry);
+        }
+    }
     let plane = s.control_plane.clone().filter(|_| mesh).map(|spec| {
-        control::Plane::new(
-            spec,
-            seed,
-            cp_host,
-            cp_ip,
-            clock,
-            registry.clone(),
-            policies.clone(),
-        )
+        control::Plane::new(spec, seed, cp_host, cp_ip, clock, listed, policies.clone())
     });
     let mut identities = s
         .mtls
@@ -269,6 +310,8 @@ async fn simulate_inner(
         booted: false,
         down: std::collections::BTreeSet::new(),
         unready: std::collections::BTreeSet::new(),
+        scaled_out: dormant,
+        terminating: std::collections::BTreeSet::new(),
     };
 
     let set = tokio::task::LocalSet::new();
@@ -294,7 +337,13 @@ async fn simulate_inner(
             plane.start();
         }
         for p in 0..world.pods.len() {
-            world.start_pod(p);
+            let index = world.pods[p].index;
+            if world.scaled_out.contains(&index) {
+                // Not started until a scale asks for it.
+                world.down.insert(index);
+            } else {
+                world.start_pod(p);
+            }
         }
         for (c, (host_index, host)) in clients.iter().enumerate() {
             let net = SimNet::new(*host);
@@ -395,4 +444,15 @@ async fn simulate_inner(
         telemetry,
         digests,
     }
+}
+
+/// The names of the pods at `dormant` host indexes.
+fn dormant_names(
+    pods: &[Pod],
+    dormant: &std::collections::BTreeSet<usize>,
+) -> std::collections::BTreeSet<String> {
+    pods.iter()
+        .filter(|p| dormant.contains(&p.index))
+        .map(|p| p.name.clone())
+        .collect()
 }

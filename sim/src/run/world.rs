@@ -45,6 +45,9 @@ pub(super) struct Pod {
     pub(super) index: usize,
     pub(super) latency: crate::scenario::LatencySpec,
     pub(super) error_rate: f64,
+    /// Its place among the service's base replicas (`<service>-<n>`), which scaling counts;
+    /// `None` for a subset's pod.
+    pub(super) ordinal: Option<u32>,
 }
 
 pub(super) struct World<'a> {
@@ -85,6 +88,12 @@ pub(super) struct World<'a> {
     pub(super) started: u64,
     /// PeerAuthentication modes changed during the run, by service (others have `[mtls]`'s).
     pub(super) mtls_modes: BTreeMap<String, mesh_core::tls::Mode>,
+    /// Host indexes of pods not running because of the replica count (never started, or
+    /// stopped by a scale down).
+    pub(super) scaled_out: std::collections::BTreeSet<usize>,
+    /// Host indexes of pods a scale down took off the list, still running until their drain
+    /// ends.
+    pub(super) terminating: std::collections::BTreeSet<usize>,
 }
 
 impl World<'_> {
@@ -231,10 +240,11 @@ impl World<'_> {
         self.hosts_net.insert(pod.index, net.clone());
         let inc = self.incarnation.entry(pod.index).or_insert(0);
         *inc += 1;
-        let restarted = *inc > 1;
+        // A restarted pod, or one a scale added after the start, joins a running mesh.
+        let joining = *inc > 1 || self.booted;
         self.down.remove(&pod.index);
         let rng = pod_rng(self.seed, &format!("pod:{}:{}", pod.name, inc));
-        if restarted {
+        if joining {
             if self.plane.is_some() && self.mesh {
                 // Ready once its sidecar has its configuration ([`World::pod_ready`]).
                 self.unready.insert(pod.index);
@@ -293,7 +303,9 @@ impl World<'_> {
         let down = self.down_hosts();
         let unlisted: std::collections::BTreeSet<String> = self
             .down
-            .union(&self.unready)
+            .iter()
+            .chain(&self.unready)
+            .chain(&self.terminating)
             .map(|i| self.hosts_name(*i))
             .collect();
         let Some(plane) = self.plane.as_mut() else {
@@ -313,6 +325,58 @@ impl World<'_> {
                 }
             },
         );
+    }
+
+    /// Scale `service` to `replicas`: start the scaled-out pods below it (each listed once
+    /// ready), take the running ones at or above it off the list. Returns the pods to start.
+    pub(super) fn scale(&mut self, service: &str, replicas: u32) -> Vec<usize> {
+        let Some(si) = self
+            .loaded
+            .scenario
+            .services
+            .iter()
+            .position(|s| s.name.get_ref() == service)
+        else {
+            return Vec::new();
+        };
+        let mut start = Vec::new();
+        let mut relisted = false;
+        let mut unlisted = false;
+        for (p, pod) in self.pods.iter().enumerate() {
+            let Some(ordinal) = pod.ordinal.filter(|_| pod.service == si) else {
+                continue;
+            };
+            if ordinal < replicas {
+                if self.terminating.remove(&pod.index) {
+                    relisted = true;
+                } else if self.scaled_out.contains(&pod.index) {
+                    start.push(p);
+                }
+            } else if !self.scaled_out.contains(&pod.index) && self.terminating.insert(pod.index) {
+                unlisted = true;
+            }
+        }
+        if relisted || unlisted {
+            self.endpoints_changed(&format!("{service} scaled to {replicas}"));
+        }
+        start
+    }
+
+    /// The pods of `service` whose drain is over: stop them (returns their host indexes).
+    pub(super) fn drained(&mut self, service: &str) -> Vec<usize> {
+        let owned: Vec<usize> = self
+            .pods
+            .iter()
+            .filter(|p| self.terminating.contains(&p.index))
+            .filter(|p| self.loaded.scenario.services[p.service].name.get_ref() == service)
+            .map(|p| p.index)
+            .collect();
+        for i in &owned {
+            self.terminating.remove(i);
+            self.scaled_out.insert(*i);
+            self.crash_pod(*i);
+        }
+        owned
     }
 
     /// A restarted pod's sidecar has its configuration: the pod is ready, and listed again.

@@ -572,3 +572,21 @@ fn root_steps_need_mtls_and_signing_needs_a_control_plane() {
     let e = err(&format!("{with_cp}{}", step("rotate")));
     assert!(e.message.contains("trust-new"), "{e}");
 }
+
+#[test]
+fn a_scale_needs_a_control_plane_and_a_bounded_count() {
+    let scale = |n: u32| {
+        format!("\n[[faults]]\nkind = \"scale\"\nservice = \"web\"\nreplicas = {n}\nat = \"1s\"\n")
+    };
+    let e = err(&format!("{MINIMAL}{}", scale(3)));
+    assert!(e.message.contains("[control_plane]"), "{e}");
+    let with_cp = MINIMAL.replace("[workload]", "[control_plane]\n[workload]");
+    parse("t.toml", &format!("{with_cp}{}", scale(3))).unwrap();
+    let e = err(&format!("{with_cp}{}", scale(5001)));
+    assert!(e.message.contains("at most 5000"), "{e}");
+    let e = err(&format!(
+        "{with_cp}{}",
+        scale(3).replace("\"web\"", "\"nope\"")
+    ));
+    assert!(e.message.contains("nope"), "{e}");
+}
