@@ -61,8 +61,8 @@ struct Run {
     stop: AtomicBool,
 }
 
-/// Serve with `server`, run four callers with `client`, apply `steps` (each after 50 ms of
-/// traffic), and return (succeeded, failed).
+/// Serve with `server`, run four callers with `client`, apply `steps` (each after 50 ms and at
+/// least 8 handshakes of traffic), and return (succeeded, failed).
 async fn rotate_under_load(
     port: u16,
     server: MeshTls,
@@ -98,11 +98,24 @@ async fn rotate_under_load(
             }
         }));
     }
-    for step in steps {
+    let done = || run.ok.load(Ordering::Relaxed) + run.failed.load(Ordering::Relaxed);
+    // After each step (and before the first), at least 50 ms and 8 handshakes, whatever the
+    // machine's load: a busy machine must not let a step pass unexercised (bounded at 10 s).
+    let settle = || async {
+        let from = done();
         tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..2_000 {
+            if done() >= from + 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    for step in steps {
+        settle().await;
         step();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settle().await;
     run.stop.store(true, Ordering::Relaxed);
     for c in callers {
         c.await.unwrap();

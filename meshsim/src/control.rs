@@ -46,8 +46,10 @@ pub struct ControlPlaneArgs {
     /// The trust domain of the CA's workloads.
     #[arg(long, default_value = "cluster.local", requires = "mtls")]
     pub trust_domain: String,
-    /// Workload certificate lifetime in seconds (Istio's and Linkerd's default: 24 hours).
-    #[arg(long, default_value_t = 86_400, requires = "mtls")]
+    /// Workload certificate lifetime in seconds, 60 to 315360000 (ten years); Istio's and
+    /// Linkerd's default is 24 hours.
+    #[arg(long, default_value_t = 86_400, requires = "mtls",
+          value_parser = clap::value_parser!(u64).range(60..=315_360_000))]
     pub cert_lifetime_secs: u64,
 }
 

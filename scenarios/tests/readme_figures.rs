@@ -250,7 +250,7 @@ fn the_readme_table_is_what_the_scenarios_measure() {
             .unwrap_or(f64::INFINITY)
     };
     rows.push(format!(
-        "| `control-plane-scale.toml` | backend scaled 2 → 4 at 5 s (new pods listed on every proxy within {:.0} and {:.0} ms of starting) and 4 → 1 at 15 s (off every list within {:.0} ms, stopped after a 5 s drain): {} of {} requests failed |",
+        "| `control-plane-scale.toml` | backend scaled 2 → 4 at 5 s (new pods listed on every proxy within {:.0} and {:.0} ms of becoming ready) and 4 → 1 at 15 s (off every list within {:.0} ms, stopped after a 5 s drain): {} of {} requests failed |",
         delay("backend-2 ready"),
         delay("backend-3 ready"),
         delay("backend scaled to 1"),

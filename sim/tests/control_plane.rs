@@ -174,9 +174,9 @@ fn the_same_seed_gives_the_same_control_plane_figures_and_another_seed_others() 
 fn a_scale_down_drains_before_it_stops_pods() {
     let loaded = common::library("control-plane-scale.toml");
     // No preset: no retries to hide a failure.
-    let src = std::fs::read_to_string(&loaded.path)
-        .unwrap()
-        .replace("preset = \"istio-1.24\"\n", "");
+    let file = std::fs::read_to_string(&loaded.path).unwrap();
+    let src = file.replace("preset = \"istio-1.24\"\n", "");
+    assert_ne!(src, file, "the preset line moved");
     let pass = sim::run::Pass {
         seed: loaded.scenario.seed,
         mesh: true,
@@ -216,5 +216,80 @@ fn a_scale_down_drains_before_it_stops_pods() {
         late, 0,
         "failures only after the scale-down: {:?}",
         abrupt.timeline
+    );
+}
+
+/// A pod a scale has stopped stays stopped when a crash of it ends, and each scale's drain is
+/// its own: a scale up whose window ends during another scale's drain stops nothing.
+#[test]
+fn scaled_out_pods_stay_out() {
+    let src = r#"
+name = "t"
+[mesh]
+baseline = false
+[control_plane]
+[[services]]
+name = "api"
+replicas = 3
+latency = { dist = "constant", value = "1ms" }
+[workload]
+target = "api"
+rate_rps = 50
+duration = "16s"
+[[faults]]
+kind = "crash"
+pod = "api-2"
+at = "2s"
+until = "10s"
+[[faults]]
+kind = "scale"
+service = "api"
+replicas = 2
+at = "4s"
+drain = "1s"
+[[faults]]
+kind = "scale"
+service = "api"
+replicas = 4
+at = "5s"
+drain = "1s"
+[[faults]]
+kind = "scale"
+service = "api"
+replicas = 1
+at = "7s"
+drain = "5s"
+"#;
+    let stats = common::simulate(src, 3, true);
+    let cp = stats.control_plane.as_ref().unwrap();
+    let whats: Vec<(u64, &str)> = cp
+        .changes
+        .iter()
+        .map(|c| (c.at_ms, c.what.as_str()))
+        .collect();
+    // api-2 crashed at 2 s and was scaled away at 4 s; at 5 s the scale to 4 starts it again
+    // and api-3, both listed once ready; at 7 s the scale to 1 unlists them and api-1. The
+    // crash's end at 10 s must not list api-2 again.
+    assert!(
+        whats
+            .iter()
+            .all(|(t, w)| !(*t >= 10_000 && w.contains("ready"))),
+        "{whats:?}"
+    );
+    // Only the crash fails requests: those in flight on api-2 at 2 s hang (its packets vanish;
+    // no retries here) until the scale to 4 replaces it at 5 s and the new pod resets them.
+    // Nothing fails later: the scale to 4's window ends at 6 s and stops nothing, the crash's
+    // end at 10 s restarts nothing, and the scale to 1's pods drain for their full 5 s (to
+    // 12 s), long after callers stopped sending to them.
+    let later: u64 = stats
+        .timeline
+        .iter()
+        .filter(|b| b.t_s > 5)
+        .map(|b| b.failed)
+        .sum();
+    assert_eq!(later, 0, "{:?} {whats:?}", stats.timeline);
+    assert_eq!(
+        stats.books.failed_by_reason.keys().collect::<Vec<_>>(),
+        ["upstream_reset"]
     );
 }

@@ -175,9 +175,9 @@ fn dropping_the_old_root_before_the_workloads_renew_fails_handshakes_until_they_
             .map(|b| b.failed)
             .sum()
     };
-    assert_eq!(failed_in(0, 45), 0);
+    assert_eq!(failed_in(0, 52), 0, "{:?}", early.timeline);
     assert_eq!(
-        failed_in(45, 62),
+        failed_in(52, 61),
         early.books.failed,
         "{:?}",
         early.timeline

@@ -36,6 +36,9 @@ pub(super) struct Bundle {
 pub(super) struct Trust {
     pub(super) domain: String,
     bundle: RwLock<Arc<Bundle>>,
+    /// Bumped by every bundle change: resumable sessions are tagged with the generation their
+    /// peer was authenticated under.
+    generation: std::sync::atomic::AtomicU32,
     algs: WebPkiSupportedAlgorithms,
     provider: Arc<CryptoProvider>,
 }
@@ -51,6 +54,7 @@ impl Trust {
             domain,
             algs: provider.signature_verification_algorithms,
             bundle: RwLock::new(bundle),
+            generation: Default::default(),
             provider,
         })
     }
@@ -69,7 +73,14 @@ impl Trust {
     pub(super) fn set_roots(&self, roots: RootCertStore) -> Result<(), super::TlsError> {
         let b = Self::bundle(roots, &self.provider)?;
         *self.bundle.write().unwrap_or_else(|p| p.into_inner()) = b;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The bundle's generation now.
+    pub(super) fn generation(&self) -> u32 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(super) fn current(&self) -> Arc<Bundle> {
@@ -176,12 +187,16 @@ impl ClientCertVerifier for ClientJudge {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        // The generation first: a bundle change during the check must not tag the session newer
+        // than the bundle that judged it.
+        let generation = self.0.generation();
         let verified =
             self.0
                 .current()
                 .client
                 .verify_client_cert(end_entity, intermediates, now)?;
         self.0.identity(end_entity)?;
+        super::authenticated_under(generation);
         Ok(verified)
     }
 

@@ -9,7 +9,9 @@
 //!
 //! Endpoint changes reach the proxies only through the control plane, so a scale needs a
 //! `[control_plane]`. The unmeshed baseline has no service discovery: there a scale does
-//! nothing and the added pods are never called.
+//! nothing and the added pods are never called; likewise `plaintext_clients` (no sidecar)
+//! keep the pod list of the start. A crash fault cannot name a pod only a scale creates, and a
+//! crash that ends does not restart a pod a scale has stopped.
 
 use serde::{Deserialize, Serialize};
 

@@ -75,6 +75,11 @@ impl Effects for Stage<'_, '_> {
             return;
         };
         let index = self.world.pods[p].index;
+        if self.world.scaled_out.contains(&index) || (!down && !self.world.down.contains(&index)) {
+            // Stopped by a scale: a crash's end does not bring it back (only a scale up does).
+            // Or running again already (a scale up replaced it): nothing to restart.
+            return;
+        }
         self.fabric.set_crashed(index, down);
         if down {
             self.world.crash_pod(index);
@@ -105,14 +110,14 @@ impl Effects for Stage<'_, '_> {
             return;
         }
         if start {
-            for p in self.world.scale(service, replicas) {
+            for p in self.world.scale(service, replicas, self.fault) {
                 let index = self.world.pods[p].index;
                 self.world.scaled_out.remove(&index);
                 self.fabric.set_crashed(index, false);
                 self.world.start_pod(p);
             }
         } else {
-            for index in self.world.drained(service) {
+            for index in self.world.drained(self.fault) {
                 self.fabric.set_crashed(index, true);
             }
         }

@@ -128,7 +128,7 @@ async fn simulate_inner(
             };
             let index = infos.len();
             let ip = ip_of(index);
-            let zone = svc.zones[r % svc.zones.len()].clone();
+            let zone = svc.zones[ordinal.map_or(r, |o| o as usize) % svc.zones.len()].clone();
             let host = net.add_host(ip);
             infos.push(HostInfo {
                 name: name.clone(),
@@ -173,6 +173,8 @@ async fn simulate_inner(
             },
         );
         direct.insert(svc.name.get_ref().clone(), (addrs, svc.protocol));
+        // Callers without a sidecar keep this list for the run: they never learn of a scale.
+        let unborn = dormant_names(&pods, &dormant);
         inbound.insert(
             svc.name.get_ref().clone(),
             (
@@ -181,7 +183,7 @@ async fn simulate_inner(
                     .map(|e| {
                         e.endpoints
                             .iter()
-                            .filter(|e| !dormant_names(&pods, &dormant).contains(&e.pod))
+                            .filter(|e| !unborn.contains(&e.pod))
                             .map(|e| e.addr)
                             .collect()
                     })
@@ -311,7 +313,7 @@ async fn simulate_inner(
         down: std::collections::BTreeSet::new(),
         unready: std::collections::BTreeSet::new(),
         scaled_out: dormant,
-        terminating: std::collections::BTreeSet::new(),
+        terminating: BTreeMap::new(),
     };
 
     let set = tokio::task::LocalSet::new();

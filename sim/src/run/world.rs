@@ -74,13 +74,13 @@ pub(super) struct World<'a> {
     pub(super) access_log: Option<Arc<Mutex<Vec<String>>>>,
     /// The control plane, when `[control_plane]` puts one in charge.
     pub(super) plane: Option<super::control::Plane>,
-    /// Whether the run's first instant is over: sidecars started later (restarted pods) take
-    /// their configuration from the control plane, not a bootstrap.
+    /// Whether the run's first instant is over: sidecars started later (restarted or scaled-up
+    /// pods) take their configuration from the control plane, not a bootstrap.
     pub(super) booted: bool,
     /// Host indexes that are down now.
     pub(super) down: std::collections::BTreeSet<usize>,
-    /// Host indexes of restarted pods whose sidecar waits for its first configuration: not
-    /// ready, so not yet listed as endpoints.
+    /// Host indexes of restarted or scaled-up pods whose sidecar waits for its first
+    /// configuration: not ready, so not yet listed as endpoints.
     pub(super) unready: std::collections::BTreeSet<usize>,
     /// Workload certificates, with `[mtls]`.
     pub(super) identities: Option<super::identity::Identities>,
@@ -91,9 +91,9 @@ pub(super) struct World<'a> {
     /// Host indexes of pods not running because of the replica count (never started, or
     /// stopped by a scale down).
     pub(super) scaled_out: std::collections::BTreeSet<usize>,
-    /// Host indexes of pods a scale down took off the list, still running until their drain
-    /// ends.
-    pub(super) terminating: std::collections::BTreeSet<usize>,
+    /// Pods a scale down took off the list, still running until their drain ends: host index
+    /// to the scale fault (its index in the time line) whose drain that is.
+    pub(super) terminating: BTreeMap<usize, usize>,
 }
 
 impl World<'_> {
@@ -292,9 +292,10 @@ impl World<'_> {
         self.endpoints_changed(&format!("{name} crashed"));
     }
 
-    /// Tell the control plane (if any) which pods are up now: each service's endpoints are
-    /// its pods in their first order, less those that are down (Kubernetes lists only ready
-    /// pods; a pod is ready as soon as it starts: readiness probes are not modelled).
+    /// Tell the control plane (if any) which pods are listed now: each service's endpoints are
+    /// its pods in their first order, less those that are down, not ready yet (a sidecar
+    /// waiting for its configuration), draining after a scale down, or scaled out (Kubernetes
+    /// lists only ready pods; readiness probes are not modelled).
     fn endpoints_changed(&mut self, what: &str) {
         if self.plane.is_none() {
             return;
@@ -305,7 +306,8 @@ impl World<'_> {
             .down
             .iter()
             .chain(&self.unready)
-            .chain(&self.terminating)
+            .chain(self.terminating.keys())
+            .chain(&self.scaled_out)
             .map(|i| self.hosts_name(*i))
             .collect();
         let Some(plane) = self.plane.as_mut() else {
@@ -327,9 +329,10 @@ impl World<'_> {
         );
     }
 
-    /// Scale `service` to `replicas`: start the scaled-out pods below it (each listed once
-    /// ready), take the running ones at or above it off the list. Returns the pods to start.
-    pub(super) fn scale(&mut self, service: &str, replicas: u32) -> Vec<usize> {
+    /// Scale `service` to `replicas` (fault `fault` of the time line): start the scaled-out pods
+    /// below it (each listed once ready), take the running ones at or above it off the list
+    /// (to stop when this fault's drain ends). Returns the pods to start.
+    pub(super) fn scale(&mut self, service: &str, replicas: u32, fault: usize) -> Vec<usize> {
         let Some(si) = self
             .loaded
             .scenario
@@ -347,12 +350,15 @@ impl World<'_> {
                 continue;
             };
             if ordinal < replicas {
-                if self.terminating.remove(&pod.index) {
+                if self.terminating.remove(&pod.index).is_some() {
                     relisted = true;
                 } else if self.scaled_out.contains(&pod.index) {
                     start.push(p);
                 }
-            } else if !self.scaled_out.contains(&pod.index) && self.terminating.insert(pod.index) {
+            } else if !self.scaled_out.contains(&pod.index)
+                && !self.terminating.contains_key(&pod.index)
+            {
+                self.terminating.insert(pod.index, fault);
                 unlisted = true;
             }
         }
@@ -362,14 +368,14 @@ impl World<'_> {
         start
     }
 
-    /// The pods of `service` whose drain is over: stop them (returns their host indexes).
-    pub(super) fn drained(&mut self, service: &str) -> Vec<usize> {
+    /// The pods whose drain under scale fault `fault` is over: stop them (returns their host
+    /// indexes). Pods another scale took off the list keep their own drain.
+    pub(super) fn drained(&mut self, fault: usize) -> Vec<usize> {
         let owned: Vec<usize> = self
-            .pods
+            .terminating
             .iter()
-            .filter(|p| self.terminating.contains(&p.index))
-            .filter(|p| self.loaded.scenario.services[p.service].name.get_ref() == service)
-            .map(|p| p.index)
+            .filter(|(_, f)| **f == fault)
+            .map(|(i, _)| *i)
             .collect();
         for i in &owned {
             self.terminating.remove(i);
