@@ -189,9 +189,14 @@ async fn serve<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    // After a failed accept, wait before the next: an exhausted file-descriptor table fails
+    // every accept at once, and retrying at once spins a core without serving anyone. Errors
+    // that concern one connection only (it was reset or aborted before we took it) retry at once.
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match net.accept(&listener).await {
             Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
                 let handler = handler.clone();
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
@@ -315,7 +320,19 @@ async fn serve<N, F, Fut>(
                     }
                 });
             }
-            Err(_) => on_event(ServeEvent::AcceptError),
+            Err(e) => {
+                on_event(ServeEvent::AcceptError);
+                use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+                if !matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
         }
     }
 }
+
+/// First wait after a failed accept; it doubles per failure in a row.
+pub const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+/// Longest wait after failed accepts (what hyper's and tokio's examples use for EMFILE).
+pub const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);

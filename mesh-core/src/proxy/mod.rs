@@ -84,6 +84,9 @@ fn authority_of<B>(req: &Request<B>) -> Option<String> {
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
 }
 
+/// The service label of outbound requests to a name the registry does not hold.
+pub const UNKNOWN_SERVICE: &str = "unknown";
+
 /// Most spans a proxy keeps in memory (about 100 bytes each); past it the newest are dropped
 /// and counted (`spans_dropped`).
 pub const MAX_SPANS: usize = 2_000_000;
@@ -314,8 +317,18 @@ impl<N: Network> Proxy<N> {
             Direction::Inbound => None,
         };
         let service: std::borrow::Cow<'_, str> = match (dir, &authority) {
-            (Direction::Outbound, Some(a)) => service_of_authority(a).to_string().into(),
-            (Direction::Outbound, None) => "unknown".into(),
+            // Counters and metric series are per configured service, as Envoy's are per
+            // cluster: a name the registry does not hold is `unknown`, so no client can create
+            // series (or leak what it put in `Host`) by naming hosts.
+            (Direction::Outbound, Some(a)) => {
+                let name = service_of_authority(a);
+                if self.config.borrow().registry.get(name).is_some() {
+                    name.to_string().into()
+                } else {
+                    UNKNOWN_SERVICE.into()
+                }
+            }
+            (Direction::Outbound, None) => UNKNOWN_SERVICE.into(),
             (Direction::Inbound, _) if tel.service.is_empty() => "local".into(),
             (Direction::Inbound, _) => tel.service.as_str().into(),
         };

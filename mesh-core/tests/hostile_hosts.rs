@@ -1,0 +1,48 @@
+//! Clients choose the `Host` header, so it must not choose what the proxy keeps: counters and
+//! metric series are per configured service (as Envoy's are per cluster). Hundreds of made-up
+//! names, and one carrying credentials, all land under `unknown`, and none reaches `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use mesh_core::net::TokioNet;
+use mesh_core::proxy::UNKNOWN_SERVICE;
+use mesh_core::registry::Protocol;
+use mesh_core::testkit::{self, TwoPods};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_hosts_create_no_series() {
+    let base = 21_720;
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
+    let pods = TwoPods {
+        client_outbound: a(0),
+        client_inbound: a(1),
+        server_inbound: a(2),
+        server_outbound: a(3),
+        app: a(4),
+        mesh_protocol: Protocol::Http1,
+        request_timeout: Duration::from_millis(500),
+        endpoint: a(2),
+        start_app: true,
+    };
+    let (client, _) = testkit::start(TokioNet, TokioNet, &pods).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ok = testkit::call(TokioNet, a(0), Protocol::Http1, "echo", "/").await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    let mut names: Vec<String> = (0..300).map(|i| format!("made-up-{i}")).collect();
+    names.push("user:secret@echo".into());
+    for name in &names {
+        let seen = testkit::call(TokioNet, a(0), Protocol::Http1, name, "/").await;
+        assert_ne!(seen.status, StatusCode::OK, "{name}: {seen:?}");
+    }
+    let c = client.snapshot();
+    let keys: Vec<&String> = c.services.keys().collect();
+    assert_eq!(keys, ["echo", UNKNOWN_SERVICE], "{keys:?}");
+    let text =
+        mesh_core::telemetry::metrics::exposition(&Default::default(), &c, &Default::default());
+    assert!(
+        !text.contains("made-up") && !text.contains("secret"),
+        "{text}"
+    );
+}
