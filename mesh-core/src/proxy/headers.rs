@@ -1,6 +1,11 @@
 //! Hop-by-hop header handling (RFC 9110 §7.6.1): headers that describe one connection must not be
 //! forwarded to the next. That includes every header the `Connection` header names, and `TE`
-//! except its `trailers` value, which gRPC needs end to end over HTTP/2.
+//! except its `trailers` value, which gRPC needs end to end over HTTP/2. Two exceptions and one
+//! addition: the W3C `traceparent` stays whatever `Connection` names (it is end to end, and
+//! the proxy's own trace context must not be stripped by a client's `Connection:
+//! traceparent`); and a message that came chunked loses its `Content-Length` too (RFC 9112
+//! §6.3: with `Transfer-Encoding` present, `Content-Length` is not the length, and forwarding
+//! it would frame the next hop's message wrongly).
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
@@ -27,7 +32,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name);
+        if name != crate::telemetry::trace::TRACEPARENT {
+            headers.remove(name);
+        }
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
     }
     for name in HOP_BY_HOP {
         headers.remove(*name);
@@ -63,6 +73,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-end-to-end"], "kept");
+    }
+
+    #[test]
+    fn chunked_drops_content_length_and_traceparent_survives_connection() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("2"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("connection", HeaderValue::from_static("traceparent"));
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("content-length").is_none(), "{h:?}");
+        assert!(h.get("traceparent").is_some(), "{h:?}");
+        // Without chunking, the length stays.
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["content-length"], "2");
     }
 
     #[test]
