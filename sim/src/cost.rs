@@ -101,14 +101,36 @@ impl Calibration {
     }
 
     /// Read a calibration file.
+    ///
+    /// Only a regular file of at most [`MAX_CALIBRATION_BYTES`] is read, and an error never
+    /// quotes its content: a scenario names the file, and a scenario may come from anyone.
     pub fn load(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read calibration file {shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("calibration file {shown} is not a regular file"));
+        }
+        if meta.len() > MAX_CALIBRATION_BYTES {
+            return Err(format!(
+                "calibration file {shown} is {} bytes; expected at most {MAX_CALIBRATION_BYTES}",
+                meta.len()
+            ));
+        }
         let src = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read calibration file {}: {e}", path.display()))?;
-        Self::parse(&src).map_err(|e| format!("calibration file {}: {e}", path.display()))
+            .map_err(|e| format!("cannot read calibration file {shown}: {e}"))?;
+        Self::parse(&src).map_err(|e| format!("calibration file {shown}: {e}"))
     }
 
     fn parse(src: &str) -> Result<Self, String> {
-        let c: Calibration = toml::from_str(src).map_err(|e| e.to_string())?;
+        let c: Calibration = toml::from_str(src).map_err(|e| {
+            // The message and the line, never the quoted text toml's Display adds.
+            let line = e.span().map_or(0, |s| {
+                let before = &src.as_bytes()[..s.start.min(src.len())];
+                before.iter().filter(|b| **b == b'\n').count() + 1
+            });
+            format!("not a calibration file (line {line}: {})", e.message())
+        })?;
         for key in ["http1", "http2"] {
             c.hop
                 .get(key)
@@ -132,6 +154,9 @@ impl Calibration {
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// Largest calibration file read (the shipped ones are under 4 KiB).
+pub const MAX_CALIBRATION_BYTES: u64 = 1 << 20;
 
 /// What `proxies` sidecars carrying `hops` requests in `sim_time_ms` cost, by our measured
 /// footprint and by published figures (sources: `shared/reference/mesh-defaults.md` §5).

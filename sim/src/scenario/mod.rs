@@ -274,8 +274,23 @@ pub fn load_with(path: &Path, overrides: &[overrides::Override]) -> Result<Loade
     let cost = match &scenario.mesh.proxy_cost {
         None => crate::cost::Calibration::builtin(),
         Some(rel) => {
+            // A calibration file beside the scenario (or below it): a relative `.toml` path
+            // that does not climb out, so a scenario cannot make the loader read elsewhere.
+            let named = Path::new(rel);
+            let inside = named.is_relative()
+                && named
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                && named.extension().is_some_and(|e| e == "toml");
             let p = path.parent().unwrap_or(Path::new(".")).join(rel);
-            crate::cost::Calibration::load(&p).map_err(|message| ScenarioError {
+            let checked = if inside {
+                crate::cost::Calibration::load(&p)
+            } else {
+                Err(format!(
+                    "{rel:?}: expected a relative path to a .toml calibration file beside the scenario (no `..`, not absolute)"
+                ))
+            };
+            checked.map_err(|message| ScenarioError {
                 line: line_of_text(&src, "proxy_cost").0,
                 column: 1,
                 file: file.clone(),

@@ -200,6 +200,12 @@ fn every_validation_rule_rejects_what_it_guards() {
             "1 to 5000",
         ),
         (
+            "{ name = \"v2\", replicas = 1 }",
+            "{ name = \"v2\", replicas = 4294967295 }",
+            "services",
+            "at most 10000",
+        ),
+        (
             "zones = [\"a\", \"b\"]",
             "zones = []",
             "services[0].zones",
@@ -300,6 +306,12 @@ fn every_validation_rule_rejects_what_it_guards() {
             "replicas = 2\nnetwork_policy = [{ name = \"x\", action = \"ALLOW\", rules = [{ ports = [0] }] }]",
             "services[0].network_policy",
             "port 0",
+        ),
+        (
+            "min_per_sec = 10",
+            "min_per_sec = 2147483647",
+            "services[0].policy.retry.budget",
+            "min_per_sec at most",
         ),
         (
             "max_retries = 3",

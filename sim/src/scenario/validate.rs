@@ -73,6 +73,9 @@ pub(super) fn line_of_text(src: &str, needle: &str) -> (usize, usize) {
     src.find(needle).map(|o| line_col(src, o)).unwrap_or((0, 0))
 }
 
+/// Most pods a scenario may have over all its services (each is a simulated host).
+pub const MAX_PODS: u64 = 10_000;
+
 pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
     let err_at = |span: std::ops::Range<usize>, field: String, message: String| {
         let (line, column) = line_col(src, span.start);
@@ -100,6 +103,31 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
             "[workload]",
             "services".into(),
             "expected at least one [[services]] table".into(),
+        ));
+    }
+    // Every pod is a simulated host: count them (base replicas, subsets, what scales ask
+    // for) before anything builds a list of them.
+    let pods = s.services.iter().fold(0u64, |n, svc| {
+        let subsets = svc
+            .subsets
+            .iter()
+            .fold(0u64, |m, sub| m.saturating_add(u64::from(sub.replicas)));
+        let scaled = s
+            .faults
+            .iter()
+            .filter_map(|f| f.get_ref().scales_to(svc.name.get_ref()))
+            .max()
+            .unwrap_or(0);
+        let base = u64::from(svc.replicas.max(scaled));
+        n.saturating_add(base).saturating_add(subsets)
+    });
+    if pods > MAX_PODS {
+        return Err(err_text(
+            "[[services]]",
+            "services".into(),
+            format!(
+                "{pods} pods over all services (replicas, subsets and scales); expected at most {MAX_PODS}"
+            ),
         ));
     }
     let mut names = BTreeSet::new();
@@ -279,12 +307,13 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
             if let Some(b) = &r.budget
                 && (!(0.0..=10.0).contains(&b.ratio)
                     || b.window.as_ms() < 1000
-                    || b.window.as_ms() > 60_000)
+                    || b.window.as_ms() > 60_000
+                    || b.min_per_sec > 1_000_000)
             {
                 return Err(err_at(
                     svc.name.span(),
                     field("retry.budget"),
-                    "expected 0 <= ratio <= 10 and a window between 1s and 60s".into(),
+                    "expected 0 <= ratio <= 10, a window between 1s and 60s and min_per_sec at most 1000000 (tower's budget panics beyond)".into(),
                 ));
             }
         }
