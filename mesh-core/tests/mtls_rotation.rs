@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use mesh_core::identity::SpiffeId;
 use mesh_core::net::{Network, TokioNet};
-use mesh_core::server::serve_https;
+use mesh_core::server::serve_inbound;
 use mesh_core::testkit;
 use mesh_core::tls::{CertAuthority, Dialer, MeshTls, Validity};
 
@@ -71,10 +71,12 @@ async fn rotate_under_load(
 ) -> (u64, u64) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = TokioNet.bind(addr).await.unwrap();
-    tokio::spawn(serve_https(
+    // A sidecar's inbound listener: it takes the current server configuration per connection.
+    tokio::spawn(serve_inbound(
         TokioNet,
         listener,
-        server.server(),
+        Some(server),
+        Arc::new(|_, _| true),
         testkit::echo,
         Arc::new(|_| {}),
     ));

@@ -209,7 +209,8 @@ struct Inner {
     identity: RwLock<SpiffeId>,
     trust: Arc<verify::Trust>,
     presented: Arc<Presented>,
-    server: Arc<ServerConfig>,
+    /// Replaced (with an empty resumption cache) when the trust bundle changes.
+    server: RwLock<Arc<ServerConfig>>,
     /// For destinations whose identity is unknown: any workload of the trust domain. Rebuilt
     /// (with an empty resumption cache) when the trust bundle changes.
     client: RwLock<Arc<ClientConfig>>,
@@ -277,28 +278,38 @@ impl MeshTls {
             provider.clone(),
         )?);
         let presented = Arc::new(Presented(RwLock::new(Arc::new(ck))));
-        let mut server = ServerConfig::builder_with_details(provider.clone(), time.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(Arc::new(verify::ClientJudge(trust.clone())))
-            .with_cert_resolver(presented.clone());
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let sessions = Arc::new(Sessions {
-            cache: rustls::server::ServerSessionMemoryCache::new(256),
-            trust: trust.clone(),
-        });
-        server.session_storage = sessions;
+        let server = Self::server_config(&provider, &time, &trust, &presented)?;
         let client = Self::client_config(&provider, &time, &trust, &presented, None)?;
         Ok(Self(Arc::new(Inner {
             identity: RwLock::new(identity),
             trust,
             presented,
-            server: Arc::new(server),
+            server: RwLock::new(server),
             client: RwLock::new(client),
             by_identity: Mutex::default(),
             provider,
             time,
             mode: mode::Current::default(),
         })))
+    }
+
+    /// A server configuration with its own, empty resumption cache.
+    fn server_config(
+        provider: &Arc<CryptoProvider>,
+        time: &Arc<dyn TimeProvider>,
+        trust: &Arc<verify::Trust>,
+        presented: &Arc<Presented>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut server = ServerConfig::builder_with_details(provider.clone(), time.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(verify::ClientJudge(trust.clone())))
+            .with_cert_resolver(presented.clone());
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        server.session_storage = Arc::new(Sessions {
+            cache: rustls::server::ServerSessionMemoryCache::new(256),
+            trust: trust.clone(),
+        });
+        Ok(Arc::new(server))
     }
 
     fn client_config(
@@ -357,7 +368,11 @@ impl MeshTls {
 
     /// For connections other sidecars open to this one.
     pub fn server(&self) -> Arc<ServerConfig> {
-        self.0.server.clone()
+        self.0
+            .server
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// For connections to a sidecar of any identity in the trust domain.
@@ -423,6 +438,12 @@ impl MeshTls {
         let i = &self.0;
         // Moves the trust to a new generation: sessions of older ones are not resumed.
         i.trust.set_roots(roots_from_pem(pem)?)?;
+        // And a new server configuration with an empty cache: a handshake in flight across the
+        // change finishes on the old configuration and stores its session there, where no
+        // later connection looks (listeners take `server()` per connection). The generation
+        // tags cover callers that hold one configuration for good.
+        let fresh = Self::server_config(&i.provider, &i.time, &i.trust, &i.presented)?;
+        *i.server.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         let fresh = Self::client_config(&i.provider, &i.time, &i.trust, &i.presented, None)?;
         *i.client.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         i.by_identity
