@@ -82,6 +82,17 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
     }
+
+    /// This registry with the endpoints of the pods `unlisted` names left out (every service
+    /// stays, possibly with no endpoints): what a control plane lists while those pods are down,
+    /// not ready or not yet started.
+    pub fn without_pods(&self, unlisted: &std::collections::BTreeSet<String>) -> Registry {
+        let mut out = self.clone();
+        for entry in out.services.values_mut() {
+            entry.endpoints.retain(|e| !unlisted.contains(&e.pod));
+        }
+        out
+    }
 }
 
 /// The service name an HTTP authority refers to: `db`, `db:80` and `db.default.svc.cluster.local`

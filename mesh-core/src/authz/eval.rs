@@ -105,27 +105,36 @@ impl Authorizer {
                 }
             }
         }
-        for p in self.policies.iter().filter(|p| p.action == Action::Deny) {
-            if let Some(rule) = matching_rule(p, req) {
-                return Err(Denial::Matched {
-                    policy: p.name.clone(),
-                    rule,
-                });
-            }
+        let policies = self.policies.iter().map(|p| (p.action, p.name.as_str(), p));
+        deny_then_allow(policies, self.any_allow, |p| matching_rule(p, req))
+    }
+}
+
+/// The DENY-then-ALLOW half of evaluation, shared by requests and connections
+/// ([`super::l4`]): refused by the first DENY policy with a matching rule; else, when any ALLOW
+/// policy exists (`any_allow`), admitted only if one matches. `policies` yields each policy's
+/// action and name; `matches` its first matching rule.
+pub(super) fn deny_then_allow<'a, P: 'a>(
+    policies: impl Iterator<Item = (Action, &'a str, &'a P)> + Clone,
+    any_allow: bool,
+    matches: impl Fn(&P) -> Option<usize>,
+) -> Result<(), Denial> {
+    for (_, name, p) in policies.clone().filter(|(a, ..)| *a == Action::Deny) {
+        if let Some(rule) = matches(p) {
+            return Err(Denial::Matched {
+                policy: name.to_string(),
+                rule,
+            });
         }
-        if !self.any_allow {
-            return Ok(());
-        }
-        let allowed = self
-            .policies
-            .iter()
-            .filter(|p| p.action == Action::Allow)
-            .any(|p| matching_rule(p, req).is_some());
-        if allowed {
-            Ok(())
-        } else {
-            Err(Denial::NoAllowMatched)
-        }
+    }
+    let admitted = !any_allow
+        || policies
+            .filter(|(a, ..)| *a == Action::Allow)
+            .any(|(.., p)| matches(p).is_some());
+    if admitted {
+        Ok(())
+    } else {
+        Err(Denial::NoAllowMatched)
     }
 }
 

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::eval::{Denial, source_matches};
+use super::eval::{Denial, deny_then_allow, source_matches};
 use super::{Action, PolicyError, Source};
 
 /// One connection-time policy of a workload.
@@ -78,25 +78,8 @@ impl ConnectionAuthorizer {
 
     /// Admit (`Ok`) or refuse `conn`.
     pub fn check(&self, conn: &Connection<'_>) -> Result<(), Denial> {
-        for p in self.policies.iter().filter(|p| p.action == Action::Deny) {
-            if let Some(rule) = matching_rule(p, conn) {
-                return Err(Denial::Matched {
-                    policy: p.name.clone(),
-                    rule,
-                });
-            }
-        }
-        let admitted = !self.any_allow
-            || self
-                .policies
-                .iter()
-                .filter(|p| p.action == Action::Allow)
-                .any(|p| matching_rule(p, conn).is_some());
-        if admitted {
-            Ok(())
-        } else {
-            Err(Denial::NoAllowMatched)
-        }
+        let policies = self.policies.iter().map(|p| (p.action, p.name.as_str(), p));
+        deny_then_allow(policies, self.any_allow, |p| matching_rule(p, conn))
     }
 }
 

@@ -253,14 +253,7 @@ async fn simulate_inner(
             .collect(),
     };
     // The control plane starts from the pods that exist: not the dormant ones.
-    let mut listed = registry.clone();
-    let unborn = dormant_names(&pods, &dormant);
-    for name in registry.names() {
-        if let Some(mut entry) = registry.get(name).cloned() {
-            entry.endpoints.retain(|e| !unborn.contains(&e.pod));
-            listed.insert(name, entry);
-        }
-    }
+    let listed = registry.without_pods(&dormant_names(&pods, &dormant));
     let plane = s.control_plane.clone().filter(|_| mesh).map(|spec| {
         control::Plane::new(spec, seed, cp_host, cp_ip, clock, listed, policies.clone())
     });

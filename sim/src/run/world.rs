@@ -317,15 +317,7 @@ impl World<'_> {
             what.to_string(),
             mesh_core::control::ResourceType::Endpoints,
             &down,
-            |registry, _| {
-                *registry = original.clone();
-                for name in original.names() {
-                    if let Some(mut entry) = original.get(name).cloned() {
-                        entry.endpoints.retain(|e| !unlisted.contains(&e.pod));
-                        registry.insert(name, entry);
-                    }
-                }
-            },
+            |registry, _| *registry = original.without_pods(&unlisted),
         );
     }
 
