@@ -273,6 +273,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: Vec::new(),
+        limits: Default::default(),
         outbound_addr: args.outbound,
         inbound_addr: args.inbound,
         app_addr: args.app,

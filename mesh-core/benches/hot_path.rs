@@ -105,6 +105,7 @@ fn stack(c: &mut Criterion) {
             custom_authorizer: None,
             identity_by_address: false,
             network_policies: Vec::new(),
+            limits: Default::default(),
             admin_addr: None,
             telemetry: Default::default(),
             outbound_addr: a(out),

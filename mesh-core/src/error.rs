@@ -46,11 +46,16 @@ pub enum ProxyError {
     /// filter: 403 "RBAC: access denied").
     #[error("RBAC: access denied")]
     AuthzDenied,
+    /// The proxy already held its most requests in flight in this direction
+    /// ([`crate::limits::Limits::max_requests_in_flight`]); answered at once, before any
+    /// upstream work (Envoy's overload manager `stop_accepting_requests`).
+    #[error("proxy overloaded")]
+    Overloaded,
 }
 
 impl ProxyError {
     /// Every failure, in declaration order.
-    pub const ALL: [ProxyError; 10] = [
+    pub const ALL: [ProxyError; 11] = [
         ProxyError::NoRoute,
         ProxyError::NoEndpoints,
         ProxyError::ConnectFailed,
@@ -61,6 +66,7 @@ impl ProxyError {
         ProxyError::RateLimited,
         ProxyError::CircuitOpen,
         ProxyError::AuthzDenied,
+        ProxyError::Overloaded,
     ];
 
     /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
@@ -77,6 +83,7 @@ impl ProxyError {
             | ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
             | ProxyError::CircuitOpen
+            | ProxyError::Overloaded
             | ProxyError::RefusedStream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -98,6 +105,7 @@ impl ProxyError {
             ProxyError::CircuitOpen => "circuit_open",
             ProxyError::RateLimited => "rate_limited",
             ProxyError::AuthzDenied => "authz_denied",
+            ProxyError::Overloaded => "overloaded",
         }
     }
 }

@@ -48,6 +48,7 @@ pub mod control;
 pub mod error;
 pub mod hop;
 pub mod identity;
+pub mod limits;
 pub mod net;
 pub mod policy;
 pub mod proxy;

@@ -1,7 +1,9 @@
 //! Serving HTTP on any [`Network`]: accept connections, speak HTTP/1.1 or HTTP/2 (detected from the
 //! connection preface, so h2c with prior knowledge works), call a handler per request.
 //! Used by the proxy's listeners and by anything else that serves on the boundary (the simulator's
-//! app models), so connection handling is written once.
+//! app models), so connection handling is written once, and so are its bounds ([`crate::limits`]):
+//! connections past the limit are closed at accept, connections that never get a request
+//! through or sit idle are closed by a per-connection watchdog, each counted by reason.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +18,12 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::body::Body;
+use crate::limits::Slots;
+pub use crate::limits::{CloseReason, Limits};
 use crate::net::{NetExecutor, Network};
+
+mod watch;
+use watch::{Activity, Watched};
 
 /// The address a request came from, put in its extensions by the listener.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +42,33 @@ pub enum ServeEvent {
     ConnectionError,
     /// A TLS handshake failed (no client certificate, untrusted CA, not TLS at all), and why.
     TlsHandshakeError(crate::tls::TlsFailure),
+    /// The listener closed a connection itself, at a limit ([`crate::limits`]).
+    Closed(CloseReason),
+    /// A request's header block was over [`Limits::max_header_bytes`]: answered 431 by the
+    /// listener, never handed on.
+    HeadersTooLarge,
+}
+
+/// The size of a request's header block as Envoy counts it against `max_request_headers_kb`:
+/// names and values, plus the request target.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum::<usize>()
+        + target
+}
+
+fn too_large() -> Response<Body> {
+    let mut resp = Response::new(crate::body::full("request header block too large\n"));
+    *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    // HTTP/1.1: the connection may be out of step with a client that sends such things.
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// Accept on `listener` forever, serving each connection with `handler`.
@@ -48,7 +82,31 @@ pub async fn serve_http<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve(net, listener, Security::Plain, None, handler, on_event).await
+    serve_http_with(net, listener, Limits::default(), handler, on_event).await
+}
+
+/// As [`serve_http`], within `limits` instead of the defaults.
+pub async fn serve_http_with<N, F, Fut>(
+    net: N,
+    listener: N::Listener,
+    limits: Limits,
+    handler: F,
+    on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
+) where
+    N: Network,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve(
+        net,
+        listener,
+        Security::Plain,
+        None,
+        limits,
+        handler,
+        on_event,
+    )
+    .await
 }
 
 /// As [`serve_http`], over TLS: each connection's handshake first (a failed handshake is a
@@ -70,6 +128,7 @@ pub async fn serve_https<N, F, Fut>(
         listener,
         Security::Tls(acceptor),
         None,
+        Limits::default(),
         handler,
         on_event,
     )
@@ -92,6 +151,7 @@ pub async fn serve_inbound<N, F, Fut>(
     listener: N::Listener,
     tls: Option<crate::tls::MeshTls>,
     admit: Admit,
+    limits: Limits,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -103,7 +163,16 @@ pub async fn serve_inbound<N, F, Fut>(
         Some(tls) => Security::Mesh(tls),
         None => Security::Plain,
     };
-    serve(net, listener, security, Some(admit), handler, on_event).await
+    serve(
+        net,
+        listener,
+        security,
+        Some(admit),
+        limits,
+        handler,
+        on_event,
+    )
+    .await
 }
 
 /// What a listener accepts.
@@ -159,20 +228,56 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
 }
 
 /// Serve connection `$conn` to its end or, when `$drain` (a mode watch, if any) changes first,
-/// finish what is in flight and close. A macro: hyper-util's connection future has bounds a
-/// generic function would have to restate whole.
-macro_rules! until_drained {
-    ($conn:expr, $drain:expr) => {{
+/// finish what is in flight and close; when `$expired` (the watchdog) says it is past a limit,
+/// close it (gracefully when idle, at once if it never got a request through) and count why.
+/// A macro: hyper-util's connection future has bounds a generic function would have to restate
+/// whole.
+///
+/// The race keeps the shape it had before the watchdog joined it (two branches, unbiased under
+/// a mesh mode, a plain await otherwise, now a biased race): a biased race or a third branch
+/// moved `mtls-root-rotation`'s propagation delay by 1 ms. An unbiased `select!` draws from the
+/// runtime's random stream, shared by every task on the simulated host, and the order of polls
+/// within one instant is part of what a seed reproduces.
+macro_rules! until_done {
+    ($conn:expr, $drain:expr, $expired:expr, $on_event:expr) => {{
         let mut conn = std::pin::pin!($conn);
-        match $drain {
-            None => conn.await,
-            Some(drain) => tokio::select! {
-                r = conn.as_mut() => r,
-                _ = drain.changed() => {
+        let mesh = $drain.is_some();
+        // `None`: the mode changed; `Some`: a limit.
+        let stop = async {
+            match $drain {
+                Some(d) => tokio::select! {
+                    biased;
+                    _ = d.changed() => None,
+                    why = $expired.as_mut() => Some(why),
+                },
+                None => Some($expired.as_mut().await),
+            }
+        };
+        let first = if mesh {
+            tokio::select! {
+                r = conn.as_mut() => Ok(r),
+                why = stop => Err(why),
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => Ok(r),
+                why = stop => Err(why),
+            }
+        };
+        match first {
+            Ok(r) => r,
+            Err(why) => {
+                if let Some(why) = why {
+                    $on_event(ServeEvent::Closed(why));
+                }
+                if matches!(why, None | Some(CloseReason::IdleTimeout)) {
                     conn.as_mut().graceful_shutdown();
                     conn.await
+                } else {
+                    Ok(())
                 }
-            },
+            }
         }
     }};
 }
@@ -182,6 +287,7 @@ async fn serve<N, F, Fut>(
     listener: N::Listener,
     security: Security,
     admit: Option<Admit>,
+    limits: Limits,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -189,6 +295,8 @@ async fn serve<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    let limits = Arc::new(limits);
+    let slots = Slots::default();
     // After a failed accept, wait before the next: an exhausted file-descriptor table fails
     // every accept at once, and retrying at once spins a core without serving anyone. Errors
     // that concern one connection only (it was reset or aborted before we took it) retry at once.
@@ -197,24 +305,58 @@ async fn serve<N, F, Fut>(
         match net.accept(&listener).await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
+                // Load shedding at accept: past the limit a connection is closed unread, and
+                // counted, rather than queued or left waiting for a descriptor.
+                let Some(slot) = slots.take(limits.max_connections) else {
+                    drop(stream);
+                    on_event(ServeEvent::Closed(CloseReason::Overflow));
+                    continue;
+                };
                 let handler = handler.clone();
                 let on_event = on_event.clone();
                 let exec = NetExecutor(net.clone());
                 let security = security.clone();
                 let admit = admit.clone();
+                let limits = limits.clone();
                 net.spawn(async move {
+                    let _slot = slot;
+                    let activity = Activity::new(&limits);
+                    // The watchdog runs in the connection's own task (one more task per
+                    // connection would reorder a simulation's run queue); its timer fires only
+                    // at deadlines, never as requests come and go.
+                    let expired = activity.expired(&limits);
+                    let mut expired = std::pin::pin!(expired);
+                    let stream = Watched {
+                        inner: stream,
+                        activity: activity.clone(),
+                    };
                     let admitted =
                         |identity: Option<&str>| admit.as_ref().is_none_or(|a| a(peer, identity));
-                    // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID.
+                    // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID;
+                    // the connection knows it is in flight until its handler answers.
                     let service = |identity: Option<Arc<str>>| {
                         let handler = handler.clone();
+                        let activity = activity.clone();
+                        let on_event = on_event.clone();
+                        let max_header_bytes = limits.max_header_bytes;
                         hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                            let in_flight = activity.request();
+                            let oversized = header_bytes(&req) > max_header_bytes;
                             req.extensions_mut().insert(PeerAddr(peer));
                             if let Some(id) = &identity {
                                 req.extensions_mut().insert(PeerIdentity(id.clone()));
                             }
                             let handler = handler.clone();
-                            async move { Ok::<_, Infallible>(handler(req).await) }
+                            let on_event = on_event.clone();
+                            async move {
+                                if oversized {
+                                    on_event(ServeEvent::HeadersTooLarge);
+                                    return Ok::<_, Infallible>(too_large());
+                                }
+                                let resp = handler(req).await;
+                                drop(in_flight);
+                                Ok::<_, Infallible>(resp)
+                            }
                         })
                     };
                     let mut builder = auto::Builder::new(exec);
@@ -224,11 +366,15 @@ async fn serve<N, F, Fut>(
                     builder
                         .http1()
                         .timer(TokioTimer::new())
-                        .auto_date_header(false);
+                        .auto_date_header(false)
+                        .header_read_timeout(limits.header_read_timeout)
+                        .max_headers(limits.max_headers);
                     builder
                         .http2()
                         .timer(TokioTimer::new())
-                        .auto_date_header(false);
+                        .auto_date_header(false)
+                        .max_concurrent_streams(limits.max_concurrent_streams)
+                        .max_header_list_size(limits.max_header_bytes as u32);
                     // Under a mesh mode, the connection drains when the mode changes.
                     let mut drain = match &security {
                         Security::Mesh(tls) => Some(tls.mode_changes()),
@@ -253,9 +399,19 @@ async fn serve<N, F, Fut>(
                         Security::Mesh(tls) => {
                             let mut stream = stream;
                             let mut first = [0u8; 1];
-                            if stream.read_exact(&mut first).await.is_err() {
-                                on_event(ServeEvent::ConnectionError);
-                                return;
+                            match within(
+                                stream.read_exact(&mut first),
+                                expired.as_mut(),
+                                &*on_event,
+                            )
+                            .await
+                            {
+                                None => return,
+                                Some(Err(_)) => {
+                                    on_event(ServeEvent::ConnectionError);
+                                    return;
+                                }
+                                Some(Ok(_)) => {}
                             }
                             // The mode as of the first byte, marked seen: only a later change
                             // drains this connection.
@@ -284,36 +440,43 @@ async fn serve<N, F, Fut>(
                     };
                     let served = match acceptor {
                         None => {
+                            activity.handshaken();
                             if !admitted(None) {
                                 return;
                             }
                             let conn =
                                 builder.serve_connection(TokioIo::new(stream), service(None));
-                            until_drained!(conn, drain.as_mut())
+                            until_done!(conn, drain.as_mut(), expired, on_event)
                         }
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => {
-                                let identity = s
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|c| c.first())
-                                    .and_then(crate::tls::spiffe_id)
-                                    .map(Arc::<str>::from);
-                                if !admitted(identity.as_deref()) {
+                        Some(acceptor) => {
+                            match within(acceptor.accept(stream), expired.as_mut(), &*on_event)
+                                .await
+                            {
+                                None => return,
+                                Some(Ok(s)) => {
+                                    activity.handshaken();
+                                    let identity = s
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .and_then(|c| c.first())
+                                        .and_then(crate::tls::spiffe_id)
+                                        .map(Arc::<str>::from);
+                                    if !admitted(identity.as_deref()) {
+                                        return;
+                                    }
+                                    let conn = builder
+                                        .serve_connection(TokioIo::new(s), service(identity));
+                                    until_done!(conn, drain.as_mut(), expired, on_event)
+                                }
+                                Some(Err(e)) => {
+                                    on_event(ServeEvent::TlsHandshakeError(
+                                        crate::tls::TlsFailure::of(&e),
+                                    ));
                                     return;
                                 }
-                                let conn =
-                                    builder.serve_connection(TokioIo::new(s), service(identity));
-                                until_drained!(conn, drain.as_mut())
                             }
-                            Err(e) => {
-                                on_event(ServeEvent::TlsHandshakeError(
-                                    crate::tls::TlsFailure::of(&e),
-                                ));
-                                return;
-                            }
-                        },
+                        }
                     };
                     if served.is_err() {
                         on_event(ServeEvent::ConnectionError);
@@ -328,6 +491,23 @@ async fn serve<N, F, Fut>(
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
+        }
+    }
+}
+
+/// `fut`, unless the connection's deadline comes first (then counted, and `None`): handshakes
+/// and first bytes run under the first-request deadline too.
+async fn within<T>(
+    fut: impl Future<Output = T>,
+    expired: Pin<&mut impl Future<Output = CloseReason>>,
+    on_event: &(dyn Fn(ServeEvent) + Send + Sync),
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        r = fut => Some(r),
+        why = expired => {
+            on_event(ServeEvent::Closed(why));
+            None
         }
     }
 }

@@ -74,6 +74,16 @@ pub async fn start<N: Network>(
     server: N,
     pods: &TwoPods,
 ) -> (Arc<ProxyStats>, Arc<ProxyStats>) {
+    start_within(client, server, pods, crate::limits::Limits::default()).await
+}
+
+/// As [`start`], both sidecars within `limits`.
+pub async fn start_within<N: Network>(
+    client: N,
+    server: N,
+    pods: &TwoPods,
+    limits: crate::limits::Limits,
+) -> (Arc<ProxyStats>, Arc<ProxyStats>) {
     if pods.start_app {
         let app_listener = server.bind(pods.app).await.expect("bind app");
         server.spawn(serve_http(
@@ -116,6 +126,7 @@ pub async fn start<N: Network>(
         inbound_route_limits: Vec::new(),
         stats_epoch: None,
         tls: None,
+        limits: limits.clone(),
     };
     let server_proxy = Proxy::new(
         server.clone(),

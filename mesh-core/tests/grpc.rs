@@ -112,6 +112,7 @@ async fn mesh(base: u16) {
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: Vec::new(),
+        limits: Default::default(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(out),

@@ -66,6 +66,7 @@ async fn mesh_with(
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: l4,
+        limits: Default::default(),
         admin_addr: None,
         telemetry: mesh_core::telemetry::TelemetryConfig {
             access_log: Some(sink.clone()),

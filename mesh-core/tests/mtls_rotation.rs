@@ -77,6 +77,7 @@ async fn rotate_under_load(
         listener,
         Some(server),
         Arc::new(|_, _| true),
+        Default::default(),
         testkit::echo,
         Arc::new(|_| {}),
     ));

@@ -62,6 +62,7 @@ fn start(base: u16, mesh: Protocol) {
                 custom_authorizer: None,
                 identity_by_address: false,
                 network_policies: Vec::new(),
+                limits: Default::default(),
                 admin_addr: None,
                 telemetry: Default::default(),
                 outbound_addr: a(out),

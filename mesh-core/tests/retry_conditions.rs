@@ -102,6 +102,7 @@ async fn sidecar(base: u16, retry_on: RetryOn) -> (SocketAddr, Arc<ProxyStats>) 
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: Vec::new(),
+        limits: Default::default(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: a(0),

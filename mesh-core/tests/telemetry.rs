@@ -76,6 +76,7 @@ async fn metrics_traces_and_access_logs() {
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: Vec::new(),
+        limits: Default::default(),
         outbound_addr: a(out),
         inbound_addr: a(inb),
         app_addr: a(base + 4),

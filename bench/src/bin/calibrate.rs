@@ -77,6 +77,7 @@ async fn start_mesh(base: u16, protocol: Protocol) -> SocketAddr {
         custom_authorizer: None,
         identity_by_address: false,
         network_policies: Vec::new(),
+        limits: Default::default(),
         admin_addr: None,
         telemetry: Default::default(),
         outbound_addr: addr(out),

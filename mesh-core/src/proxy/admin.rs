@@ -5,13 +5,18 @@ use super::*;
 impl<N: Network> Proxy<N> {
     pub(super) async fn admin_loop(self: Arc<Self>, listener: N::Listener) {
         let stats = self.stats.clone();
-        let on_event = Arc::new(move |_e: ServeEvent| stats.update(|c| c.admin_errors += 1));
+        // A scrape connection closed for idling is no error.
+        let on_event = Arc::new(move |e: ServeEvent| {
+            if !matches!(e, ServeEvent::Closed(_)) {
+                stats.update(|c| c.admin_errors += 1)
+            }
+        });
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
             let this = this.clone();
             async move { this.admin(req) }
         };
-        serve_http(self.net.clone(), listener, handler, on_event).await
+        crate::server::serve_http(self.net.clone(), listener, handler, on_event).await
     }
 
     pub(super) fn admin(&self, req: Request<Incoming>) -> Response<Body> {

@@ -61,7 +61,7 @@ use crate::policy::{
 use crate::ratelimit::{LocalRateLimitLayer, RateLimit};
 use crate::registry::{Protocol, service_of_authority};
 use crate::retry::{AttemptEnd, RetryBudget};
-use crate::server::{Admit, ServeEvent, serve_http, serve_inbound};
+use crate::server::{Admit, ServeEvent, serve_http_with, serve_inbound};
 pub use crate::server::{PeerAddr, PeerIdentity};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
@@ -135,6 +135,8 @@ pub struct ProxyConfig {
     /// This workload's connection-time policies ([`crate::authz::l4`]), judged on each inbound
     /// connection before any request; empty admits every connection.
     pub network_policies: Vec<crate::authz::l4::NetworkPolicy>,
+    /// What each listener and direction holds at most ([`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 impl ProxyConfig {
@@ -158,6 +160,7 @@ impl ProxyConfig {
             custom_authorizer: None,
             identity_by_address: false,
             network_policies: Vec::new(),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -197,6 +200,8 @@ pub struct Proxy<N: Network> {
     spans: Mutex<Vec<Span>>,
     /// Trace and span ids: their own stream, so tracing never shifts retry jitter or splits.
     ids: Mutex<ChaCha8Rng>,
+    /// Requests in flight per direction, for the overload limit.
+    in_flight: [crate::limits::Slots; 2],
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -230,6 +235,7 @@ impl<N: Network> Proxy<N> {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
             ids: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7472_6163_6569_6473)),
             golden: Golden::default(),
+            in_flight: Default::default(),
             spans: Mutex::default(),
             budgets: Mutex::default(),
             breakers: Breakers::default(),
@@ -290,6 +296,10 @@ impl<N: Network> Proxy<N> {
             // Malformed requests, resets mid-stream: hyper already answered 400 where it could.
             ServeEvent::ConnectionError => stats.direction(dir, |d| d.downstream_errors += 1),
             ServeEvent::TlsHandshakeError(f) => stats.tls_failure(dir, &f),
+            ServeEvent::Closed(why) => {
+                stats.direction(dir, |d| *d.connections_closed.entry(why).or_insert(0) += 1)
+            }
+            ServeEvent::HeadersTooLarge => stats.direction(dir, |d| d.headers_too_large += 1),
         });
         let this = self.clone();
         let handler = move |req: Request<Incoming>| {
@@ -301,9 +311,22 @@ impl<N: Network> Proxy<N> {
                 let this = self.clone();
                 let admit: Admit = Arc::new(move |peer, id| this.admit_connection(peer, id));
                 let tls = self.cfg.tls.clone();
-                serve_inbound(self.net.clone(), listener, tls, admit, handler, on_event).await
+                let limits = self.cfg.limits.clone();
+                serve_inbound(
+                    self.net.clone(),
+                    listener,
+                    tls,
+                    admit,
+                    limits,
+                    handler,
+                    on_event,
+                )
+                .await
             }
-            Direction::Outbound => serve_http(self.net.clone(), listener, handler, on_event).await,
+            Direction::Outbound => {
+                let limits = self.cfg.limits.clone();
+                serve_http_with(self.net.clone(), listener, limits, handler, on_event).await
+            }
         }
     }
 
@@ -358,12 +381,15 @@ impl<N: Network> Proxy<N> {
             route: String::new(),
             armed: true,
         };
+        // Past the overload limit the answer is immediate: no upstream work, no queue.
+        let admitted = self.in_flight[dir.index()].take(self.cfg.limits.max_requests_in_flight);
         if let Some(cost) = &self.hop {
             cost.charge(dir).await;
         }
         let downstream_version = req.version();
         let mut tried = Vec::new();
         let result = match (dir, &authority) {
+            _ if admitted.is_none() => Err(ProxyError::Overloaded),
             (Direction::Outbound, Some(a)) => {
                 let Hop { service, route, .. } = &mut this_hop;
                 self.outbound(req, a, service, route, &mut tried).await

@@ -115,6 +115,10 @@ pub struct DirectionCounters {
     pub tls_handshake_errors: u64,
     /// The same, by reason ([`crate::tls::TlsFailure::reason`]).
     pub tls_failures: BTreeMap<String, u64>,
+    /// Connections the listener closed itself at a limit, by reason.
+    pub connections_closed: BTreeMap<crate::limits::CloseReason, u64>,
+    /// Requests answered 431 by the listener: header block over the limit.
+    pub headers_too_large: u64,
 }
 
 impl DirectionCounters {
@@ -185,6 +189,10 @@ impl Counters {
             put(format!("{n}.tls_handshake_errors"), d.tls_handshake_errors);
             for (r, v) in &d.tls_failures {
                 put(format!("{n}.tls.{r}"), *v);
+            }
+            put(format!("{n}.headers_too_large"), d.headers_too_large);
+            for (r, v) in &d.connections_closed {
+                put(format!("{n}.connections_closed.{}", r.reason()), *v);
             }
         }
         for (s, routes) in &self.routes {

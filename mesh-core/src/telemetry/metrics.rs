@@ -146,6 +146,18 @@ fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
             &[],
             dc.tls_handshake_errors,
         );
+        put(
+            format!("meshsim_{dir}_headers_too_large_total"),
+            &[],
+            dc.headers_too_large,
+        );
+        for (why, n) in &dc.connections_closed {
+            put(
+                format!("meshsim_{dir}_connections_closed_total"),
+                &[("reason", why.reason())],
+                *n,
+            );
+        }
     }
     for (service, sc) in &c.services {
         for (what, n) in sc.named() {

@@ -142,6 +142,7 @@ impl World<'_> {
             custom_authorizer: None,
             identity_by_address: tls.is_none(),
             network_policies: own_l4,
+            limits: Default::default(),
             outbound_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), OUTBOUND_PORT),
             inbound_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), INBOUND_PORT),
             app_addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), APP_PORT),
