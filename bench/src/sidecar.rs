@@ -73,20 +73,47 @@ pub struct SidecarArgs {
 pub fn access_log_to(
     path: &std::path::Path,
 ) -> std::io::Result<mesh_core::telemetry::access::AccessLog> {
-    use std::io::Write;
-    let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+    let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout())
     } else {
         Box::new(std::fs::File::create(path)?)
     };
-    let out = std::sync::Mutex::new(std::io::LineWriter::new(out));
-    Ok(mesh_core::telemetry::access::AccessLog(
-        std::sync::Arc::new(move |r| {
-            let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
-            // A full disk must not take the proxy down; the line is lost.
-            let _ = writeln!(w, "{}", r.to_json());
-        }),
-    ))
+    Ok(access_log_into(out, ACCESS_LOG_QUEUE))
+}
+
+/// Access-log lines queued for the writer at most; past it, lines are dropped and counted.
+/// About 300 bytes a line: at most ~3 MB held for a stalled reader.
+pub const ACCESS_LOG_QUEUE: usize = 10_000;
+
+/// A sink that never blocks the proxy: records are queued (at most `queue`) for a writer thread
+/// that owns `out`, and dropped when the queue is full: a reader that stops reading (a stalled
+/// pipe, a full disk) costs log lines, counted as `access_log_dropped`, never the data plane.
+/// Envoy's access loggers buffer and flush from a thread of their own for the same reason.
+pub fn access_log_into(
+    out: Box<dyn std::io::Write + Send>,
+    queue: usize,
+) -> mesh_core::telemetry::access::AccessLog {
+    use std::io::Write;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(queue);
+    // Real sockets only: this thread is the sink's, never the simulator's.
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            let mut w = std::io::BufWriter::new(out);
+            // A failed write loses the line, never the proxy. Flush whenever the queue is
+            // empty, so lines appear promptly when traffic is light.
+            while let Ok(line) = rx.recv() {
+                let _ = writeln!(w, "{line}");
+                while let Ok(next) = rx.try_recv() {
+                    let _ = writeln!(w, "{next}");
+                }
+                let _ = w.flush();
+            }
+        })
+        .expect("spawn the access-log writer");
+    mesh_core::telemetry::access::AccessLog(std::sync::Arc::new(move |r| {
+        tx.try_send(r.to_json()).is_ok()
+    }))
 }
 
 /// Read `ca.pem`, `cert.pem` and `key.pem` from `dir`.

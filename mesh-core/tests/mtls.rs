@@ -55,7 +55,8 @@ async fn mesh_with(
     let sink = {
         let lines = lines.clone();
         mesh_core::telemetry::access::AccessLog(Arc::new(move |r| {
-            lines.lock().unwrap().push(r.to_json())
+            lines.lock().unwrap().push(r.to_json());
+            true
         }))
     };
     let app = TokioNet.bind(a(base + 4)).await.unwrap();

@@ -69,7 +69,10 @@ async fn metrics_traces_and_access_logs() {
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = {
         let lines = lines.clone();
-        AccessLog(Arc::new(move |r| lines.lock().unwrap().push(r.to_json())))
+        AccessLog(Arc::new(move |r| {
+            lines.lock().unwrap().push(r.to_json());
+            true
+        }))
     };
     let cfg = |out: u16, inb: u16, admin: u16, service: &str| ProxyConfig {
         authorization: Vec::new(),

@@ -77,7 +77,7 @@ impl<N: Network> Hop<'_, N> {
                     tel.identity.clone(),
                 ),
             };
-            (log.0)(&AccessRecord {
+            let kept = (log.0)(&AccessRecord {
                 start_us,
                 direction: self.dir.name(),
                 source_identity,
@@ -97,6 +97,9 @@ impl<N: Network> Hop<'_, N> {
                 reason,
                 trace_id: format!("{trace_id:032x}"),
             });
+            if !kept {
+                p.stats.update(|c| c.access_log_dropped += 1);
+            }
         }
     }
 }

@@ -151,6 +151,8 @@ pub struct Counters {
     pub admin_errors: u64,
     /// Spans not kept because the proxy held its maximum.
     pub spans_dropped: u64,
+    /// Access-log records the sink dropped (its queue was full: a slow reader).
+    pub access_log_dropped: u64,
 }
 
 impl Counters {
@@ -217,6 +219,7 @@ impl Counters {
         }
         put("admin.errors".into(), self.admin_errors);
         put("spans_dropped".into(), self.spans_dropped);
+        put("access_log_dropped".into(), self.access_log_dropped);
         out
     }
 }

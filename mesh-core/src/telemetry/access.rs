@@ -52,9 +52,11 @@ impl AccessRecord {
     }
 }
 
-/// Where access records go.
+/// Where access records go. The sink must not block (a slow reader must never stall the data
+/// plane): it answers `false` when it dropped the record, which the proxy counts
+/// (`access_log_dropped`).
 #[derive(Clone)]
-pub struct AccessLog(pub Arc<dyn Fn(&AccessRecord) + Send + Sync>);
+pub struct AccessLog(pub Arc<dyn Fn(&AccessRecord) -> bool + Send + Sync>);
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

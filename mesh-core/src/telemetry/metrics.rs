@@ -226,6 +226,11 @@ fn counter_families(c: &Counters) -> BTreeMap<String, Vec<(String, u64)>> {
     }
     put("meshsim_admin_errors_total".into(), &[], c.admin_errors);
     put("meshsim_spans_dropped_total".into(), &[], c.spans_dropped);
+    put(
+        "meshsim_access_log_dropped_total".into(),
+        &[],
+        c.access_log_dropped,
+    );
     families
 }
 

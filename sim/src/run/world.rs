@@ -167,6 +167,7 @@ impl World<'_> {
                         let json = r.to_json();
                         let line = format!("{{\"proxy\":{host},{}", &json[1..]);
                         lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                        true
                     }))
                 }),
             },
