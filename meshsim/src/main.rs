@@ -36,7 +36,8 @@ enum Command {
     /// Run a scenario with and without the mesh, check its assertions, write report.json,
     /// summary.md, plots (SVG and PNG) and index.html.
     ///
-    /// Exit status: 0 assertions held, 1 an assertion failed, 2 bad input.
+    /// Exit status: 0 assertions held, 1 an assertion failed, 2 bad input, 3 the simulation
+    /// itself panicked (no report is written).
     Run {
         /// The scenario file (TOML; see scenarios/README.md).
         scenario: PathBuf,
@@ -474,8 +475,22 @@ fn run(
         diverged = !d.is_none();
     }
     let sim::RunOutput {
-        report, telemetry, ..
+        report,
+        telemetry,
+        panics,
+        ..
     } = first;
+    // A panic inside the simulation (caught by its runtime, so the run went on) makes every
+    // number suspect: say so, write nothing that could be read as a result, and exit 3.
+    if let Some(first) = panics.first() {
+        eprintln!(
+            "error: the simulation panicked {} time(s); its report is not written. First: {first}\n  \
+             reproduce: {}",
+            panics.len(),
+            report.run.repro
+        );
+        return Ok(ExitCode::from(3));
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = reports::to_json(&report);
     std::fs::write(out.join("report.json"), &json)

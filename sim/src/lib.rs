@@ -128,6 +128,9 @@ pub struct RunOutput {
     /// Each pass's delivery digest per simulated second (`mesh`, `no mesh`): where two runs that
     /// should be identical first parted.
     pub digests: Vec<(&'static str, Vec<u64>)>,
+    /// Panics raised inside either pass, with the pass named. Any fails the run: its numbers
+    /// are not to be trusted (the binary exits with its own code, 3).
+    pub panics: Vec<String>,
 }
 
 /// Run a loaded scenario: the meshed run and the unmeshed baseline (as the scenario asks), the
@@ -139,6 +142,7 @@ pub fn run(
 ) -> RunOutput {
     let s = &loaded.scenario;
     let mut digests = Vec::new();
+    let mut panics = Vec::new();
     let (mesh, telemetry) = if s.mesh.enabled {
         let pass = run::Pass {
             seed: opts.seed,
@@ -147,6 +151,7 @@ pub fn run(
         };
         let out = run::simulate(loaded, &pass, &mut |n, e| progress("mesh", n, e));
         digests.push(("mesh", out.digests));
+        panics.extend(out.panics.into_iter().map(|p| format!("mesh run: {p}")));
         (Some(out.stats), Some(out.telemetry))
     } else {
         (None, None)
@@ -159,6 +164,7 @@ pub fn run(
         };
         let out = run::simulate(loaded, &pass, &mut |n, e| progress("no mesh", n, e));
         digests.push(("no mesh", out.digests));
+        panics.extend(out.panics.into_iter().map(|p| format!("no-mesh run: {p}")));
         out.stats
     });
     let overhead = match (&mesh, &baseline) {
@@ -196,12 +202,13 @@ pub fn run(
         .into_iter()
         .flatten()
         .all(|r| r.books.balanced && r.books.in_flight == 0);
-    if !balanced || report.assertions.iter().any(|a| !a.passed) {
+    if !balanced || !panics.is_empty() || report.assertions.iter().any(|a| !a.passed) {
         report.verdict = Verdict::Fail;
     }
     RunOutput {
         report,
         telemetry,
         digests,
+        panics,
     }
 }

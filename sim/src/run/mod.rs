@@ -18,6 +18,7 @@ mod control;
 mod faults;
 mod harvest;
 mod identity;
+mod panics;
 mod storms;
 mod world;
 
@@ -62,6 +63,8 @@ pub struct Simulated {
     pub telemetry: Telemetry,
     /// The fabric's delivery digest per simulated second ([`crate::fabric::Fabric::digests`]).
     pub digests: Vec<u64>,
+    /// Panics raised during the pass ([`panics`]): any means the pass is not to be trusted.
+    pub panics: Vec<String>,
 }
 
 /// Run the scenario once as `pass` says, handing back the measurements, what the sidecars
@@ -69,13 +72,17 @@ pub struct Simulated {
 /// digests. `progress` hears (now, end of sending) in ms about once per simulated second.
 pub fn simulate(loaded: &Loaded, pass: &Pass, progress: &mut dyn FnMut(u64, u64)) -> Simulated {
     let rt = crate::substrate::runtime(derive_seed(pass.seed, "tokio"));
-    rt.block_on(simulate_inner(
-        loaded,
-        pass.seed,
-        pass.mesh,
-        pass.access_log,
-        progress,
-    ))
+    let (mut out, panics) = panics::catching(|| {
+        rt.block_on(simulate_inner(
+            loaded,
+            pass.seed,
+            pass.mesh,
+            pass.access_log,
+            progress,
+        ))
+    });
+    out.panics = panics;
+    out
 }
 
 async fn simulate_inner(
@@ -438,6 +445,7 @@ async fn simulate_inner(
         stats,
         telemetry,
         digests,
+        panics: Vec::new(),
     }
 }
 

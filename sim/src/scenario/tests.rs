@@ -109,6 +109,43 @@ fn syntax_errors_have_a_line() {
 }
 
 #[test]
+fn what_a_run_would_cost_is_bounded_before_it_starts() {
+    // A day of simulated time is the most; a longer one is refused by name.
+    let e = err(&MINIMAL.replace("duration = \"2s\"", "duration = \"100000s\""));
+    assert_eq!(e.field, "workload.duration", "{e}");
+    assert!(e.message.contains("at most 24 hours"), "{e}");
+    // Fan-out multiplies along a chain: 1 + 100 × (1 + 100 × 1) = 10,101 calls per request.
+    let chain = r#"
+name = "t"
+[[services]]
+name = "a"
+calls = [{ service = "b", fanout = 100 }]
+[[services]]
+name = "b"
+calls = [{ service = "c", fanout = 100 }]
+[[services]]
+name = "c"
+[workload]
+target = "a"
+rate_rps = 1
+duration = "2s"
+"#;
+    let e = err(chain);
+    assert_eq!(e.field, "services.calls", "{e}");
+    assert!(e.message.contains("10101 calls"), "{e}");
+    // One hop less is allowed (101 per request)...
+    let short = chain.replace("calls = [{ service = \"c\", fanout = 100 }]", "");
+    parse("t.toml", &short).unwrap();
+    // ...until the whole run would be too many calls: 1,000 rps for 24 h is 86.4 million.
+    let long = MINIMAL
+        .replace("rate_rps = 10", "rate_rps = 1000")
+        .replace("duration = \"2s\"", "duration = \"1440m\"");
+    let e = err(&long);
+    assert_eq!(e.field, "workload", "{e}");
+    assert!(e.message.contains("86400000 calls"), "{e}");
+}
+
+#[test]
 fn open_model_needs_a_rate() {
     let e = err(&MINIMAL.replace("rate_rps = 10\n", ""));
     assert_eq!(e.field, "workload.rate_rps");

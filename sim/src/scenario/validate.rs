@@ -60,6 +60,35 @@ pub(super) fn find_key(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// Calls one request to `service` causes, itself included: 1 plus, for each call it makes,
+/// `fanout` times what a request to the callee causes (every call assumed taken). Called once
+/// the call graph is known to have no cycle; grows in f64, so no product overflows.
+fn calls_per_request(s: &Scenario, service: &str) -> f64 {
+    fn walk(
+        s: &Scenario,
+        service: &str,
+        memo: &mut std::collections::BTreeMap<String, f64>,
+    ) -> f64 {
+        if let Some(n) = memo.get(service) {
+            return *n;
+        }
+        let n = s
+            .services
+            .iter()
+            .find(|svc| svc.name.get_ref() == service)
+            .map_or(1.0, |svc| {
+                1.0 + svc
+                    .calls
+                    .iter()
+                    .map(|c| f64::from(c.fanout) * walk(s, c.service.get_ref(), memo))
+                    .sum::<f64>()
+            });
+        memo.insert(service.to_string(), n);
+        n
+    }
+    walk(s, service, &mut Default::default())
+}
+
 /// 1-based line and column of byte `offset` in `src`.
 pub(super) fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
@@ -75,6 +104,18 @@ pub(super) fn line_of_text(src: &str, needle: &str) -> (usize, usize) {
 
 /// Most pods a scenario may have over all its services (each is a simulated host).
 pub const MAX_PODS: u64 = 10_000;
+
+/// Longest workload a scenario may ask for, in simulated time (a soak's day).
+pub const MAX_DURATION_MS: u64 = 24 * 3600 * 1000;
+
+/// Most calls one workload request may cause through fan-out, counting every hop (the product
+/// of `fanout` along each call chain, summed over the chains, all calls assumed taken).
+pub const MAX_CALLS_PER_REQUEST: f64 = 1_000.0;
+
+/// Most calls a whole run may make (rate × duration × calls per request, or the closed model's
+/// users × duration ÷ think time, at most one request per user per millisecond): what sizes
+/// the run's memory and time.
+pub const MAX_CALLS_PER_RUN: f64 = 50_000_000.0;
 
 pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), ScenarioError> {
     let err_at = |span: std::ops::Range<usize>, field: String, message: String| {
@@ -392,6 +433,16 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
         ));
     }
     let w = &s.workload;
+    if w.duration.as_ms() > MAX_DURATION_MS {
+        return Err(err_text(
+            "duration",
+            "workload.duration".into(),
+            format!(
+                "expected at most {} hours of simulated time",
+                MAX_DURATION_MS / 3_600_000
+            ),
+        ));
+    }
     if !names.contains(w.target.get_ref()) {
         return Err(err_at(
             w.target.span(),
@@ -424,6 +475,38 @@ pub(super) fn validate(file: &str, src: &str, s: &Scenario) -> Result<(), Scenar
                 ));
             }
         },
+    }
+    // What the run will cost, bounded before anything is built: calls per workload request
+    // through fan-out, then over the whole run.
+    let per_request = calls_per_request(s, w.target.get_ref());
+    if per_request > MAX_CALLS_PER_REQUEST {
+        return Err(err_text(
+            "fanout",
+            "services.calls".into(),
+            format!(
+                "one request to {:?} fans out to {per_request:.0} calls; expected at most {MAX_CALLS_PER_REQUEST:.0}",
+                w.target.get_ref()
+            ),
+        ));
+    }
+    let seconds = w.duration.as_ms() as f64 / 1000.0;
+    let requests = match w.model {
+        LoadModel::Open => w.rate_rps.unwrap_or(0.0) * seconds,
+        LoadModel::Closed => {
+            let per_user = seconds / (w.think.as_ms().max(1) as f64 / 1000.0);
+            f64::from(w.users.unwrap_or(0)) * per_user
+        }
+    };
+    if requests * per_request > MAX_CALLS_PER_RUN {
+        return Err(err_text(
+            "[workload]",
+            "workload".into(),
+            format!(
+                "about {:.0} requests × {per_request:.0} calls each = {:.0} calls; expected at most {MAX_CALLS_PER_RUN:.0} (shorten the duration or lower the rate)",
+                requests,
+                requests * per_request
+            ),
+        ));
     }
     if w.duration.as_ms() == 0 || w.warmup >= w.duration {
         return Err(err_text(
