@@ -51,11 +51,15 @@ pub enum ProxyError {
     /// upstream work (Envoy's overload manager `stop_accepting_requests`).
     #[error("proxy overloaded")]
     Overloaded,
+    /// The request names its destination ambiguously: several `Host` headers (RFC 9112 §3.2:
+    /// answered 400).
+    #[error("ambiguous destination: several Host headers")]
+    BadAuthority,
 }
 
 impl ProxyError {
     /// Every failure, in declaration order.
-    pub const ALL: [ProxyError; 11] = [
+    pub const ALL: [ProxyError; 12] = [
         ProxyError::NoRoute,
         ProxyError::NoEndpoints,
         ProxyError::ConnectFailed,
@@ -67,6 +71,7 @@ impl ProxyError {
         ProxyError::CircuitOpen,
         ProxyError::AuthzDenied,
         ProxyError::Overloaded,
+        ProxyError::BadAuthority,
     ];
 
     /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
@@ -78,7 +83,7 @@ impl ProxyError {
     /// The status the downstream sees.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::NoRoute => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute | ProxyError::BadAuthority => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoints
             | ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
@@ -106,6 +111,7 @@ impl ProxyError {
             ProxyError::RateLimited => "rate_limited",
             ProxyError::AuthzDenied => "authz_denied",
             ProxyError::Overloaded => "overloaded",
+            ProxyError::BadAuthority => "bad_authority",
         }
     }
 }

@@ -46,3 +46,41 @@ async fn made_up_hosts_create_no_series() {
         "{text}"
     );
 }
+
+/// One request, one destination: two `Host` headers are refused (400 `bad_authority`), and in
+/// absolute form the URI's authority wins over `Host` (RFC 9112 §3.2.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_names_one_destination() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = 21_850;
+    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
+    let pods = TwoPods {
+        client_outbound: a(0),
+        client_inbound: a(1),
+        server_inbound: a(2),
+        server_outbound: a(3),
+        app: a(4),
+        mesh_protocol: Protocol::Http1,
+        request_timeout: Duration::from_millis(500),
+        endpoint: a(2),
+        start_app: true,
+    };
+    testkit::start(TokioNet, TokioNet, &pods).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let raw = |req: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(a(0)).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let two = raw("GET / HTTP/1.1\r\nhost: echo\r\nhost: other\r\nconnection: close\r\n\r\n").await;
+    assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+    assert!(two.contains("x-mesh-error: bad_authority"), "{two}");
+    let uri_wins =
+        raw("GET http://echo/x HTTP/1.1\r\nhost: made-up\r\nconnection: close\r\n\r\n").await;
+    assert!(uri_wins.starts_with("HTTP/1.1 200"), "{uri_wins}");
+    let not_host =
+        raw("GET http://made-up/x HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n").await;
+    assert!(!not_host.starts_with("HTTP/1.1 200"), "{not_host}");
+}

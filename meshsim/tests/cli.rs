@@ -289,7 +289,15 @@ fn sidecar_serves_metrics_and_writes_access_logs() {
             "{metrics}"
         );
         assert!(metrics.contains("# TYPE meshsim_request_duration_seconds histogram"));
-        let lines = std::fs::read_to_string(&log).unwrap();
+        // The log has a writer thread of its own (it never blocks the proxy): wait for it.
+        let mut lines = String::new();
+        for _ in 0..100 {
+            lines = std::fs::read_to_string(&log).unwrap_or_default();
+            if !lines.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let rec: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
         assert_eq!(rec["destination_service"], "echo");
         assert_eq!(

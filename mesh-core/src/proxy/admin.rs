@@ -26,8 +26,20 @@ impl<N: Network> Proxy<N> {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics_text(),
             ),
+            // Ready once there is something to route to: a sidecar fed by a control plane
+            // starts with an empty registry and is not ready until the first push lands
+            // (Envoy's `/ready` likewise waits for its initial configuration).
             (&http::Method::GET, "/ready") => {
-                (http::StatusCode::OK, "text/plain", "ready\n".to_string())
+                let services = self.config.borrow().registry.names().count();
+                if services > 0 {
+                    (http::StatusCode::OK, "text/plain", "ready\n".to_string())
+                } else {
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "not ready: no configuration yet\n".to_string(),
+                    )
+                }
             }
             (&http::Method::GET, _) => (
                 http::StatusCode::NOT_FOUND,

@@ -74,14 +74,30 @@ use crate::telemetry::access::AccessRecord;
 use crate::telemetry::metrics::Golden;
 use crate::telemetry::trace::{self, Span, TRACEPARENT};
 
-/// The authority a request names: `Host`, else the URI's. Apps reach the sidecar at its own
-/// address, so an HTTP/2 request's `:authority` may be that address; a `Host` header says more.
-fn authority_of<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(http::header::HOST)
+/// The authority a request names, or why it names none clearly.
+///
+/// - Several `Host` headers: ambiguous, refused (RFC 9112 §3.2 says 400).
+/// - HTTP/1.x in absolute form (`GET http://echo/x`): the URI's authority wins over `Host`
+///   (RFC 9112 §3.2.2), so a request cannot say one destination to one hop and another to the
+///   next.
+/// - Otherwise `Host`, else the URI's. Over HTTP/2, apps reach the sidecar at its own address,
+///   so `:authority` may be that address and a `Host` header says more (gRPC clients such as
+///   tonic set `:authority` to the address they dial); a deliberate departure from RFC 9113
+///   §8.3.1, which prefers `:authority`.
+fn authority_of<B>(req: &Request<B>) -> Result<Option<String>, ProxyError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadAuthority);
+    }
+    let uri = req.uri().authority().map(|a| a.as_str().to_string());
+    if req.version() <= http::Version::HTTP_11 && uri.is_some() {
+        return Ok(uri);
+    }
+    Ok(host
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+        .or(uri))
 }
 
 /// The service label of outbound requests to a name the registry does not hold.
@@ -335,9 +351,12 @@ impl<N: Network> Proxy<N> {
         self.stats.direction(dir, |d| d.requests += 1);
         self.golden.start(dir);
         let tel = &self.cfg.telemetry;
-        let authority = match dir {
-            Direction::Outbound => authority_of(&req),
-            Direction::Inbound => None,
+        let (authority, ambiguous) = match dir {
+            Direction::Outbound => match authority_of(&req) {
+                Ok(a) => (a, false),
+                Err(_) => (None, true),
+            },
+            Direction::Inbound => (None, false),
         };
         let service: std::borrow::Cow<'_, str> = match (dir, &authority) {
             // Counters and metric series are per configured service, as Envoy's are per
@@ -390,6 +409,7 @@ impl<N: Network> Proxy<N> {
         let mut tried = Vec::new();
         let result = match (dir, &authority) {
             _ if admitted.is_none() => Err(ProxyError::Overloaded),
+            _ if ambiguous => Err(ProxyError::BadAuthority),
             (Direction::Outbound, Some(a)) => {
                 let Hop { service, route, .. } = &mut this_hop;
                 self.outbound(req, a, service, route, &mut tried).await
