@@ -24,6 +24,25 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// Box a downstream body, noting in the flag returned if reading it fails (malformed chunked
+/// framing, the client reset mid-body): a failed forward is then the client's doing, not the
+/// upstream's.
+pub fn watched<B>(body: B) -> (Body, std::sync::Arc<std::sync::atomic::AtomicBool>)
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let broke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = broke.clone();
+    let body = body
+        .map_err(move |e| {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            e.into()
+        })
+        .boxed();
+    (body, broke)
+}
+
 /// Box any body whose error converts into [`BoxError`].
 pub fn boxed<B>(body: B) -> Body
 where

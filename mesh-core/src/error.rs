@@ -55,11 +55,16 @@ pub enum ProxyError {
     /// answered 400).
     #[error("ambiguous destination: several Host headers")]
     BadAuthority,
+    /// The downstream's request body broke while it was read or forwarded (malformed chunked
+    /// framing, a reset mid-body): the client's failure, answered 400 where an answer can still
+    /// reach it, and never charged to the upstream endpoint (no outlier-detection failure).
+    #[error("the request body from downstream broke")]
+    DownstreamReset,
 }
 
 impl ProxyError {
     /// Every failure, in declaration order.
-    pub const ALL: [ProxyError; 12] = [
+    pub const ALL: [ProxyError; 13] = [
         ProxyError::NoRoute,
         ProxyError::NoEndpoints,
         ProxyError::ConnectFailed,
@@ -72,6 +77,7 @@ impl ProxyError {
         ProxyError::AuthzDenied,
         ProxyError::Overloaded,
         ProxyError::BadAuthority,
+        ProxyError::DownstreamReset,
     ];
 
     /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
@@ -83,7 +89,9 @@ impl ProxyError {
     /// The status the downstream sees.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::NoRoute | ProxyError::BadAuthority => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute | ProxyError::BadAuthority | ProxyError::DownstreamReset => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::NoEndpoints
             | ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
@@ -112,6 +120,7 @@ impl ProxyError {
             ProxyError::AuthzDenied => "authz_denied",
             ProxyError::Overloaded => "overloaded",
             ProxyError::BadAuthority => "bad_authority",
+            ProxyError::DownstreamReset => "downstream_reset",
         }
     }
 }

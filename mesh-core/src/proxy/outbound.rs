@@ -72,16 +72,28 @@ impl<N: Network> Proxy<N> {
         let first = (first, TryTally::new(&self.stats, service));
         let Some(retry) = retry.filter(|_| fits) else {
             let per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
-            let req = req.map(body::boxed);
-            return self
-                .attempt(first, service, authority, req, policy, per_try, tried)
+            let (parts, incoming) = req.into_parts();
+            let (streamed, broke) = body::watched(incoming);
+            let req = Request::from_parts(parts, streamed);
+            let result = self
+                .attempt(
+                    first,
+                    service,
+                    authority,
+                    req,
+                    policy,
+                    per_try,
+                    tried,
+                    Some(&broke),
+                )
                 .await;
+            return result;
         };
         let (parts, incoming) = req.into_parts();
         let bytes = incoming
             .collect()
             .await
-            .map_err(|_| ProxyError::UpstreamReset)?
+            .map_err(|_| ProxyError::DownstreamReset)?
             .to_bytes();
         let budget = retry.budget.as_ref().map(|b| self.budget(service, b));
         if let Some(b) = &budget {
@@ -125,6 +137,7 @@ impl<N: Network> Proxy<N> {
                     policy,
                     retry.per_try_timeout,
                     tried,
+                    None,
                 )
                 .await;
             let again = {
@@ -216,6 +229,7 @@ impl<N: Network> Proxy<N> {
         policy: &ServicePolicy,
         per_try: Option<Duration>,
         tried: &mut Vec<SocketAddr>,
+        downstream_broke: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Response<Body>, ProxyError> {
         let cb = policy.circuit_breaker.as_ref();
         let protocol = {
@@ -254,8 +268,20 @@ impl<N: Network> Proxy<N> {
             None => call.await,
         };
         drop(slot);
+        // A forward that failed because the client's own body broke is the client's failure:
+        // neither the endpoint's (outlier detection) nor the subset's.
+        let result = match result {
+            Err(_)
+                if downstream_broke
+                    .is_some_and(|b| b.load(std::sync::atomic::Ordering::Relaxed)) =>
+            {
+                Err(ProxyError::DownstreamReset)
+            }
+            r => r,
+        };
         let failed = match &result {
             Ok(r) => r.status().is_server_error(),
+            Err(ProxyError::DownstreamReset) => false,
             Err(_) => true,
         };
         // Every attempt ends in exactly one outcome: an HTTP status class or the proxy's reason.
