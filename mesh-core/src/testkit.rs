@@ -67,6 +67,26 @@ pub struct TwoPods {
     pub start_app: bool,
 }
 
+impl TwoPods {
+    /// The five listeners on 127.0.0.1 ports `base`..`base + 4` (client outbound, client
+    /// inbound, server inbound, server outbound, app), the registry pointing at the server's
+    /// inbound, the app started.
+    pub fn loopback(base: u16, mesh_protocol: Protocol, request_timeout: Duration) -> Self {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
+        Self {
+            client_outbound: a(0),
+            client_inbound: a(1),
+            server_inbound: a(2),
+            server_outbound: a(3),
+            app: a(4),
+            mesh_protocol,
+            request_timeout,
+            endpoint: a(2),
+            start_app: true,
+        }
+    }
+}
+
 /// Start the echo app and the server sidecar on `server`, the client sidecar on `client`.
 /// Returns the two sidecars' counters (client, server).
 pub async fn start<N: Network>(

@@ -29,15 +29,8 @@ async fn reads_body(req: Request<Incoming>) -> Response<mesh_core::body::Body> {
 async fn a_client_that_breaks_its_body_is_charged_for_it() {
     let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], 21_870 + p));
     let pods = TwoPods {
-        client_outbound: a(0),
-        client_inbound: a(1),
-        server_inbound: a(2),
-        server_outbound: a(3),
-        app: a(4),
-        mesh_protocol: Protocol::Http1,
-        request_timeout: Duration::from_secs(2),
-        endpoint: a(2),
         start_app: false,
+        ..TwoPods::loopback(21_870, Protocol::Http1, Duration::from_secs(2))
     };
     let app = TokioNet.bind(a(4)).await.unwrap();
     tokio::spawn(mesh_core::server::serve_http(

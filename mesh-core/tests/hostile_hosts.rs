@@ -15,17 +15,7 @@ use mesh_core::testkit::{self, TwoPods};
 async fn made_up_hosts_create_no_series() {
     let base = 21_720;
     let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
-    let pods = TwoPods {
-        client_outbound: a(0),
-        client_inbound: a(1),
-        server_inbound: a(2),
-        server_outbound: a(3),
-        app: a(4),
-        mesh_protocol: Protocol::Http1,
-        request_timeout: Duration::from_millis(500),
-        endpoint: a(2),
-        start_app: true,
-    };
+    let pods = TwoPods::loopback(base, Protocol::Http1, Duration::from_millis(500));
     let (client, _) = testkit::start(TokioNet, TokioNet, &pods).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let ok = testkit::call(TokioNet, a(0), Protocol::Http1, "echo", "/").await;
@@ -54,17 +44,7 @@ async fn a_request_names_one_destination() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let base = 21_850;
     let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
-    let pods = TwoPods {
-        client_outbound: a(0),
-        client_inbound: a(1),
-        server_inbound: a(2),
-        server_outbound: a(3),
-        app: a(4),
-        mesh_protocol: Protocol::Http1,
-        request_timeout: Duration::from_millis(500),
-        endpoint: a(2),
-        start_app: true,
-    };
+    let pods = TwoPods::loopback(base, Protocol::Http1, Duration::from_millis(500));
     testkit::start(TokioNet, TokioNet, &pods).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let raw = |req: &'static str| async move {

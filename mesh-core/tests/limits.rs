@@ -23,18 +23,7 @@ use tokio::net::TcpStream;
 
 fn pods(base: u16, request_timeout: Duration) -> (TwoPods, impl Fn(u16) -> SocketAddr) {
     let a = move |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
-    let pods = TwoPods {
-        client_outbound: a(0),
-        client_inbound: a(1),
-        server_inbound: a(2),
-        server_outbound: a(3),
-        app: a(4),
-        mesh_protocol: Protocol::Http1,
-        request_timeout,
-        endpoint: a(2),
-        start_app: true,
-    };
-    (pods, a)
+    (TwoPods::loopback(base, Protocol::Http1, request_timeout), a)
 }
 
 /// Connections the client sidecar's outbound listener closed for `why`.
