@@ -67,12 +67,34 @@ pub struct SidecarArgs {
     /// This workload's SPIFFE ID, for access logs.
     #[arg(long)]
     pub identity: Option<String>,
+    /// On SIGTERM or Ctrl-C: stop accepting, let open connections finish what they have in
+    /// flight for at most this long, then exit (Istio's terminationDrainDuration: 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
-/// An access-log sink writing JSON lines to `path` (`-`: standard output).
+/// `5s`, `500ms` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (s.strip_suffix('s').unwrap_or(s), 1.0),
+    };
+    n.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v * unit <= 3600.0)
+        .map(|v| Duration::from_secs_f64(v * unit))
+        .ok_or_else(|| format!("{s:?}: expected a duration up to 1h such as 5s or 500ms"))
+}
+
+/// An access-log sink writing JSON lines to `path` (`-`: standard output), and its writer:
+/// join it once every copy of the sink is dropped, and every queued line has been written.
 pub fn access_log_to(
     path: &std::path::Path,
-) -> std::io::Result<mesh_core::telemetry::access::AccessLog> {
+) -> std::io::Result<(
+    mesh_core::telemetry::access::AccessLog,
+    std::thread::JoinHandle<()>,
+)> {
     let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout())
     } else {
@@ -92,11 +114,14 @@ pub const ACCESS_LOG_QUEUE: usize = 10_000;
 pub fn access_log_into(
     out: Box<dyn std::io::Write + Send>,
     queue: usize,
-) -> mesh_core::telemetry::access::AccessLog {
+) -> (
+    mesh_core::telemetry::access::AccessLog,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::Write;
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(queue);
     // Real sockets only: this thread is the sink's, never the simulator's.
-    std::thread::Builder::new()
+    let writer = std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || {
             let mut w = std::io::BufWriter::new(out);
@@ -111,9 +136,10 @@ pub fn access_log_into(
             }
         })
         .expect("spawn the access-log writer");
-    mesh_core::telemetry::access::AccessLog(std::sync::Arc::new(move |r| {
+    let sink = mesh_core::telemetry::access::AccessLog(std::sync::Arc::new(move |r| {
         tx.try_send(r.to_json()).is_ok()
-    }))
+    }));
+    (sink, writer)
 }
 
 /// Read `ca.pem`, `cert.pem` and `key.pem` from `dir`.
@@ -295,6 +321,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             },
         );
     }
+    let log = args.access_log.as_deref().map(access_log_to).transpose()?;
     let cfg = ProxyConfig {
         authorization: Vec::new(),
         custom_authorizer: None,
@@ -317,10 +344,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             service: args.service.clone(),
             identity: args.identity.clone(),
             record_spans: false,
-            access_log: match &args.access_log {
-                Some(p) => Some(access_log_to(p)?),
-                None => None,
-            },
+            access_log: log.as_ref().map(|(sink, _)| sink.clone()),
         },
     };
     // One thread: tokio's current-thread runtime, which polls IO and tasks on the same thread
@@ -344,6 +368,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
     let (mtls, service, trust_domain) =
         (args.mtls, args.service.clone(), args.trust_domain.clone());
     let mut cfg = cfg;
+    let grace = args.drain;
     rt.block_on(async move {
         if let (true, Some(cp)) = (mtls, control_plane) {
             cfg.tls =
@@ -380,13 +405,62 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             }
         };
         let proxy = Proxy::new(TokioNet, cfg, config, None);
-        proxy.run().await
-    })
+        let (trigger, drain) = mesh_core::server::drain(grace);
+        tokio::spawn(async move {
+            terminated().await;
+            eprintln!("meshsim sidecar: draining (at most {grace:?}): no new connections, open ones finish");
+            trigger.start();
+        });
+        proxy.run_until_drained(drain).await
+    })?;
+    // Every task, and with them every copy of the access-log sink, ends with the runtime; the
+    // writer then writes what is queued and stops, so no line of a finished request is lost.
+    drop(rt);
+    if let Some((sink, writer)) = log {
+        drop(sink);
+        let _ = writer.join();
+    }
+    eprintln!("meshsim sidecar: drained, exiting");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends a pod it stops) or SIGINT (Ctrl-C).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_durations_parse() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 
     #[test]
     fn routes_parse() {

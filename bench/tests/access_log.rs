@@ -44,7 +44,7 @@ async fn a_stalled_access_log_reader_never_blocks_the_proxy() {
     cfg.outbound_addr = a(0);
     cfg.inbound_addr = a(1);
     cfg.app_addr = a(4);
-    cfg.telemetry.access_log = Some(bench::sidecar::access_log_into(Box::new(Stalled), queue));
+    cfg.telemetry.access_log = Some(bench::sidecar::access_log_into(Box::new(Stalled), queue).0);
     let proxy = Proxy::new(
         TokioNet,
         cfg,
@@ -85,7 +85,7 @@ async fn a_stalled_access_log_reader_never_blocks_the_proxy() {
 #[test]
 fn lines_reach_a_reader_that_reads() {
     let path = std::env::temp_dir().join(format!("meshsim-access-{}.log", std::process::id()));
-    let log = bench::sidecar::access_log_to(&path).unwrap();
+    let (log, _writer) = bench::sidecar::access_log_to(&path).unwrap();
     let record = mesh_core::telemetry::access::AccessRecord {
         start_us: 1,
         direction: "outbound",

@@ -60,11 +60,17 @@ pub enum ProxyError {
     /// reach it, and never charged to the upstream endpoint (no outlier-detection failure).
     #[error("the request body from downstream broke")]
     DownstreamReset,
+    /// The request's target is not a path the proxy can forward: asterisk-form (`OPTIONS *`)
+    /// or authority-form (`CONNECT host:port`). Envoy refuses both with 400 unless configured
+    /// otherwise (`absolute_path_rejected`); so do we, before any upstream is chosen, so the
+    /// client's request is never charged to a destination.
+    #[error("the request target is not a path this proxy forwards (OPTIONS * or CONNECT)")]
+    BadTarget,
 }
 
 impl ProxyError {
     /// Every failure, in declaration order.
-    pub const ALL: [ProxyError; 13] = [
+    pub const ALL: [ProxyError; 14] = [
         ProxyError::NoRoute,
         ProxyError::NoEndpoints,
         ProxyError::ConnectFailed,
@@ -78,6 +84,7 @@ impl ProxyError {
         ProxyError::Overloaded,
         ProxyError::BadAuthority,
         ProxyError::DownstreamReset,
+        ProxyError::BadTarget,
     ];
 
     /// The failure whose [`reason`](Self::reason) is `reason`: how a response another sidecar
@@ -89,9 +96,10 @@ impl ProxyError {
     /// The status the downstream sees.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::NoRoute | ProxyError::BadAuthority | ProxyError::DownstreamReset => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::NoRoute
+            | ProxyError::BadAuthority
+            | ProxyError::DownstreamReset
+            | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoints
             | ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
@@ -121,6 +129,7 @@ impl ProxyError {
             ProxyError::Overloaded => "overloaded",
             ProxyError::BadAuthority => "bad_authority",
             ProxyError::DownstreamReset => "downstream_reset",
+            ProxyError::BadTarget => "bad_target",
         }
     }
 }

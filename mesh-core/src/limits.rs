@@ -79,15 +79,18 @@ pub enum CloseReason {
     HeaderTimeout,
     /// Nothing moved for [`Limits::idle_timeout`].
     IdleTimeout,
+    /// Still open when its listener's drain ran out of grace ([`crate::server::Drain`]).
+    DrainTimeout,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order.
-    pub const ALL: [CloseReason; 4] = [
+    pub const ALL: [CloseReason; 5] = [
         CloseReason::Overflow,
         CloseReason::HandshakeTimeout,
         CloseReason::HeaderTimeout,
         CloseReason::IdleTimeout,
+        CloseReason::DrainTimeout,
     ];
 
     /// A stable snake_case name for counters and metrics.
@@ -97,6 +100,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::HeaderTimeout => "header_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::DrainTimeout => "drain_timeout",
         }
     }
 }
@@ -110,6 +114,11 @@ pub struct Slots(Arc<AtomicUsize>);
 pub struct Slot(Arc<AtomicUsize>);
 
 impl Slots {
+    /// How many slots are held now.
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
     /// A slot, unless `max` are taken.
     pub fn take(&self, max: usize) -> Option<Slot> {
         let mut n = self.0.load(Ordering::Relaxed);

@@ -22,7 +22,10 @@ use crate::limits::Slots;
 pub use crate::limits::{CloseReason, Limits};
 use crate::net::{NetExecutor, Network};
 
+mod drain;
 mod watch;
+use drain::Stop;
+pub use drain::{DEFAULT_GRACE, Drain, DrainTrigger, drain};
 use watch::{Activity, Watched};
 
 /// The address a request came from, put in its extensions by the listener.
@@ -82,7 +85,7 @@ pub async fn serve_http<N, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_http_with(net, listener, Limits::default(), handler, on_event).await
+    serve_http_with(net, listener, Limits::default(), None, handler, on_event).await
 }
 
 /// As [`serve_http`], within `limits` instead of the defaults.
@@ -90,6 +93,7 @@ pub async fn serve_http_with<N, F, Fut>(
     net: N,
     listener: N::Listener,
     limits: Limits,
+    drain: Option<Drain>,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -103,6 +107,7 @@ pub async fn serve_http_with<N, F, Fut>(
         Security::Plain,
         None,
         limits,
+        drain,
         handler,
         on_event,
     )
@@ -129,6 +134,7 @@ pub async fn serve_https<N, F, Fut>(
         Security::Tls(acceptor),
         None,
         Limits::default(),
+        None,
         handler,
         on_event,
     )
@@ -152,6 +158,7 @@ pub async fn serve_inbound<N, F, Fut>(
     tls: Option<crate::tls::MeshTls>,
     admit: Admit,
     limits: Limits,
+    drain: Option<Drain>,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -169,6 +176,7 @@ pub async fn serve_inbound<N, F, Fut>(
         security,
         Some(admit),
         limits,
+        drain,
         handler,
         on_event,
     )
@@ -288,6 +296,7 @@ async fn serve<N, F, Fut>(
     security: Security,
     admit: Option<Admit>,
     limits: Limits,
+    mut drain: Option<Drain>,
     handler: F,
     on_event: Arc<dyn Fn(ServeEvent) + Send + Sync>,
 ) where
@@ -302,7 +311,17 @@ async fn serve<N, F, Fut>(
     // that concern one connection only (it was reset or aborted before we took it) retry at once.
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        match net.accept(&listener).await {
+        // Once a drain starts, accept nothing more (without a drain the accept is awaited
+        // alone, as the simulator's runs always have).
+        let accepted = match drain.as_mut() {
+            None => net.accept(&listener).await,
+            Some(d) => tokio::select! {
+                biased;
+                _ = d.wait() => break,
+                r = net.accept(&listener) => r,
+            },
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 // Load shedding at accept: past the limit a connection is closed unread, and
@@ -318,6 +337,7 @@ async fn serve<N, F, Fut>(
                 let security = security.clone();
                 let admit = admit.clone();
                 let limits = limits.clone();
+                let draining = drain.clone();
                 net.spawn(async move {
                     let _slot = slot;
                     let activity = Activity::new(&limits);
@@ -375,11 +395,13 @@ async fn serve<N, F, Fut>(
                         .auto_date_header(false)
                         .max_concurrent_streams(limits.max_concurrent_streams)
                         .max_header_list_size(limits.max_header_bytes as u32);
-                    // Under a mesh mode, the connection drains when the mode changes.
-                    let mut drain = match &security {
+                    // Under a mesh mode, the connection drains when the mode changes; with a
+                    // drain, when the listener drains.
+                    let mode_changes = match &security {
                         Security::Mesh(tls) => Some(tls.mode_changes()),
                         _ => None,
                     };
+                    let mut stop = Stop::of(mode_changes, draining);
                     // What to do with this connection: plaintext, or TLS with this acceptor.
                     let (acceptor, stream) = match security {
                         Security::Plain => (
@@ -415,7 +437,7 @@ async fn serve<N, F, Fut>(
                             }
                             // The mode as of the first byte, marked seen: only a later change
                             // drains this connection.
-                            let mode = match drain.as_mut() {
+                            let mode = match stop.as_mut().and_then(|s| s.mode.as_mut()) {
                                 Some(d) => *d.borrow_and_update(),
                                 None => tls.mode(),
                             };
@@ -446,7 +468,7 @@ async fn serve<N, F, Fut>(
                             }
                             let conn =
                                 builder.serve_connection(TokioIo::new(stream), service(None));
-                            until_done!(conn, drain.as_mut(), expired, on_event)
+                            until_done!(conn, stop.as_mut(), expired, on_event)
                         }
                         Some(acceptor) => {
                             match within(acceptor.accept(stream), expired.as_mut(), &*on_event)
@@ -465,9 +487,18 @@ async fn serve<N, F, Fut>(
                                     if !admitted(identity.as_deref()) {
                                         return;
                                     }
+                                    // The protocol ALPN settled is the only one served: a
+                                    // client that agreed on h2 and then speaks HTTP/1.1 (or the
+                                    // reverse) fails the connection instead of being sniffed
+                                    // into the other protocol (RFC 7301 §3.2, RFC 9113 §3.2).
+                                    let builder = match s.get_ref().1.alpn_protocol() {
+                                        Some(b"h2") => builder.http2_only(),
+                                        Some(b"http/1.1") => builder.http1_only(),
+                                        _ => builder,
+                                    };
                                     let conn = builder
                                         .serve_connection(TokioIo::new(s), service(identity));
-                                    until_done!(conn, drain.as_mut(), expired, on_event)
+                                    until_done!(conn, stop.as_mut(), expired, on_event)
                                 }
                                 Some(Err(e)) => {
                                     on_event(ServeEvent::TlsHandshakeError(
@@ -491,6 +522,18 @@ async fn serve<N, F, Fut>(
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
+        }
+    }
+    // Draining: new connections are refused from here on; the open ones finish what they have
+    // in flight and close. Past the grace period the rest are counted and left to the caller.
+    drop(listener);
+    if let Some(d) = drain {
+        let deadline = tokio::time::Instant::now() + d.grace();
+        while slots.held() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for _ in 0..slots.held() {
+            on_event(ServeEvent::Closed(CloseReason::DrainTimeout));
         }
     }
 }

@@ -257,6 +257,7 @@ async fn a_stalled_tls_handshake_is_closed_and_counted() {
         Some(tls),
         Arc::new(|_, _| true),
         limits,
+        None,
         testkit::echo,
         Arc::new(move |e| seen.lock().unwrap().push(e)),
     ));

@@ -78,6 +78,7 @@ async fn rotate_under_load(
         Some(server),
         Arc::new(|_, _| true),
         Default::default(),
+        None,
         testkit::echo,
         Arc::new(|_| {}),
     ));

@@ -65,3 +65,97 @@ fn proxy_cost_reads_only_calibration_files_beside_the_scenario() {
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod round_trip {
+    //! Scenario text generated from values, some inside the loader's bounds and some past
+    //! them: what the loader accepts holds exactly the values written (the text round-trips),
+    //! what it refuses is refused by the bound that was crossed, with a line of the file, and
+    //! nothing past a bound is ever accepted.
+
+    use proptest::prelude::*;
+    use sim::scenario::Protocol;
+    use sim::scenario::{MAX_CALLS_PER_RUN, MAX_DURATION_MS, MAX_PODS};
+
+    #[derive(Clone, Debug)]
+    struct Svc {
+        replicas: u32,
+        workers: u32,
+        error_rate: f64,
+        http2: bool,
+    }
+
+    fn svc() -> impl Strategy<Value = Svc> {
+        (
+            prop_oneof![0u32..8, 1u32..12_000, Just(u32::MAX)],
+            prop_oneof![Just(0u32), 1u32..64],
+            prop_oneof![0.0f64..=1.0, -1.0f64..2.0],
+            any::<bool>(),
+        )
+            .prop_map(|(replicas, workers, error_rate, http2)| Svc {
+                replicas,
+                workers,
+                error_rate,
+                http2,
+            })
+    }
+
+    fn text(services: &[Svc], rate: f64, duration_ms: u64) -> String {
+        let mut t = String::from("name = \"generated\"\n");
+        for (i, s) in services.iter().enumerate() {
+            let protocol = if s.http2 { "http2" } else { "http1" };
+            t += &format!(
+                "[[services]]\nname = \"s{i}\"\nreplicas = {}\nworkers = {}\nerror_rate = {:?}\nprotocol = \"{protocol}\"\n",
+                s.replicas, s.workers, s.error_rate
+            );
+        }
+        t += &format!(
+            "[workload]\ntarget = \"s0\"\nrate_rps = {rate:?}\nduration = \"{duration_ms}ms\"\n"
+        );
+        t
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn what_is_accepted_is_what_was_written_and_nothing_past_a_bound(
+            services in proptest::collection::vec(svc(), 1..4),
+            rate in prop_oneof![0.5f64..2_000.0, 1.0f64..10_000_000.0],
+            duration_ms in prop_oneof![1_000u64..120_000, 1u64..200_000_000],
+        ) {
+            let src = text(&services, rate, duration_ms);
+            let pods: u64 = services.iter().map(|s| u64::from(s.replicas)).sum();
+            let calls = rate * duration_ms as f64 / 1_000.0;
+            let past_a_bound = pods > MAX_PODS
+                || duration_ms > MAX_DURATION_MS
+                || calls > MAX_CALLS_PER_RUN;
+            match sim::scenario::parse("generated.toml", &src) {
+                Ok(s) => {
+                    prop_assert!(!past_a_bound, "accepted past a bound: {src}");
+                    prop_assert_eq!(s.services.len(), services.len());
+                    for (got, want) in s.services.iter().zip(&services) {
+                        prop_assert_eq!(got.replicas, want.replicas);
+                        prop_assert_eq!(got.workers, want.workers);
+                        prop_assert_eq!(got.error_rate, want.error_rate);
+                        let p = if want.http2 { Protocol::Http2 } else { Protocol::Http1 };
+                        prop_assert_eq!(got.protocol, p);
+                    }
+                    prop_assert_eq!(s.workload.rate_rps, Some(rate));
+                    prop_assert_eq!(s.workload.duration.as_ms(), duration_ms);
+                }
+                Err(e) => {
+                    let lines = src.lines().count();
+                    prop_assert!(e.line >= 1 && e.line <= lines, "{e}");
+                    let bad_service = services
+                        .iter()
+                        .any(|s| s.workers == 0 || !(0.0..=1.0).contains(&s.error_rate));
+                    // Refused for a reason the input has: a bound crossed, or a value out of
+                    // its range.
+                    prop_assert!(past_a_bound || bad_service || duration_ms < 1_000, "{e}\n{src}");
+                    if pods > MAX_PODS {
+                        prop_assert_eq!(e.field.as_str(), "services", "{}", e);
+                    }
+                }
+            }
+        }
+    }
+}

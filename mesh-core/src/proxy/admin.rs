@@ -31,7 +31,15 @@ impl<N: Network> Proxy<N> {
             // (Envoy's `/ready` likewise waits for its initial configuration).
             (&http::Method::GET, "/ready") => {
                 let services = self.config.borrow().registry.names().count();
-                if services > 0 {
+                if self.draining() {
+                    // Draining: take this pod out of rotation while its connections finish
+                    // (Envoy fails its readiness check during a drain too).
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "not ready: draining\n".to_string(),
+                    )
+                } else if services > 0 {
                     (http::StatusCode::OK, "text/plain", "ready\n".to_string())
                 } else {
                     (

@@ -34,7 +34,17 @@ impl<N: Network> Proxy<N> {
             route_name.clone_from(&self.cfg.inbound_route_limits[i].name);
             req.extensions_mut().insert(MatchedRoute(i));
         }
-        let result = call_stack(self.inbound.clone(), req.map(body::boxed)).await;
+        // A body that breaks on its way to the app is the caller's failure, as on the outbound
+        // leg: the app did nothing wrong.
+        let (parts, incoming) = req.into_parts();
+        let (body, broke) = body::watched(incoming);
+        let result = call_stack(self.inbound.clone(), Request::from_parts(parts, body)).await;
+        let result = match result {
+            Err(_) if broke.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(ProxyError::DownstreamReset)
+            }
+            r => r,
+        };
         if let (Err(ProxyError::RateLimited), Some(i)) = (&result, route) {
             self.stats
                 .route_rate_limited(&self.cfg.inbound_route_limits[i].name);

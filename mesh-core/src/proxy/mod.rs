@@ -100,6 +100,14 @@ fn authority_of<B>(req: &Request<B>) -> Result<Option<String>, ProxyError> {
         .or(uri))
 }
 
+/// Whether `req`'s target is a path this proxy can forward: origin-form (`/x`) or absolute-form
+/// (`http://echo/x`), never asterisk-form (`OPTIONS *`, HTTP/2 `:path: *`) nor CONNECT's
+/// authority-form. Envoy answers both 400 by default; a request that names no resource of any
+/// destination is the client's, not an upstream's, failure.
+fn forwardable_target<B>(req: &Request<B>) -> bool {
+    req.method() != http::Method::CONNECT && req.uri().path().starts_with('/')
+}
+
 /// The service label of outbound requests to a name the registry does not hold.
 pub const UNKNOWN_SERVICE: &str = "unknown";
 
@@ -218,6 +226,8 @@ pub struct Proxy<N: Network> {
     ids: Mutex<ChaCha8Rng>,
     /// Requests in flight per direction, for the overload limit.
     in_flight: [crate::limits::Slots; 2],
+    /// The drain this proxy serves under, once [`Proxy::run_until_drained`] starts it.
+    drain: std::sync::OnceLock<crate::server::Drain>,
 }
 
 impl<N: Network> std::fmt::Debug for Proxy<N> {
@@ -252,6 +262,7 @@ impl<N: Network> Proxy<N> {
             ids: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7472_6163_6569_6473)),
             golden: Golden::default(),
             in_flight: Default::default(),
+            drain: Default::default(),
             spans: Mutex::default(),
             budgets: Mutex::default(),
             breakers: Breakers::default(),
@@ -291,6 +302,37 @@ impl<N: Network> Proxy<N> {
 
     /// Bind both listeners and serve until the task is dropped.
     pub async fn run(self: Arc<Self>) -> io::Result<()> {
+        let (outbound, inbound) = self.bind().await?;
+        let this = self.clone();
+        self.net
+            .spawn(async move { this.accept_loop(outbound, Direction::Outbound, None).await });
+        self.accept_loop(inbound, Direction::Inbound, None).await;
+        Ok(())
+    }
+
+    /// As [`Proxy::run`], until `drain` starts; then both listeners stop accepting, `/ready`
+    /// answers 503, open connections finish what they have in flight and close, and this
+    /// returns once they have (or `drain`'s grace is over: the rest are counted
+    /// `drain_timeout`). What a sidecar does on SIGTERM.
+    pub async fn run_until_drained(self: Arc<Self>, drain: crate::server::Drain) -> io::Result<()> {
+        let _ = self.drain.set(drain.clone());
+        let (outbound, inbound) = self.bind().await?;
+        tokio::join!(
+            self.clone()
+                .accept_loop(outbound, Direction::Outbound, Some(drain.clone())),
+            self.clone()
+                .accept_loop(inbound, Direction::Inbound, Some(drain)),
+        );
+        Ok(())
+    }
+
+    /// Whether this proxy is draining.
+    pub fn draining(&self) -> bool {
+        self.drain.get().is_some_and(|d| d.started())
+    }
+
+    /// Bind the data-plane listeners (outbound, inbound) and start the admin listener.
+    async fn bind(self: &Arc<Self>) -> io::Result<(N::Listener, N::Listener)> {
         let outbound = self.net.bind(self.cfg.outbound_addr).await?;
         let inbound = self.net.bind(self.cfg.inbound_addr).await?;
         if let Some(addr) = self.cfg.admin_addr {
@@ -298,14 +340,15 @@ impl<N: Network> Proxy<N> {
             let this = self.clone();
             self.net.spawn(async move { this.admin_loop(admin).await });
         }
-        let this = self.clone();
-        self.net
-            .spawn(async move { this.accept_loop(outbound, Direction::Outbound).await });
-        self.accept_loop(inbound, Direction::Inbound).await;
-        Ok(())
+        Ok((outbound, inbound))
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: N::Listener, dir: Direction) {
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: N::Listener,
+        dir: Direction,
+        drain: Option<crate::server::Drain>,
+    ) {
         let stats = self.stats.clone();
         let on_event = Arc::new(move |e: ServeEvent| match e {
             ServeEvent::AcceptError => stats.direction(dir, |d| d.accept_errors += 1),
@@ -334,6 +377,7 @@ impl<N: Network> Proxy<N> {
                     tls,
                     admit,
                     limits,
+                    drain,
                     handler,
                     on_event,
                 )
@@ -341,7 +385,7 @@ impl<N: Network> Proxy<N> {
             }
             Direction::Outbound => {
                 let limits = self.cfg.limits.clone();
-                serve_http_with(self.net.clone(), listener, limits, handler, on_event).await
+                serve_http_with(self.net.clone(), listener, limits, drain, handler, on_event).await
             }
         }
     }
@@ -410,6 +454,7 @@ impl<N: Network> Proxy<N> {
         let result = match (dir, &authority) {
             _ if admitted.is_none() => Err(ProxyError::Overloaded),
             _ if ambiguous => Err(ProxyError::BadAuthority),
+            _ if !forwardable_target(&req) => Err(ProxyError::BadTarget),
             (Direction::Outbound, Some(a)) => {
                 let Hop { service, route, .. } = &mut this_hop;
                 self.outbound(req, a, service, route, &mut tried).await

@@ -41,6 +41,7 @@ pub use mtls::MtlsSpec;
 pub use policy::*;
 pub use preset::*;
 pub use service::*;
+pub use validate::{MAX_CALLS_PER_REQUEST, MAX_CALLS_PER_RUN, MAX_DURATION_MS, MAX_PODS};
 use validate::{line_of_text, toml_error};
 pub use workload::*;
 
