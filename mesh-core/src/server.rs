@@ -152,6 +152,9 @@ pub type Admit = Arc<dyn Fn(std::net::SocketAddr, Option<&str>) -> bool + Send +
 /// strict mode is refused and counted as a failed handshake (`plaintext`). Every connection
 /// that gets this far is then put to `admit` (connection-time authorization,
 /// [`crate::authz::l4`]); a refused one is closed unread.
+// Each input is a different concern of the listener (what it speaks, whom it admits, its
+// limits, its drain, what it serves, what it reports); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_inbound<N, F, Fut>(
     net: N,
     listener: N::Listener,
@@ -290,6 +293,9 @@ macro_rules! until_done {
     }};
 }
 
+// Each input is a different concern of the listener (what it speaks, whom it admits, its
+// limits, its drain, what it serves, what it reports); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn serve<N, F, Fut>(
     net: N,
     listener: N::Listener,

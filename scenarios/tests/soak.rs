@@ -29,7 +29,7 @@ fn rss_mb() -> f64 {
 }
 
 #[test]
-#[ignore = "soak: two hours of simulated time, twice; run with --release -- --ignored"]
+#[ignore = "soak: two hours of simulated time, twice; run with --release -- --ignored (its memory check fails today: span retention, see the end)"]
 fn two_hours_with_faults_memory_flat_books_balanced_every_minute_byte_identical() {
     let path = scenarios::dir().join("soak/soak-2h.toml");
     let loaded = sim::scenario::load(&path).expect("ships valid");
@@ -55,11 +55,6 @@ fn two_hours_with_faults_memory_flat_books_balanced_every_minute_byte_identical(
         eprintln!("  t = {:>5} s  rss {mb:.1} MB", t / 1000);
     }
     eprintln!("rss at a quarter {quarter:.1} MB, at the end {last:.1} MB, peak {peak:.1} MB");
-    assert!(
-        last - quarter < FLAT_MB,
-        "memory grew {:.1} MB over the last three quarters",
-        last - quarter
-    );
 
     // The books, minute by minute.
     let timeout_s = loaded.scenario.workload.timeout.as_ms().div_ceil(1000);
@@ -110,5 +105,15 @@ fn two_hours_with_faults_memory_flat_books_balanced_every_minute_byte_identical(
     assert!(
         reports::to_json(report) == reports::to_json(&again.report),
         "the same seed gave a different report"
+    );
+
+    // Last, so that the books and determinism are checked whatever memory does. Fails today:
+    // every sidecar keeps every span for the report's slowest traces (about 1.2 KB per request
+    // here, bounded by `mesh_core::proxy::MAX_SPANS` per proxy), so memory grows ~135 MB over
+    // two hours; keeping only the slowest traces as they complete would make it flat.
+    assert!(
+        last - quarter < FLAT_MB,
+        "memory grew {:.1} MB over the last three quarters",
+        last - quarter
     );
 }

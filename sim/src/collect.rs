@@ -78,7 +78,12 @@ pub struct Collector {
     books: Books,
     all: Histogram<u64>,
     ok: Histogram<u64>,
-    buckets: BTreeMap<u64, (Bucket, Histogram<u64>)>,
+    buckets: BTreeMap<u64, Bucket>,
+    /// The latencies of the second completions are landing in now, and which second that is.
+    /// One histogram (1 µs to 1 h at 3 figures is ~190 KB) is summarized into its bucket and
+    /// reused when simulated time moves to the next second: keeping one per second grew a
+    /// two-hour soak to 1.6 GB.
+    current: (u64, Histogram<u64>),
     open: BTreeMap<u64, Ticket>,
     next_id: u64,
 }
@@ -104,22 +109,43 @@ impl Collector {
             all: histogram(),
             ok: histogram(),
             buckets: BTreeMap::new(),
+            current: (0, histogram()),
             open: BTreeMap::new(),
             next_id: 0,
         }
     }
 
-    fn bucket(&mut self, t_ms: u64) -> &mut (Bucket, Histogram<u64>) {
+    fn bucket(&mut self, t_ms: u64) -> &mut Bucket {
         let t_s = t_ms / 1000;
-        self.buckets.entry(t_s).or_insert_with(|| {
-            (
-                Bucket {
-                    t_s,
-                    ..Bucket::default()
-                },
-                histogram(),
-            )
+        self.buckets.entry(t_s).or_insert_with(|| Bucket {
+            t_s,
+            ..Bucket::default()
         })
+    }
+
+    /// Record a completion's latency in second `t_s`. Simulated time only moves forward, so
+    /// when it reaches a new second the previous one is complete: its percentiles go into its
+    /// bucket and the histogram starts over.
+    fn record_in_second(&mut self, t_s: u64, latency_us: u64) {
+        debug_assert!(t_s >= self.current.0, "completions arrive in time order");
+        if t_s != self.current.0 {
+            self.close_second();
+            self.current.0 = t_s;
+        }
+        let _ = self.current.1.record(latency_us);
+    }
+
+    /// Summarize the current second into its bucket and empty the histogram.
+    fn close_second(&mut self) {
+        let (t_s, h) = &mut self.current;
+        if h.is_empty() {
+            return;
+        }
+        let l = summarize(h);
+        if let Some(b) = self.buckets.get_mut(t_s) {
+            (b.p50_us, b.p90_us, b.p99_us) = (l.p50_us, l.p90_us, l.p99_us);
+        }
+        h.reset();
     }
 
     /// Register a request of route `route` sent at `now_us`.
@@ -135,7 +161,7 @@ impl Collector {
         self.next_id += 1;
         if measured {
             // The time line's own count; the books take `sent` from the workload's ledger.
-            self.bucket(now_ms).0.sent += 1;
+            self.bucket(now_ms).sent += 1;
         }
         self.open.insert(t.id, t);
         t
@@ -167,13 +193,13 @@ impl Collector {
         if ok {
             let _ = self.ok.record(latency_us);
         }
-        let (bucket, hist) = self.bucket(now_ms);
+        let bucket = self.bucket(now_ms);
         if ok {
             bucket.ok += 1;
         } else {
             bucket.failed += 1;
         }
-        let _ = hist.record(latency_us);
+        self.record_in_second(now_ms / 1000, latency_us);
     }
 
     /// Requests not yet closed (measured or not).
@@ -184,6 +210,7 @@ impl Collector {
     /// The books (sent from the workload's ledger `dispatched`, outcomes from this collector),
     /// overall latency, latency of successes, per-route stats and the time line.
     pub fn finish(mut self, dispatched: &Dispatched) -> Finished {
+        self.close_second();
         let in_flight = self.open.values().filter(|t| t.measured).count() as u64;
         self.books.in_flight = in_flight;
         self.books.sent = dispatched.per_route.iter().map(|r| r.0).sum();
@@ -208,15 +235,7 @@ impl Collector {
                 },
             );
         }
-        let timeline = self
-            .buckets
-            .into_values()
-            .map(|(mut b, h)| {
-                let l = summarize(&h);
-                (b.p50_us, b.p90_us, b.p99_us) = (l.p50_us, l.p90_us, l.p99_us);
-                b
-            })
-            .collect();
+        let timeline = self.buckets.into_values().collect();
         Finished {
             books: self.books,
             spectrum: spectrum(&self.all),
