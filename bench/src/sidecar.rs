@@ -344,6 +344,7 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             service: args.service.clone(),
             identity: args.identity.clone(),
             record_spans: false,
+            span_sink: None,
             access_log: log.as_ref().map(|(sink, _)| sink.clone()),
         },
     };

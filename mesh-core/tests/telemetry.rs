@@ -88,6 +88,7 @@ async fn metrics_traces_and_access_logs() {
             service: service.into(),
             identity: Some(format!("spiffe://cluster.local/ns/default/sa/{service}")),
             record_spans: true,
+            span_sink: None,
             access_log: Some(sink.clone()),
         },
         ..ProxyConfig::conventional([127, 0, 0, 1].into())

@@ -48,24 +48,29 @@ impl<N: Network> Hop<'_, N> {
             .saturating_duration_since(p.stats.epoch())
             .as_micros() as u64;
         if tel.record_spans {
-            let mut spans = p.spans.lock().unwrap_or_else(|e| e.into_inner());
-            if spans.len() < MAX_SPANS {
-                spans.push(Span {
-                    trace_id,
-                    span_id,
-                    parent_id,
-                    direction: self.dir,
-                    service: self.service.to_string(),
-                    name: format!("{method} {path}"),
-                    start_us,
-                    duration_us,
-                    status,
-                    reason,
-                    attempts,
-                });
+            let span = Span {
+                trace_id,
+                span_id,
+                parent_id,
+                direction: self.dir,
+                service: self.service.to_string(),
+                name: format!("{method} {path}"),
+                start_us,
+                duration_us,
+                status,
+                reason,
+                attempts,
+            };
+            if let Some(sink) = &tel.span_sink {
+                (sink.0)(span);
             } else {
-                drop(spans);
-                p.stats.update(|c| c.spans_dropped += 1);
+                let mut spans = p.spans.lock().unwrap_or_else(|e| e.into_inner());
+                if spans.len() < MAX_SPANS {
+                    spans.push(span);
+                } else {
+                    drop(spans);
+                    p.stats.update(|c| c.spans_dropped += 1);
+                }
             }
         }
         if let Some(log) = &tel.access_log {

@@ -19,6 +19,8 @@ pub struct TelemetryConfig {
     /// Keep every hop's span in memory (the simulator does; a real sidecar without an exporter
     /// only propagates `traceparent`).
     pub record_spans: bool,
+    /// With `record_spans`, hand each span here instead of keeping it in the proxy.
+    pub span_sink: Option<trace::SpanSink>,
     /// Where access records go; none means no access log.
     pub access_log: Option<access::AccessLog>,
 }

@@ -95,6 +95,18 @@ pub struct Span {
     pub attempts: u32,
 }
 
+/// Where a proxy hands each finished span when it does not keep them itself: the embedder
+/// decides what to keep (the simulator keeps only traces its report can show, so a long run's
+/// memory stays flat).
+#[derive(Clone)]
+pub struct SpanSink(pub std::sync::Arc<dyn Fn(Span) + Send + Sync>);
+
+impl std::fmt::Debug for SpanSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpanSink")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,14 +195,17 @@ pub(super) fn harvest(
             key = format!("{}.{n}", sc.host);
         }
         telemetry.metrics.insert(key, sc.proxy.metrics_text());
-        telemetry
-            .spans
-            .extend(sc.proxy.spans().into_iter().map(|span| HostSpan {
-                host: sc.host.clone(),
-                owner: sc.owner.clone(),
-                span,
-            }));
     }
+    telemetry.spans = world
+        .spans
+        .spans()
+        .into_iter()
+        .map(|(i, span)| HostSpan {
+            host: world.sidecars[i].host.clone(),
+            owner: world.sidecars[i].owner.clone(),
+            span,
+        })
+        .collect();
     if let Some(lines) = &world.access_log {
         telemetry.access_log =
             std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));

@@ -19,6 +19,7 @@ mod faults;
 mod harvest;
 mod identity;
 mod panics;
+mod spans;
 mod storms;
 mod world;
 
@@ -281,6 +282,9 @@ async fn simulate_inner(
         sidecars: Vec::new(),
         host_names,
         access_log: access_log.then(Arc::default),
+        spans: spans::SpanStore::new(
+            crate::telemetry::EXPORTED_TRACES.max(crate::telemetry::REPORTED_TRACES),
+        ),
         config: config_tx.subscribe(),
         _config_tx: config_tx,
         hop_costs: BTreeMap::new(),

@@ -72,6 +72,8 @@ pub(super) struct World<'a> {
     pub(super) host_names: Vec<String>,
     /// Access-log lines of every sidecar, when the run keeps them.
     pub(super) access_log: Option<Arc<Mutex<Vec<String>>>>,
+    /// The spans of the traces the report can show, from every sidecar.
+    pub(super) spans: Arc<super::spans::SpanStore>,
     /// The control plane, when `[control_plane]` puts one in charge.
     pub(super) plane: Option<super::control::Plane>,
     /// Whether the run's first instant is over: sidecars started later (restarted or scaled-up
@@ -157,6 +159,7 @@ impl World<'_> {
                 service: owner.to_string(),
                 identity: Some(format!("spiffe://cluster.local/ns/default/sa/{owner}")),
                 record_spans: true,
+                span_sink: Some(self.spans.sink(self.sidecars.len())),
                 access_log: self.access_log.as_ref().map(|lines| {
                     let lines = lines.clone();
                     // Quoted once, as JSON, for every line this sidecar writes.
