@@ -30,7 +30,7 @@ pub(super) fn harvest(
         let registry = &config.registry;
         for sc in &world.sidecars {
             let host = &sc.host;
-            for ev in sc.proxy.health_events() {
+            for ev in sc.health_events() {
                 // Subset-scoped balancer state is indexed within the subset.
                 let (svc, subset) = (&ev.pool.service, &ev.pool.subset);
                 let pod = registry
@@ -61,19 +61,16 @@ pub(super) fn harvest(
         .sidecars
         .iter()
         .flat_map(|sc| {
-            sc.proxy
-                .breaker_events()
-                .into_iter()
-                .map(|ev| BreakerRecord {
-                    at_ms: ev
-                        .at
-                        .saturating_duration_since(world.clock.epoch())
-                        .as_millis() as u64,
-                    proxy: sc.host.clone(),
-                    service: ev.service,
-                    reason: ev.overflow.reason().to_string(),
-                    retry: ev.retry,
-                })
+            sc.breaker_events().into_iter().map(|ev| BreakerRecord {
+                at_ms: ev
+                    .at
+                    .saturating_duration_since(world.clock.epoch())
+                    .as_millis() as u64,
+                proxy: sc.host.clone(),
+                service: ev.service,
+                reason: ev.overflow.reason().to_string(),
+                retry: ev.retry,
+            })
         })
         .collect();
     // Stable: events of one sidecar at the same millisecond keep their order.
@@ -82,7 +79,7 @@ pub(super) fn harvest(
     let snapshots: Vec<(&str, mesh_core::proxy::Counters)> = world
         .sidecars
         .iter()
-        .map(|sc| (sc.owner.as_str(), sc.proxy.stats().snapshot()))
+        .map(|sc| (sc.owner.as_str(), sc.counters()))
         .collect();
     // Per service, then subset, summed over every sidecar; shares are within the service.
     let mut by_service: BTreeMap<&str, BTreeMap<&str, SubsetStats>> = BTreeMap::new();
@@ -194,7 +191,7 @@ pub(super) fn harvest(
             n += 1;
             key = format!("{}.{n}", sc.host);
         }
-        telemetry.metrics.insert(key, sc.proxy.metrics_text());
+        telemetry.metrics.insert(key, sc.metrics_text());
     }
     telemetry.spans = world
         .spans
