@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(s) => {
             // What a run would build is within the loader's bounds.
             let pods: u64 = s.services.iter().map(|s| u64::from(s.replicas)).sum();
-            assert!(pods <= 10_000, "{pods} pods passed the loader");
+            assert!(pods <= sim::scenario::MAX_PODS, "{pods} pods passed the loader");
         }
         Err(e) => {
             let lines = text.lines().count().max(1);

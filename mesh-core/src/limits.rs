@@ -13,6 +13,7 @@
 //! | first request (handshake + first header block) | 10 s | `listener_filters_timeout` 15 s; Linkerd detect 10 s | [`crate::server`], counted `handshake_timeout` / `header_timeout` |
 //! | later header blocks on an HTTP/1.1 connection | 30 s | `request_headers_timeout` off | hyper h1 `header_read_timeout` (also closes an idle keep-alive connection) |
 //! | idle connection (no bytes, no request in flight) | 1 h | `idle_timeout` 1 h | [`crate::server`], counted `idle_timeout` |
+//! | stalled connection (requests in flight, no bytes either way) | 5 min | `stream_idle_timeout` 5 min | [`crate::server`]: closed at once, counted `stream_idle_timeout`; its requests end `downstream_cancelled` |
 //! | HTTP/2 streams per connection | 200 | 2^31−1 | hyper/h2 `max_concurrent_streams` (`REFUSED_STREAM`) |
 //! | requests in flight per proxy direction | 10,000 | none (overload manager opt-in) | [`crate::proxy`]: 503 `overloaded`, answered before any upstream work |
 //! | buffered bytes per connection | h1 ≈ 400 KiB read buffer; h2 1 MiB windows, 400 KiB send buffer | 1 MiB buffer limit | hyper's own bounds |
@@ -42,6 +43,10 @@ pub struct Limits {
     /// A connection with no bytes either way and no request in flight for this long is closed
     /// (gracefully: HTTP/2 sends GOAWAY).
     pub idle_timeout: Duration,
+    /// A connection with requests in flight and no bytes either way for this long is closed at
+    /// once (Envoy's `stream_idle_timeout`, judged per connection: HTTP/2 streams sharing a
+    /// connection keep each other alive).
+    pub stream_idle_timeout: Duration,
     /// Most concurrent HTTP/2 streams a peer may open on one connection.
     pub max_concurrent_streams: u32,
     /// Most requests in flight per proxy direction; past it the proxy answers 503 `overloaded`.
@@ -59,6 +64,7 @@ impl Default for Limits {
             // idle for 10 s, which the simulator's pools were validated without.
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
+            stream_idle_timeout: Duration::from_secs(300),
             // hyper's own default, kept for the same reason (sidecars multiplex one HTTP/2
             // connection per pair, and a lower cap refuses streams the validated runs sent).
             max_concurrent_streams: 200,
@@ -81,16 +87,19 @@ pub enum CloseReason {
     IdleTimeout,
     /// Still open when its listener's drain ran out of grace ([`crate::server::Drain`]).
     DrainTimeout,
+    /// Requests in flight and nothing moved for [`Limits::stream_idle_timeout`].
+    StreamIdleTimeout,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order.
-    pub const ALL: [CloseReason; 5] = [
+    pub const ALL: [CloseReason; 6] = [
         CloseReason::Overflow,
         CloseReason::HandshakeTimeout,
         CloseReason::HeaderTimeout,
         CloseReason::IdleTimeout,
         CloseReason::DrainTimeout,
+        CloseReason::StreamIdleTimeout,
     ];
 
     /// A stable snake_case name for counters and metrics.
@@ -101,6 +110,7 @@ impl CloseReason {
             CloseReason::HeaderTimeout => "header_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::DrainTimeout => "drain_timeout",
+            CloseReason::StreamIdleTimeout => "stream_idle_timeout",
         }
     }
 }

@@ -273,3 +273,32 @@ async fn a_stalled_tls_handshake_is_closed_and_counted() {
         [ServeEvent::Closed(CloseReason::HandshakeTimeout)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_nothing_moving_is_cut_at_the_stream_idle_timeout() {
+    // The app holds /slow for 5 s; the sidecars would wait 10 s; nothing moves after the
+    // request, so the stream-idle timeout (300 ms here, 5 min by default) ends it.
+    let (pods, a) = pods(21_900, Duration::from_secs(10));
+    let limits = Limits {
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (client, _) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut s = TcpStream::connect(a(0)).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nhost: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let took = closes_within(&mut s, Duration::from_secs(3))
+        .await
+        .expect("a stalled request's connection is closed");
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    assert_eq!(closed(&client, CloseReason::StreamIdleTimeout), 1);
+    // The request is accounted for: cancelled when its connection went.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let c = client.snapshot();
+    assert_eq!(c.direction(Direction::Outbound).requests, 1, "{c:?}");
+    // A request that is answered in time is untouched.
+    let ok = testkit::call(TokioNet, a(0), Protocol::Http1, "echo", "/").await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+}

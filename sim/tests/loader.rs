@@ -145,12 +145,20 @@ mod round_trip {
                 Err(e) => {
                     let lines = src.lines().count();
                     prop_assert!(e.line >= 1 && e.line <= lines, "{e}");
-                    let bad_service = services
-                        .iter()
-                        .any(|s| s.workers == 0 || !(0.0..=1.0).contains(&s.error_rate));
+                    let bad_service = services.iter().any(|s| {
+                        s.workers == 0
+                            || !(0.0..=1.0).contains(&s.error_rate)
+                            || s.replicas == 0
+                            || u64::from(s.replicas) > MAX_PODS
+                    });
                     // Refused for a reason the input has: a bound crossed, or a value out of
                     // its range.
-                    prop_assert!(past_a_bound || bad_service || duration_ms < 1_000, "{e}\n{src}");
+                    // The open model's rate: at most a million requests a second.
+                    let bad_rate = rate > 1_000_000.0;
+                    prop_assert!(
+                        past_a_bound || bad_service || bad_rate || duration_ms < 1_000,
+                        "{e}\n{src}"
+                    );
                     if pods > MAX_PODS {
                         prop_assert_eq!(e.field.as_str(), "services", "{}", e);
                     }

@@ -4,7 +4,8 @@
 //! The stream wrapper notes activity as bytes pass; the watchdog's timer fires at the
 //! first-request deadline and then once per idle period; each time the watchdog looks at the
 //! notes and names the reason if the connection is past its deadline, else re-arms.
-//! It is not a request timeout: a request in flight keeps its connection alive.
+//! It is not a request timeout: a request in flight keeps its connection alive as long as
+//! bytes move, either way, within the stream-idle timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +32,9 @@ pub(crate) struct Activity {
     /// instant); it fires at the first-request deadline, then at most once per idle period,
     /// and the watchdog looks again each time.
     timer: Mutex<Pin<Box<tokio::time::Sleep>>>,
-    idle_timeout: Duration,
+    /// How often the watchdog looks again once requests have come: the shorter of the idle and
+    /// the stream-idle timeouts.
+    look_every: Duration,
 }
 
 impl Activity {
@@ -46,7 +49,7 @@ impl Activity {
             timer: Mutex::new(Box::pin(tokio::time::sleep_until(
                 opened + limits.first_request_timeout,
             ))),
-            idle_timeout: limits.idle_timeout,
+            look_every: limits.idle_timeout.min(limits.stream_idle_timeout),
         })
     }
 
@@ -73,27 +76,30 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if !self.served.swap(true, Ordering::Relaxed) {
             // Past the first-request deadline's reason to exist: next look in an idle period.
-            self.arm(Instant::now() + self.idle_timeout); // tokio clock; allow-nondeterminism
+            self.arm(Instant::now() + self.look_every); // tokio clock; allow-nondeterminism
         }
         InFlight(self.clone())
     }
 
-    /// When the connection is due to close and why, as things stand now; `None` while a request
-    /// is in flight.
-    fn due(&self, limits: &Limits) -> Option<(Instant, CloseReason)> {
+    /// When the connection is due to close and why, as things stand now.
+    fn due(&self, limits: &Limits) -> (Instant, CloseReason) {
         if !self.served.load(Ordering::Relaxed) {
             let reason = if self.handshaken.load(Ordering::Relaxed) {
                 CloseReason::HeaderTimeout
             } else {
                 CloseReason::HandshakeTimeout
             };
-            return Some((self.opened + limits.first_request_timeout, reason));
-        }
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
+            return (self.opened + limits.first_request_timeout, reason);
         }
         let last = self.opened + Duration::from_micros(self.last_us.load(Ordering::Relaxed));
-        Some((last + limits.idle_timeout, CloseReason::IdleTimeout))
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            // Requests in flight keep the connection only while something moves.
+            return (
+                last + limits.stream_idle_timeout,
+                CloseReason::StreamIdleTimeout,
+            );
+        }
+        (last + limits.idle_timeout, CloseReason::IdleTimeout)
     }
 
     /// Resolves when the connection should close, with why.
@@ -102,10 +108,10 @@ impl Activity {
             std::future::poll_fn(|cx| self.timer().as_mut().poll(cx)).await;
             let now = Instant::now(); // tokio clock; allow-nondeterminism
             match self.due(limits) {
-                Some((at, reason)) if now >= at => return reason,
-                Some((at, _)) => self.arm(at),
-                // A request in flight: look again in an idle period.
-                None => self.arm(now + limits.idle_timeout),
+                (at, reason) if now >= at => return reason,
+                // At the latest a period from now: a request ending does not move the timer,
+                // and after it the (shorter) idle deadline may apply.
+                (at, _) => self.arm(at.min(now + self.look_every)),
             }
         }
     }
@@ -183,6 +189,18 @@ mod tests {
         let a = Activity::new(&limits());
         a.handshaken();
         assert_eq!(a.expired(&limits()).await, CloseReason::HeaderTimeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_with_nothing_moving_ends_at_the_stream_idle_timeout() {
+        let a = Activity::new(&limits());
+        let t0 = Instant::now();
+        let _req = a.request();
+        // Bytes at 100 s move the deadline.
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        a.touch();
+        assert_eq!(a.expired(&limits()).await, CloseReason::StreamIdleTimeout);
+        assert_eq!(t0.elapsed(), Duration::from_secs(100 + 300));
     }
 
     #[tokio::test(start_paused = true)]

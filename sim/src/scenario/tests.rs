@@ -232,15 +232,23 @@ fn every_validation_rule_rejects_what_it_guards() {
         ),
         (
             "replicas = 2",
-            "replicas = 5001",
+            "replicas = 0",
             "services[0].replicas",
             "1 to 5000",
+        ),
+        (
+            // One service past the bound is caught by the count over all services, checked
+            // before any pod list is built.
+            "replicas = 2",
+            "replicas = 5001",
+            "services",
+            "at most 5000 pods in all",
         ),
         (
             "{ name = \"v2\", replicas = 1 }",
             "{ name = \"v2\", replicas = 4294967295 }",
             "services",
-            "at most 10000",
+            "at most 5000 pods in all",
         ),
         (
             "zones = [\"a\", \"b\"]",
