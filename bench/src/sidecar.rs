@@ -406,13 +406,32 @@ pub fn run(args: &SidecarArgs) -> std::io::Result<()> {
             }
         };
         let proxy = Proxy::new(TokioNet, cfg, config, None);
+        let stats = proxy.stats();
         let (trigger, drain) = mesh_core::server::drain(grace);
         tokio::spawn(async move {
             terminated().await;
             eprintln!("meshsim sidecar: draining (at most {grace:?}): no new connections, open ones finish");
             trigger.start();
         });
-        proxy.run_until_drained(drain).await
+        proxy.run_until_drained(drain).await?;
+        let counters = stats.snapshot();
+        let cut: u64 = [
+            mesh_core::hop::Direction::Inbound,
+            mesh_core::hop::Direction::Outbound,
+        ]
+        .into_iter()
+        .filter_map(|d| {
+            counters
+                .direction(d)
+                .connections_closed
+                .get(&mesh_core::limits::CloseReason::DrainTimeout)
+                .copied()
+        })
+        .sum();
+        if cut > 0 {
+            eprintln!("meshsim sidecar: {cut} connections still open after {grace:?} were closed");
+        }
+        std::io::Result::Ok(())
     })?;
     // Every task, and with them every copy of the access-log sink, ends with the runtime; the
     // writer then writes what is queued and stops, so no line of a finished request is lost.

@@ -13,7 +13,7 @@
 //! | first request (handshake + first header block) | 10 s | `listener_filters_timeout` 15 s; Linkerd detect 10 s | [`crate::server`], counted `handshake_timeout` / `header_timeout` |
 //! | later header blocks on an HTTP/1.1 connection | 30 s | `request_headers_timeout` off | hyper h1 `header_read_timeout` (also closes an idle keep-alive connection) |
 //! | idle connection (no bytes, no request in flight) | 1 h | `idle_timeout` 1 h | [`crate::server`], counted `idle_timeout` |
-//! | stalled connection (requests in flight, no bytes either way) | 5 min | `stream_idle_timeout` 5 min | [`crate::server`]: closed at once, counted `stream_idle_timeout`; its requests end `downstream_cancelled` |
+//! | stalled connection (requests or responses in flight, no bytes either way) | 5 min | `stream_idle_timeout` 5 min | [`crate::server`]: closed at once, counted `stream_idle_timeout`; its requests end `downstream_cancelled` |
 //! | HTTP/2 streams per connection | 200 | 2^31−1 | hyper/h2 `max_concurrent_streams` (`REFUSED_STREAM`) |
 //! | requests in flight per proxy direction | 10,000 | none (overload manager opt-in) | [`crate::proxy`]: 503 `overloaded`, answered before any upstream work |
 //! | buffered bytes per connection | h1 ≈ 400 KiB read buffer; h2 1 MiB windows, 400 KiB send buffer | 1 MiB buffer limit | hyper's own bounds |

@@ -238,9 +238,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     }
 }
 
-/// Serve connection `$conn` to its end or, when `$drain` (a mode watch, if any) changes first,
-/// finish what is in flight and close; when `$expired` (the watchdog) says it is past a limit,
-/// close it (gracefully when idle, at once if it never got a request through) and count why.
+/// Serve connection `$conn` to its end or, when `$drain` (a [`Stop`], if any: an mTLS mode
+/// change or the listener's drain) fires first, finish what is in flight and close; when
+/// `$expired` (the watchdog) says it is past a limit, close it (gracefully when idle, at once if
+/// it never got a request through or has stalled) and count why.
 /// A macro: hyper-util's connection future has bounds a generic function would have to restate
 /// whole.
 ///
@@ -253,7 +254,7 @@ macro_rules! until_done {
     ($conn:expr, $drain:expr, $expired:expr, $on_event:expr) => {{
         let mut conn = std::pin::pin!($conn);
         let mesh = $drain.is_some();
-        // `None`: the mode changed; `Some`: a limit.
+        // `None`: the mode changed or the listener drains; `Some`: a limit.
         let stop = async {
             match $drain {
                 Some(d) => tokio::select! {
@@ -359,7 +360,7 @@ async fn serve<N, F, Fut>(
                     let admitted =
                         |identity: Option<&str>| admit.as_ref().is_none_or(|a| a(peer, identity));
                     // Each request learns where it came from and, over mTLS, the peer's SPIFFE ID;
-                    // the connection knows it is in flight until its handler answers.
+                    // the connection knows it is in flight until its response has gone out.
                     let service = |identity: Option<Arc<str>>| {
                         let handler = handler.clone();
                         let activity = activity.clone();
@@ -380,8 +381,11 @@ async fn serve<N, F, Fut>(
                                     return Ok::<_, Infallible>(too_large());
                                 }
                                 let resp = handler(req).await;
-                                drop(in_flight);
-                                Ok::<_, Infallible>(resp)
+                                // In flight until its body has gone out: a response that stalls
+                                // after its head is what the stream-idle timeout is for.
+                                Ok::<_, Infallible>(
+                                    resp.map(|b| crate::body::holding(b, in_flight)),
+                                )
                             }
                         })
                     };
@@ -531,7 +535,8 @@ async fn serve<N, F, Fut>(
         }
     }
     // Draining: new connections are refused from here on; the open ones finish what they have
-    // in flight and close. Past the grace period the rest are counted and left to the caller.
+    // in flight and close. Past the grace period the rest are counted and left to the caller
+    // (a graceful HTTP/1.1 close waits for a response still going out; the grace bounds it).
     drop(listener);
     if let Some(d) = drain {
         let deadline = tokio::time::Instant::now() + d.grace();

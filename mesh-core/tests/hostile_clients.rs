@@ -25,6 +25,23 @@ async fn reads_body(req: Request<Incoming>) -> Response<mesh_core::body::Body> {
     Response::new(mesh_core::body::full(format!("{n} bytes")))
 }
 
+/// Wait (up to 3 s) until `dir` has counted `n` downstream resets, then a little more, so a
+/// count past `n` would show.
+async fn settle(stats: &mesh_core::proxy::ProxyStats, dir: Direction, n: u64) {
+    for _ in 0..300 {
+        if stats
+            .snapshot()
+            .direction(dir)
+            .error(ProxyError::DownstreamReset)
+            >= n
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_breaks_its_body_is_charged_for_it() {
     let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], 21_870 + p));
@@ -54,7 +71,13 @@ async fn a_client_that_breaks_its_body_is_charged_for_it() {
         (a(2), &server, Direction::Inbound),
     ] {
         // The server's inbound leg also sees the outbound phase's broken bodies, cut off by
-        // the client sidecar: it counts them too, as its own downstream's failure.
+        // the client sidecar: it counts them too, as its own downstream's failure (2 of them,
+        // once they have arrived).
+        let arriving = match dir {
+            Direction::Outbound => 0,
+            Direction::Inbound => 2,
+        };
+        settle(stats, dir, arriving).await;
         let before = stats
             .snapshot()
             .direction(dir)
@@ -68,7 +91,7 @@ async fn a_client_that_breaks_its_body_is_charged_for_it() {
             let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
             drop(s);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        settle(stats, dir, before + 2).await;
         let c = stats.snapshot();
         let d = c.direction(dir);
         assert_eq!(d.error(ProxyError::UpstreamReset), 0, "{dir:?} {d:?}");

@@ -283,9 +283,11 @@ async fn a_request_with_nothing_moving_is_cut_at_the_stream_idle_timeout() {
         stream_idle_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let (client, _) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
+    let (_, server) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut s = TcpStream::connect(a(0)).await.unwrap();
+    // Straight at the server sidecar's inbound port: one sidecar between the caller and the
+    // stalled app, so only its watchdog can cut the connection.
+    let mut s = TcpStream::connect(a(2)).await.unwrap();
     s.write_all(b"GET /slow HTTP/1.1\r\nhost: echo\r\n\r\n")
         .await
         .unwrap();
@@ -293,12 +295,60 @@ async fn a_request_with_nothing_moving_is_cut_at_the_stream_idle_timeout() {
         .await
         .expect("a stalled request's connection is closed");
     assert!(took < Duration::from_millis(1_500), "{took:?}");
-    assert_eq!(closed(&client, CloseReason::StreamIdleTimeout), 1);
-    // The request is accounted for: cancelled when its connection went.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let c = client.snapshot();
-    assert_eq!(c.direction(Direction::Outbound).requests, 1, "{c:?}");
+    let c = server.snapshot();
+    let inbound = c.direction(Direction::Inbound);
+    let cut = inbound
+        .connections_closed
+        .get(&CloseReason::StreamIdleTimeout);
+    assert_eq!(cut, Some(&1), "{c:?}");
+    assert_eq!(inbound.requests, 1, "{c:?}");
     // A request that is answered in time is untouched.
     let ok = testkit::call(TokioNet, a(0), Protocol::Http1, "echo", "/").await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_stalls_after_its_head_is_cut_at_the_stream_idle_timeout() {
+    // An app that promises 100 bytes, sends 5 and stalls: the response head has gone out, but
+    // the response is still in flight, so the stream-idle timeout (300 ms here) applies, not
+    // the hour-long idle timeout.
+    let (pods, a) = pods(21_910, Duration::from_secs(10));
+    let pods = TwoPods {
+        start_app: false,
+        ..pods
+    };
+    let app = tokio::net::TcpListener::bind(a(4)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = app.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            });
+        }
+    });
+    let limits = Limits {
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (_, server) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut s = TcpStream::connect(a(2)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let took = closes_within(&mut s, Duration::from_secs(3))
+        .await
+        .expect("a stalled response's connection is closed");
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    let c = server.snapshot();
+    let cut = c
+        .direction(Direction::Inbound)
+        .connections_closed
+        .get(&CloseReason::StreamIdleTimeout)
+        .copied();
+    assert_eq!(cut, Some(1), "{c:?}");
 }

@@ -7,7 +7,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Requests the app has begun to answer.
+static SEEN: AtomicUsize = AtomicUsize::new(0);
 
 const APP: &str = "127.0.0.1:24300";
 const OUTBOUND: &str = "127.0.0.1:24301";
@@ -66,6 +70,7 @@ fn slow_app() {
                             Ok(_) => {}
                         }
                     }
+                    SEEN.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(SLOW);
                     let ok = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nslow\n");
                     if ok.is_err() {
@@ -156,7 +161,15 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_loses_nothing() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Signal once all three are at the app (so in flight in the sidecar).
+    let start = Instant::now();
+    while SEEN.load(Ordering::SeqCst) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "requests never reached the app"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let signalled = Instant::now();
     let pid = proc.0.id().to_string();
     assert!(
@@ -166,14 +179,16 @@ fn sigterm_drains_in_flight_requests_refuses_new_ones_and_loses_nothing() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
 
-    // During the drain: no new connection, not ready, the idle connection closed.
-    let refused = connect(OUTBOUND);
-    assert!(
-        refused.is_err(),
-        "a new connection was accepted while draining"
-    );
+    // During the drain: new connections are refused (from the moment the signal is handled),
+    // `/ready` says not ready, the idle connection is closed.
+    while connect(OUTBOUND).is_ok() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "new connections still accepted 1 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(ready().as_deref(), Some("HTTP/1.1 503 Service Unavailable"));
     let mut rest = Vec::new();
     assert_eq!(

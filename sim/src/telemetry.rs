@@ -34,7 +34,8 @@ pub struct HostSpan {
 pub struct Telemetry {
     /// Each sidecar's Prometheus text at the end of the run, by host.
     pub metrics: BTreeMap<String, String>,
-    /// Every span, in the order the sidecars are listed, each sidecar's in recording order.
+    /// The spans of the traces the report and the export can show (the slowest, whole; see
+    /// `run::spans`), in the order the sidecars are listed, each sidecar's in recording order.
     pub spans: Vec<HostSpan>,
     /// Access-log lines, in the order they were written (when the run asked for them).
     pub access_log: Vec<String>,

@@ -111,8 +111,9 @@ fn forwardable_target<B>(req: &Request<B>) -> bool {
 /// The service label of outbound requests to a name the registry does not hold.
 pub const UNKNOWN_SERVICE: &str = "unknown";
 
-/// Most spans a proxy keeps in memory (about 100 bytes each); past it the newest are dropped
-/// and counted (`spans_dropped`).
+/// Most spans a proxy keeps in memory (about 100 bytes each) when it keeps its own (no
+/// [`crate::telemetry::trace::SpanSink`]); past it the newest are dropped and counted
+/// (`spans_dropped`).
 pub const MAX_SPANS: usize = 2_000_000;
 
 /// Where a sidecar listens and what it forwards to.

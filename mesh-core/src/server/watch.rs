@@ -2,7 +2,8 @@
 //! served and in flight) and the deadline that follows from it ([`crate::limits`]).
 //!
 //! The stream wrapper notes activity as bytes pass; the watchdog's timer fires at the
-//! first-request deadline and then once per idle period; each time the watchdog looks at the
+//! first-request deadline and then at the next deadline or after a period (the shorter of the
+//! idle and stream-idle timeouts), whichever is sooner; each time the watchdog looks at the
 //! notes and names the reason if the connection is past its deadline, else re-arms.
 //! It is not a request timeout: a request in flight keeps its connection alive as long as
 //! bytes move, either way, within the stream-idle timeout.
@@ -29,8 +30,8 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// The watchdog's timer. Requests move it without waking anyone (a wake-up would be an
     /// extra poll of some task, and in the simulator that can reorder what happens within one
-    /// instant); it fires at the first-request deadline, then at most once per idle period,
-    /// and the watchdog looks again each time.
+    /// instant); it fires at the first-request deadline, then at most once per period
+    /// (`look_every`), and the watchdog looks again each time.
     timer: Mutex<Pin<Box<tokio::time::Sleep>>>,
     /// How often the watchdog looks again once requests have come: the shorter of the idle and
     /// the stream-idle timeouts.
@@ -71,11 +72,12 @@ impl Activity {
         self.handshaken.store(true, Ordering::Relaxed);
     }
 
-    /// A request head arrived; the returned guard marks it in flight until dropped.
+    /// A request head arrived; the returned guard marks it in flight until dropped (when its
+    /// response has gone out).
     pub(crate) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if !self.served.swap(true, Ordering::Relaxed) {
-            // Past the first-request deadline's reason to exist: next look in an idle period.
+            // Past the first-request deadline's reason to exist: next look a period from now.
             self.arm(Instant::now() + self.look_every); // tokio clock; allow-nondeterminism
         }
         InFlight(self.clone())
@@ -209,7 +211,7 @@ mod tests {
         let t0 = Instant::now();
         let req = a.request();
         // A request in flight for longer than the idle timeout keeps the connection: the
-        // watchdog runs all along and looks again each idle period.
+        // watchdog runs all along and looks again each period.
         let watchdog = tokio::spawn({
             let a = a.clone();
             async move { a.expired(&limits()).await }
