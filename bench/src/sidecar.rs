@@ -194,13 +194,15 @@ fn os_seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
-/// GET `path` from the control plane at `addr` over HTTP/1.1: the body of a 200 answer.
-async fn get_from(addr: SocketAddr, path: &str) -> Result<String, String> {
+/// GET `path` from `addr` (a control plane, or a sidecar's admin port) over HTTP/1.1: the body
+/// of a 200 answer, at most 1 MiB.
+pub async fn get_from(addr: SocketAddr, path: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nhost: control-plane\r\nconnection: close\r\n\r\n");
+    let host = addr.ip();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| format!("sending: {e}"))?;

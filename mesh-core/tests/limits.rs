@@ -274,34 +274,44 @@ async fn a_stalled_tls_handshake_is_closed_and_counted() {
     );
 }
 
+/// Start `pods` under a 300 ms stream-idle timeout and send `request` straight to the server
+/// sidecar's inbound port (`inbound`): one sidecar between the caller and the stalled app, so
+/// only its watchdog can cut the connection. The connection must be closed within 1.5 s and
+/// counted once as `stream_idle_timeout`; returns the server sidecar's counters.
+async fn cut_at_stream_idle(
+    pods: &TwoPods,
+    inbound: SocketAddr,
+    request: &[u8],
+) -> mesh_core::proxy::Counters {
+    let limits = Limits {
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (_, server) = testkit::start_within(TokioNet, TokioNet, pods, limits).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut s = TcpStream::connect(inbound).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let took = closes_within(&mut s, Duration::from_secs(3))
+        .await
+        .expect("a stalled connection is closed");
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    let c = server.snapshot();
+    let cut = c
+        .direction(Direction::Inbound)
+        .connections_closed
+        .get(&CloseReason::StreamIdleTimeout)
+        .copied();
+    assert_eq!(cut, Some(1), "{c:?}");
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_nothing_moving_is_cut_at_the_stream_idle_timeout() {
     // The app holds /slow for 5 s; the sidecars would wait 10 s; nothing moves after the
     // request, so the stream-idle timeout (300 ms here, 5 min by default) ends it.
     let (pods, a) = pods(21_900, Duration::from_secs(10));
-    let limits = Limits {
-        stream_idle_timeout: Duration::from_millis(300),
-        ..Limits::default()
-    };
-    let (_, server) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    // Straight at the server sidecar's inbound port: one sidecar between the caller and the
-    // stalled app, so only its watchdog can cut the connection.
-    let mut s = TcpStream::connect(a(2)).await.unwrap();
-    s.write_all(b"GET /slow HTTP/1.1\r\nhost: echo\r\n\r\n")
-        .await
-        .unwrap();
-    let took = closes_within(&mut s, Duration::from_secs(3))
-        .await
-        .expect("a stalled request's connection is closed");
-    assert!(took < Duration::from_millis(1_500), "{took:?}");
-    let c = server.snapshot();
-    let inbound = c.direction(Direction::Inbound);
-    let cut = inbound
-        .connections_closed
-        .get(&CloseReason::StreamIdleTimeout);
-    assert_eq!(cut, Some(&1), "{c:?}");
-    assert_eq!(inbound.requests, 1, "{c:?}");
+    let c = cut_at_stream_idle(&pods, a(2), b"GET /slow HTTP/1.1\r\nhost: echo\r\n\r\n").await;
+    assert_eq!(c.direction(Direction::Inbound).requests, 1, "{c:?}");
     // A request that is answered in time is untouched.
     let ok = testkit::call(TokioNet, a(0), Protocol::Http1, "echo", "/").await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
@@ -330,25 +340,5 @@ async fn a_response_that_stalls_after_its_head_is_cut_at_the_stream_idle_timeout
             });
         }
     });
-    let limits = Limits {
-        stream_idle_timeout: Duration::from_millis(300),
-        ..Limits::default()
-    };
-    let (_, server) = testkit::start_within(TokioNet, TokioNet, &pods, limits).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut s = TcpStream::connect(a(2)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: echo\r\n\r\n")
-        .await
-        .unwrap();
-    let took = closes_within(&mut s, Duration::from_secs(3))
-        .await
-        .expect("a stalled response's connection is closed");
-    assert!(took < Duration::from_millis(1_500), "{took:?}");
-    let c = server.snapshot();
-    let cut = c
-        .direction(Direction::Inbound)
-        .connections_closed
-        .get(&CloseReason::StreamIdleTimeout)
-        .copied();
-    assert_eq!(cut, Some(1), "{c:?}");
+    cut_at_stream_idle(&pods, a(2), b"GET / HTTP/1.1\r\nhost: echo\r\n\r\n").await;
 }

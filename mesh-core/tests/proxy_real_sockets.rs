@@ -12,18 +12,7 @@ use mesh_core::registry::Protocol;
 use mesh_core::testkit::{self, TwoPods};
 
 fn pods(base: u16, mesh_protocol: Protocol) -> TwoPods {
-    let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], base + p));
-    TwoPods {
-        client_outbound: a(0),
-        client_inbound: a(1),
-        server_inbound: a(2),
-        server_outbound: a(3),
-        app: a(4),
-        mesh_protocol,
-        request_timeout: Duration::from_millis(500),
-        endpoint: a(2),
-        start_app: true,
-    }
+    TwoPods::loopback(base, mesh_protocol, Duration::from_millis(500))
 }
 
 async fn up(

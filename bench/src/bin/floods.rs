@@ -201,14 +201,9 @@ fn connections(n: usize, first: &'static [u8], drip: bool, hold: Duration) -> Fl
 
 /// The sidecar's counters whose names contain any of `keys`, from `/metrics`.
 async fn counters(keys: &[&str]) -> String {
-    let Some(mut s) = TcpStream::connect(addr(ADMIN)).await.ok() else {
-        return String::new();
-    };
-    let _ = s
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
-        .await;
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text).await;
+    let text = bench::sidecar::get_from(addr(ADMIN), "/metrics")
+        .await
+        .unwrap_or_default();
     text.lines()
         .filter(|l| !l.starts_with('#') && keys.iter().any(|k| l.contains(k)))
         .filter(|l| !l.ends_with(" 0"))
